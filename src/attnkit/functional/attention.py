@@ -1,0 +1,163 @@
+"""``attention()``: the one entry point for scaled-dot attention, and ``explain()``.
+
+Shape legend: ``B`` batch, ``Hq`` query heads, ``Hkv`` key/value heads
+(``Hq % Hkv == 0``; ``Hkv < Hq`` is grouped-query attention, ``Hkv == 1``
+multi-query), ``Lq`` query length, ``Lk`` key length, ``D`` query/key head dim,
+``Dv`` value head dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from attnkit.functional import _checks
+from attnkit.functional.masks import causal as causal_mask
+from attnkit.functional.masks import materialize
+from attnkit.functional.reference import reference_attention
+from attnkit.kernels.dispatch import Decision, Problem, choose
+from attnkit.kernels.sdpa import sdpa_attention
+
+__all__ = ["attention", "explain"]
+
+MaskLike = torch.Tensor | Callable | None
+
+
+def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend):
+    _checks.check_qkv(q, k, v)
+    B, Hq, Lq, D = q.shape
+    Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
+    alignment = _checks.resolve_causal(causal, Lq, Lk)
+    mask_kind = _checks.check_mask(mask, q, Lk)
+    _checks.check_score_mod(score_mod)
+    dropout_p = _checks.check_dropout(dropout_p)
+    scale = _checks.resolve_scale(scale, D)
+    _checks.check_flag(return_weights, "return_weights")
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    problem = Problem(
+        batch=B, q_heads=Hq, kv_heads=Hkv, q_len=Lq, kv_len=Lk, head_dim=D, v_dim=Dv,
+        dtype=q.dtype, device_type=q.device.type, mask=mask_kind, causal=alignment,
+        score_mod=score_mod is not None, return_weights=return_weights, dropout_p=dropout_p,
+        requires_grad=torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)),
+    )
+    return problem, alignment, scale, dropout_p, choose(problem, backend)
+
+
+def _dense_mask(problem: Problem, mask: MaskLike, alignment: str | None,
+                device: torch.device) -> torch.Tensor | None:
+    """Combine the mask argument and the causal flag into one bool tensor
+    broadcastable to ``(B, Hq, Lq, Lk)`` (or None when nothing is masked)."""
+    p = problem
+    dense = None
+    if problem.mask == "tensor":
+        dense = mask
+    elif problem.mask == "mask_mod":
+        dense = materialize(mask, p.batch, p.q_heads, p.q_len, p.kv_len, device)
+    if alignment is not None:
+        tri = materialize(causal_mask(alignment, q_len=p.q_len, kv_len=p.kv_len),
+                          1, 1, p.q_len, p.kv_len, device)  # (1, 1, Lq, Lk)
+        dense = tri if dense is None else dense & tri
+    return dense
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: MaskLike = None,
+    causal: bool | str | None = None,
+    scale: float | None = None,
+    score_mod: Callable | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled-dot attention ``softmax(score_mod(q k^T * scale) | mask) v``.
+
+    Args:
+        q: ``(B, Hq, Lq, D)`` queries.
+        k: ``(B, Hkv, Lk, D)`` keys; ``Hq % Hkv == 0`` (query head ``h`` reads
+            key/value head ``h // (Hq // Hkv)``).
+        v: ``(B, Hkv, Lk, Dv)`` values.
+        mask: True = may attend. A bool tensor ``(Lq, Lk)`` or 4-D broadcastable to
+            ``(B, Hq, Lq, Lk)`` (each dim equal or 1), or a
+            ``mask_mod(b, h, q_idx, kv_idx)`` callable (see :mod:`attnkit.masks`).
+        causal: None (no causal masking), ``"upper_left"``, ``"lower_right"``, or
+            True when ``Lq == Lk`` (both alignments agree then; with ``Lq != Lk``
+            True raises, because the two differ). For ``Lq = 2, Lk = 5``::
+
+                upper_left     lower_right
+                1 0 0 0 0      1 1 1 1 0
+                1 1 0 0 0      1 1 1 1 1
+
+            Combined with ``mask`` by logical and.
+        scale: logit multiplier, default ``1 / sqrt(D)``.
+        score_mod: ``score_mod(score, b, h, q_idx, kv_idx)`` applied to the scaled
+            logits before masking (see :mod:`attnkit.score_mods`).
+        dropout_p: dropout probability on the attention weights, in ``[0, 1)``.
+            Applied whenever it is > 0 (pass 0.0 at evaluation time).
+        return_weights: also return the softmax weights (before dropout).
+        backend: ``"auto"`` (the fastest backend that supports the call),
+            ``"reference"`` or ``"sdpa"``. :func:`explain` says which runs and why.
+
+    Returns:
+        ``(out, weights)``: ``out (B, Hq, Lq, Dv)`` in the input dtype;
+        ``weights (B, Hq, Lq, Lk)`` in the input dtype, or None unless
+        ``return_weights``. A query row with nothing to attend to gives zeros in both.
+
+    Example:
+        >>> import torch, attnkit
+        >>> q = k = v = torch.randn(2, 4, 16, 32)
+        >>> out, _ = attnkit.attention(q, k, v, causal=True)
+        >>> out.shape
+        torch.Size([2, 4, 16, 32])
+    """
+    problem, alignment, scale, dropout_p, decision = _prepare(
+        q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend)
+
+    if decision.backend == "sdpa":
+        if alignment == "lower_right" and problem.q_len == problem.kv_len:
+            alignment = "upper_left"  # the two alignments coincide on a square
+        if alignment == "lower_right" and problem.q_len == 1:
+            alignment = None  # a single lower-right query sees every key
+        if alignment == "upper_left" and problem.mask == "none":
+            # SDPA's own causal flag is upper-left and needs no mask tensor.
+            out = sdpa_attention(q, k, v, mask=None, is_causal=True, scale=scale,
+                                 dropout_p=dropout_p)
+        else:
+            out = sdpa_attention(q, k, v, mask=_dense_mask(problem, mask, alignment, q.device),
+                                 is_causal=False, scale=scale, dropout_p=dropout_p)
+        return out, None
+
+    dense = _dense_mask(problem, mask, alignment, q.device)
+    return reference_attention(q, k, v, mask=dense, scale=scale, score_mod=score_mod,
+                               dropout_p=dropout_p, return_weights=return_weights)
+
+
+def explain(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: MaskLike = None,
+    causal: bool | str | None = None,
+    scale: float | None = None,
+    score_mod: Callable | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+    backend: str = "auto",
+) -> Decision:
+    """Which backend :func:`attention` would run for these arguments, and why not the others.
+
+    Takes exactly :func:`attention`'s arguments and validates them the same way,
+    without computing anything.
+
+    Returns:
+        A :class:`~attnkit.kernels.dispatch.Decision` with ``backend`` (the name that
+        would run) and ``refused`` (``{name: reason}`` for every other backend).
+    """
+    return _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
+                    backend)[-1]

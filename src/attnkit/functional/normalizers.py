@@ -1,0 +1,38 @@
+"""Normalizers: turn masked scores into attention weights along the last axis.
+
+All follow the same conventions as :func:`attnkit.attention`: ``mask`` is a bool
+tensor broadcastable to ``scores`` with True = may attend, the result is computed
+in float32 (float64 for float64 scores) and cast back, and a row with nothing to
+attend to gets all-zero weights with finite gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit.functional.reference import compute_dtype
+
+__all__ = ["masked_softmax"]
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
+                   dim: int = -1) -> torch.Tensor:
+    """Softmax over ``dim`` restricted to the positions ``mask`` allows.
+
+    Args:
+        scores: ``(..., Lk)`` logits (any float dtype).
+        mask: bool, broadcastable to ``scores``, True = may attend; or None.
+            Positions whose score is ``-inf`` count as masked too.
+
+    Returns:
+        Weights with the shape and dtype of ``scores``; fully masked rows are zeros.
+    """
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
+    acc = compute_dtype(scores.dtype)
+    logits = scores.to(acc)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    empty = logits.amax(dim=dim, keepdim=True) == float("-inf")
+    weights = torch.softmax(logits.masked_fill(empty, 0.0), dim=dim).masked_fill(empty, 0.0)
+    return weights.to(scores.dtype)

@@ -1,0 +1,84 @@
+"""The reference backend: readable scaled-dot attention, the oracle of every test.
+
+It materializes the ``(B, H, Lq, Lk)`` logits, so its memory grows with
+``Lq * Lk``; it is meant to be obviously right, handle every feature (float64,
+``score_mod``, any mask, returned weights) and define the semantics the fast
+backends must reproduce:
+
+* logits and softmax in float32 (float64 for float64 inputs), then the weights
+  are cast back to the input dtype for the product with ``v``, as fused kernels do;
+* ``score_mod`` first, then the mask (masked logits become ``-inf``);
+* a query row with nothing to attend to yields zero weights and a zero output,
+  and no NaN reaches the gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.functional.masks import index_grids
+
+__all__ = ["reference_attention", "compute_dtype"]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax precision for inputs of ``dtype``: float64 stays, the rest use float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def reference_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    scale: float,
+    score_mod: Callable | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled-dot attention, computed plainly.
+
+    Args:
+        q: ``(B, Hq, Lq, D)``; k: ``(B, Hkv, Lk, D)``; v: ``(B, Hkv, Lk, Dv)``,
+            with ``Hq % Hkv == 0`` (query head ``h`` uses key/value head ``h // (Hq // Hkv)``).
+        mask: bool, broadcastable to ``(B, Hq, Lq, Lk)``, True = may attend; or None.
+        scale: multiplier of ``q . k``.
+        score_mod: optional ``score_mod(score, b, h, q_idx, kv_idx)``.
+        dropout_p: dropout on the weights (the returned weights are pre-dropout).
+
+    Returns:
+        ``out (B, Hq, Lq, Dv)`` in the input dtype, and the weights
+        ``(B, Hq, Lq, Lk)`` in the input dtype when ``return_weights`` else None.
+    """
+    B, Hq, Lq, _ = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    k = k.repeat_interleave(group, dim=1)  # (B, Hq, Lk, D)
+    v = v.repeat_interleave(group, dim=1)  # (B, Hq, Lk, Dv)
+
+    acc = compute_dtype(q.dtype)
+    scores = torch.matmul(q.to(acc), k.to(acc).transpose(-2, -1)) * scale  # (B, Hq, Lq, Lk)
+    if score_mod is not None:
+        modified = score_mod(scores, *index_grids(B, Hq, Lq, Lk, q.device))
+        if not isinstance(modified, torch.Tensor) or modified.shape != scores.shape:
+            got = tuple(modified.shape) if isinstance(modified, torch.Tensor) else type(modified)
+            raise ValueError(f"score_mod must return a tensor of shape {tuple(scores.shape)}, "
+                             f"got {got}")
+        scores = modified.to(acc)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+
+    # Rows where every logit is -inf would make softmax 0/0. Give them finite
+    # logits, then zero their weights; torch.where passes no gradient to the
+    # discarded branch, so the gradients stay finite too.
+    empty = scores.amax(dim=-1, keepdim=True) == float("-inf")  # (B, Hq, Lq, 1)
+    weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)
+    weights = weights.masked_fill(empty, 0.0)  # (B, Hq, Lq, Lk), float32/64
+
+    kept = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
+    out = torch.matmul(kept.to(v.dtype), v)  # (B, Hq, Lq, Dv)
+    return out, (weights.to(q.dtype) if return_weights else None)
