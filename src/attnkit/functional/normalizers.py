@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from attnkit.functional.reference import compute_dtype
+__all__ = ["masked_softmax", "compute_dtype"]
 
-__all__ = ["masked_softmax"]
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax precision for inputs of ``dtype``: float64 stays, the rest use float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
@@ -33,6 +36,9 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
     logits = scores.to(acc)
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
+    # A row whose logits are all -inf would make softmax 0/0: give it finite
+    # logits, then zero its weights. masked_fill passes no gradient to the
+    # overwritten entries, so gradients stay finite as well.
     empty = logits.amax(dim=dim, keepdim=True) == float("-inf")
     weights = torch.softmax(logits.masked_fill(empty, 0.0), dim=dim).masked_fill(empty, 0.0)
     return weights.to(scores.dtype)

@@ -20,13 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from attnkit.functional.masks import index_grids
+from attnkit.functional.normalizers import compute_dtype, masked_softmax
 
-__all__ = ["reference_attention", "compute_dtype"]
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Softmax precision for inputs of ``dtype``: float64 stays, the rest use float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+__all__ = ["reference_attention"]
 
 
 def reference_attention(
@@ -69,15 +65,7 @@ def reference_attention(
             raise ValueError(f"score_mod must return a tensor of shape {tuple(scores.shape)}, "
                              f"got {got}")
         scores = modified.to(acc)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-
-    # Rows where every logit is -inf would make softmax 0/0. Give them finite
-    # logits, then zero their weights; torch.where passes no gradient to the
-    # discarded branch, so the gradients stay finite too.
-    empty = scores.amax(dim=-1, keepdim=True) == float("-inf")  # (B, Hq, Lq, 1)
-    weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)
-    weights = weights.masked_fill(empty, 0.0)  # (B, Hq, Lq, Lk), float32/64
+    weights = masked_softmax(scores, mask)  # (B, Hq, Lq, Lk), float32/64; empty rows 0
 
     kept = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     out = torch.matmul(kept.to(v.dtype), v)  # (B, Hq, Lq, Dv)

@@ -1,0 +1,78 @@
+"""The interface shared by attention mechanisms that live inside RNN encoder-decoders.
+
+Every mechanism (additive, Luong, local, location-sensitive, monotonic, hard,
+positional, ...) is an ``nn.Module`` subclass of :class:`Seq2SeqAttention` with::
+
+    forward(query, keys, values=None, *, mask=None, state=None)
+        -> (context, weights, state)
+
+    query:   (B, Lq, Dq)   decoder states (Lq = 1 when stepping a decoder)
+    keys:    (B, Lk, Dk)   encoder states
+    values:  (B, Lk, Dv)   defaults to keys
+    mask:    (B, Lk) or (B, Lq, Lk) bool, True = may attend (a real source token)
+    state:   dict of tensors a mechanism carries across decoder steps (previous or
+             cumulative alignment, decoding position, precomputed key projections);
+             None on the first step, or the dict returned by init_state()
+    context: (B, Lq, Dv)
+    weights: (B, Lq, Lk)   rows sum to 1 over allowed keys; all-zero for a row with
+             nothing to attend to (its context is zero too)
+
+The decoder calls ``init_state(keys, values, mask)`` once per source sentence
+(mechanisms put per-source precomputation there, e.g. the key projection ``U k``
+of additive attention) and then feeds each returned state into the next step.
+Mechanisms that need no state return the state they were given (or ``{}``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Seq2SeqAttention", "State"]
+
+State = dict[str, torch.Tensor]
+
+
+class Seq2SeqAttention(nn.Module):
+    """Base class: input checking and the default (stateless) ``init_state``."""
+
+    def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
+                   mask: torch.Tensor | None = None) -> State:
+        """Per-source state for the first decoder step (default: empty)."""
+        return {}
+
+    def _check_inputs(self, query: torch.Tensor, keys: torch.Tensor,
+                      values: torch.Tensor | None, mask: torch.Tensor | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate shapes; returns ``values`` (keys if None) and the mask as
+        ``(B, Lq | 1, Lk)`` bool (or None)."""
+        name = type(self).__name__
+        for arg, t in (("query", query), ("keys", keys)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: {arg} must be a tensor, got {type(t).__name__}")
+            if t.dim() != 3:
+                raise ValueError(f"{name}: {arg} must be 3-D (B, L, D), got shape "
+                                 f"{tuple(t.shape)}")
+        values = keys if values is None else values
+        if not isinstance(values, torch.Tensor) or values.dim() != 3:
+            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values)
+            raise ValueError(f"{name}: values must be 3-D (B, Lk, Dv), got {got}")
+        B, Lq, _ = query.shape
+        Lk = keys.shape[1]
+        if keys.shape[0] != B or values.shape[0] != B:
+            raise ValueError(f"{name}: batch sizes differ: query {B}, keys {keys.shape[0]}, "
+                             f"values {values.shape[0]}")
+        if values.shape[1] != Lk:
+            raise ValueError(f"{name}: keys and values must have the same length, got keys "
+                             f"{tuple(keys.shape)}, values {tuple(values.shape)}")
+        if mask is None:
+            return values, None
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise TypeError(f"{name}: mask must be a bool tensor (True = may attend), got {got}")
+        if mask.dim() == 2 and tuple(mask.shape) == (B, Lk):
+            return values, mask[:, None, :]  # (B, 1, Lk)
+        if mask.dim() == 3 and tuple(mask.shape) in ((B, Lq, Lk), (B, 1, Lk)):
+            return values, mask
+        raise ValueError(f"{name}: mask must be (B, Lk) = {(B, Lk)} or (B, Lq, Lk) = "
+                         f"{(B, Lq, Lk)}, got {tuple(mask.shape)}")
