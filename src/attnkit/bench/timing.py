@@ -27,7 +27,7 @@ import torch
 
 from attnkit._io import atomic_write_json, atomic_write_text
 
-__all__ = ["measure", "peak_memory", "attention_flops", "machine", "write_report",
+__all__ = ["measure", "measure_interleaved", "peak_memory", "attention_flops", "machine", "write_report",
            "markdown_table"]
 
 
@@ -54,6 +54,25 @@ def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7,
         times.append(time.perf_counter() - start)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "repeats": repeats}
+
+
+def measure_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 2,
+                        repeats: int = 7, device: str | None = None) -> dict[str, dict]:
+    """Time several candidates round-robin (A, B, A, B, ...) so that drift in the
+    machine's speed affects them alike. Returns :func:`measure`'s dict per name."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
+                   "repeats": repeats} for name, t in times.items()}
 
 
 def attention_flops(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, *,
