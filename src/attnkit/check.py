@@ -169,7 +169,10 @@ def format_table(rows: list[dict]) -> str:
     body = [(r["backend"], r["case"], r["dtype"], r["pass"], f"{r['max_error']:.2e}",
              f"{r['tolerance']:.2e}", "ok" if r["ok"] else "FAIL") for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
-    line = "  ".join("{:<%d}" % w for w in widths)
-    out = [line.format(*header), line.format(*("-" * w for w in widths))]
-    out += [line.format(*row) for row in body]
+
+    def line(cells) -> str:
+        return "  ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=True))
+
+    out = [line(header), line("-" * w for w in widths)]
+    out += [line(row) for row in body]
     return "\n".join(out)

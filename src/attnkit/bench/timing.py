@@ -27,8 +27,8 @@ import torch
 
 from attnkit._io import atomic_write_json, atomic_write_text
 
-__all__ = ["measure", "measure_interleaved", "peak_memory", "attention_flops", "machine", "write_report",
-           "markdown_table"]
+__all__ = ["measure", "measure_interleaved", "peak_memory", "attention_flops", "machine",
+           "write_report", "markdown_table"]
 
 
 def _sync(device: str | None) -> None:

@@ -178,8 +178,9 @@ def _as_index_tensor(value: Any, name: str, ndim: tuple[int, ...]) -> torch.Tens
         try:
             value = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"{name} must be an integer tensor, got {type(value).__name__}") from exc
-    if value.dtype in (torch.bool,) or value.is_floating_point() or value.is_complex():
+            raise TypeError(
+                f"{name} must be an integer tensor, got {type(value).__name__}") from exc
+    if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
         raise TypeError(f"{name} must be an integer tensor, got dtype {value.dtype}")
     if value.dim() not in ndim:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dims, got shape "

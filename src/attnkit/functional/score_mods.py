@@ -88,8 +88,8 @@ def alibi(slopes: torch.Tensor, *, symmetric: bool = False, q_offset: int = 0) -
             with a KV cache, so distances stay absolute).
     """
     if not isinstance(slopes, torch.Tensor) or slopes.dim() != 1:
-        raise ValueError(f"slopes must be a 1-D tensor (H,), got "
-                         f"{tuple(slopes.shape) if isinstance(slopes, torch.Tensor) else type(slopes).__name__}")
+        got = tuple(slopes.shape) if isinstance(slopes, torch.Tensor) else type(slopes).__name__
+        raise ValueError(f"slopes must be a 1-D tensor (H,), got {got}")
     return Alibi(slopes, bool(symmetric), int(q_offset))
 
 
