@@ -13,7 +13,8 @@ Quick tour::
 
 from attnkit import masks, score_mods
 from attnkit.functional.attention import attention, explain
+from attnkit.functional.weights import attention_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["attention", "explain", "masks", "score_mods", "__version__"]
+__all__ = ["attention", "explain", "attention_weights", "masks", "score_mods", "__version__"]

@@ -2,6 +2,9 @@
 
 from attnkit.functional import masks, score_mods
 from attnkit.functional.attention import attention, explain
+from attnkit.functional.normalizers import masked_softmax
 from attnkit.functional.reference import reference_attention
+from attnkit.functional.weights import attention_weights
 
-__all__ = ["attention", "explain", "reference_attention", "masks", "score_mods"]
+__all__ = ["attention", "explain", "attention_weights", "reference_attention",
+           "masked_softmax", "masks", "score_mods"]

@@ -8,16 +8,18 @@ multi-query), ``Lq`` query length, ``Lk`` key length, ``D`` query/key head dim,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
 
 from attnkit.functional import _checks
-from attnkit.functional.masks import causal as causal_mask
-from attnkit.functional.masks import materialize
+from attnkit.functional._plan import CallPlan, captured_tensors
 from attnkit.functional.reference import reference_attention
+from attnkit.functional.weights import attention_weights
 from attnkit.kernels.dispatch import Decision, Problem, choose
 from attnkit.kernels.sdpa import sdpa_attention
+from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, tiled_attention
 
 __all__ = ["attention", "explain"]
 
@@ -36,30 +38,27 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
     _checks.check_flag(return_weights, "return_weights")
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    plan = CallPlan.build(q, Lk, mask, alignment, score_mod)
+    requires_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    # Block sparsity matters where SDPA would run a mask_mod densely.
+    sparsity = (plan.block_sparsity(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)
+                if mask_kind == "mask_mod" else None)
     problem = Problem(
         batch=B, q_heads=Hq, kv_heads=Hkv, q_len=Lq, kv_len=Lk, head_dim=D, v_dim=Dv,
         dtype=q.dtype, device_type=q.device.type, mask=mask_kind, causal=alignment,
-        score_mod=score_mod is not None, return_weights=return_weights, dropout_p=dropout_p,
-        requires_grad=torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)),
+        score_mod=score_mod is not None,
+        score_mod_traceable=score_mod is None or _score_mod_traceable(score_mod),
+        return_weights=return_weights, dropout_p=dropout_p, requires_grad=requires_grad,
+        block_sparsity=sparsity,
     )
-    return problem, alignment, scale, dropout_p, choose(problem, backend)
+    return problem, plan, scale, dropout_p, choose(problem, backend)
 
 
-def _dense_mask(problem: Problem, mask: MaskLike, alignment: str | None,
-                device: torch.device) -> torch.Tensor | None:
-    """Combine the mask argument and the causal flag into one bool tensor
-    broadcastable to ``(B, Hq, Lq, Lk)`` (or None when nothing is masked)."""
-    p = problem
-    dense = None
-    if problem.mask == "tensor":
-        dense = mask
-    elif problem.mask == "mask_mod":
-        dense = materialize(mask, p.batch, p.q_heads, p.q_len, p.kv_len, device)
-    if alignment is not None:
-        tri = materialize(causal_mask(alignment, q_len=p.q_len, kv_len=p.kv_len),
-                          1, 1, p.q_len, p.kv_len, device)  # (1, 1, Lq, Lk)
-        dense = tri if dense is None else dense & tri
-    return dense
+def _score_mod_traceable(score_mod: Callable) -> bool:
+    """True when every tensor the score_mod may need gradients for can be found."""
+    from attnkit.functional.score_mods import ScoreMod
+
+    return isinstance(score_mod, ScoreMod)
 
 
 def attention(
@@ -101,7 +100,8 @@ def attention(
             Applied whenever it is > 0 (pass 0.0 at evaluation time).
         return_weights: also return the softmax weights (before dropout).
         backend: ``"auto"`` (the fastest backend that supports the call),
-            ``"reference"`` or ``"sdpa"``. :func:`explain` says which runs and why.
+            ``"reference"``, ``"sdpa"`` or ``"tiled"``. :func:`explain` says which
+            runs and why.
 
     Returns:
         ``(out, weights)``: ``out (B, Hq, Lq, Dv)`` in the input dtype;
@@ -115,10 +115,11 @@ def attention(
         >>> out.shape
         torch.Size([2, 4, 16, 32])
     """
-    problem, alignment, scale, dropout_p, decision = _prepare(
+    problem, plan, scale, dropout_p, decision = _prepare(
         q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend)
 
     if decision.backend == "sdpa":
+        alignment = plan.alignment
         if alignment == "lower_right" and problem.q_len == problem.kv_len:
             alignment = "upper_left"  # the two alignments coincide on a square
         if alignment == "lower_right" and problem.q_len == 1:
@@ -128,13 +129,24 @@ def attention(
             out = sdpa_attention(q, k, v, mask=None, is_causal=True, scale=scale,
                                  dropout_p=dropout_p)
         else:
-            out = sdpa_attention(q, k, v, mask=_dense_mask(problem, mask, alignment, q.device),
-                                 is_causal=False, scale=scale, dropout_p=dropout_p)
+            dense = dataclasses.replace(plan, alignment=alignment).dense_mask()
+            out = sdpa_attention(q, k, v, mask=dense, is_causal=False, scale=scale,
+                                 dropout_p=dropout_p)
         return out, None
 
-    dense = _dense_mask(problem, mask, alignment, q.device)
-    return reference_attention(q, k, v, mask=dense, scale=scale, score_mod=score_mod,
-                               dropout_p=dropout_p, return_weights=return_weights)
+    if decision.backend == "tiled":
+        fns = plan.tile_fns(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)
+        out, lse = tiled_attention(q, k, v, scale=scale, fns=fns,
+                                   captured=captured_tensors(score_mod))
+        weights = None
+        if return_weights:
+            weights = attention_weights(q, k, mask=mask, causal=causal, scale=scale,
+                                        score_mod=score_mod, lse=lse.detach())
+        return out, weights
+
+    return reference_attention(q, k, v, mask=plan.dense_mask(), scale=scale,
+                               score_mod=score_mod, dropout_p=dropout_p,
+                               return_weights=return_weights)
 
 
 def explain(

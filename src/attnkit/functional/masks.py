@@ -30,11 +30,12 @@ first ``Lq - Lk`` query rows with nothing to attend to; those rows produce zeros
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
 
 __all__ = [
     "MaskMod",
@@ -56,9 +57,6 @@ __all__ = [
 ]
 
 ALIGNMENTS = ("upper_left", "lower_right")
-
-# Tile classes reported by block_map().
-EMPTY, PARTIAL, FULL = 0, 1, 2
 
 
 class MaskMod:
@@ -82,6 +80,41 @@ class MaskMod:
 
     def __invert__(self) -> MaskMod:
         return not_mask(self)
+
+    def tile_kinds(self, tiles: Tiles) -> tuple[torch.Tensor, bool] | None:
+        """Classify tiles without evaluating every position.
+
+        Returns ``(kinds, exact)`` with ``kinds`` int8 ``(B|1, H|1, nq, nk)``, where
+        ``exact=False`` means PARTIAL may be a conservative answer for some tiles
+        (:func:`block_map` then checks those positions one tile at a time), or None
+        when the predicate has no closed form (every tile is evaluated).
+        """
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiles:
+    """Tile geometry: first/last row of each query tile ``(nq, 1)`` and first/last
+    key of each key tile ``(1, nk)`` (inclusive bounds)."""
+
+    q_first: torch.Tensor
+    q_last: torch.Tensor
+    kv_first: torch.Tensor
+    kv_last: torch.Tensor
+    block_q: int
+    block_k: int
+
+    @classmethod
+    def make(cls, q_len: int, kv_len: int, block_q: int, block_k: int, device=None) -> Tiles:
+        q_first = torch.arange(0, q_len, block_q, device=device)[:, None]
+        kv_first = torch.arange(0, kv_len, block_k, device=device)[None, :]
+        return cls(q_first, (q_first + block_q - 1).clamp(max=q_len - 1),
+                   kv_first, (kv_first + block_k - 1).clamp(max=kv_len - 1), block_q, block_k)
+
+
+def _classify(full: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    """Tile kinds (int8, same shape) from "every position allowed" / "none allowed"."""
+    return torch.where(full, FULL, torch.where(empty, EMPTY, PARTIAL)).to(torch.int8)
 
 
 def _alignment_offset(alignment: str, q_len: int | None, kv_len: int | None, who: str) -> int:
@@ -117,6 +150,11 @@ class Causal(MaskMod):
     def __call__(self, b, h, q_idx, kv_idx):
         return kv_idx <= q_idx + self.offset
 
+    def tile_kinds(self, tiles):
+        full = tiles.kv_last <= tiles.q_first + self.offset
+        empty = tiles.kv_first > tiles.q_last + self.offset
+        return _classify(full, empty)[None, None], True  # (1, 1, nq, nk)
+
 
 def causal(alignment: str = "upper_left", *, q_len: int | None = None,
            kv_len: int | None = None) -> Causal:
@@ -144,6 +182,15 @@ class SlidingWindow(MaskMod):
         if self.causal:
             return (distance >= 0) & (distance < self.size)
         return distance.abs() < self.size
+
+    def tile_kinds(self, tiles):
+        # Over a tile the distance q + offset - kv spans [low, high].
+        low = tiles.q_first + self.offset - tiles.kv_last
+        high = tiles.q_last + self.offset - tiles.kv_first
+        lowest_allowed = 0 if self.causal else -self.size + 1
+        full = (low >= lowest_allowed) & (high < self.size)
+        empty = (high < lowest_allowed) | (low >= self.size)
+        return _classify(full, empty)[None, None], True  # (1, 1, nq, nk)
 
 
 def sliding_window(size: int, causal: bool = True, *, alignment: str = "upper_left",
@@ -199,6 +246,11 @@ class KeyPadding(MaskMod):
         lengths = self.lengths.to(kv_idx.device)
         return kv_idx < lengths[b]
 
+    def tile_kinds(self, tiles):
+        lengths = self.lengths.to(tiles.kv_first.device)[:, None, None]  # (B, 1, 1)
+        kinds = _classify(tiles.kv_last < lengths, tiles.kv_first >= lengths)  # (B, 1, nk)
+        return kinds[:, None].expand(-1, 1, tiles.q_first.shape[0], -1), True  # (B,1,nq,nk)
+
 
 def key_padding(lengths: torch.Tensor) -> KeyPadding:
     """Right-padded keys: batch row ``b`` has ``lengths[b]`` valid keys.
@@ -227,6 +279,26 @@ class Document(MaskMod):
         # b broadcasts over the batch rows; a (1, L) id tensor serves every batch.
         b = b if q_doc.shape[0] > 1 else torch.zeros_like(b)
         return q_doc[b, q_idx] == kv_doc[b, kv_idx]
+
+    def tile_kinds(self, tiles):
+        def ranges(ids: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """Smallest and largest id in each block of positions: two ``(B, n)``."""
+            pad = (-ids.shape[1]) % block
+            lo = torch.nn.functional.pad(ids, (0, pad), value=int(ids.max()))
+            hi = torch.nn.functional.pad(ids, (0, pad), value=int(ids.min()))
+            return (lo.view(ids.shape[0], -1, block).amin(-1),
+                    hi.view(ids.shape[0], -1, block).amax(-1))
+
+        device = tiles.q_first.device
+        q_lo, q_hi = ranges(self.q_doc_ids.to(device), tiles.block_q)
+        kv_lo, kv_hi = ranges(self.kv_doc_ids.to(device), tiles.block_k)
+        q_lo, q_hi = q_lo[:, :, None], q_hi[:, :, None]  # (B, nq, 1)
+        kv_lo, kv_hi = kv_lo[:, None, :], kv_hi[:, None, :]  # (B, 1, nk)
+        # Disjoint id ranges cannot share a document; a single shared id is full.
+        # Anything else is only "maybe partial" (ids need not be sorted).
+        empty = (q_hi < kv_lo) | (kv_hi < q_lo)
+        full = (q_lo == q_hi) & (kv_lo == kv_hi) & (q_lo == kv_lo)
+        return _classify(full, empty)[:, None], False  # (B, 1, nq, nk)
 
 
 def document(doc_ids: torch.Tensor, kv_doc_ids: torch.Tensor | None = None) -> Document:
@@ -265,6 +337,16 @@ class PrefixLM(MaskMod):
             prefix = prefix.to(kv_idx.device)[b]
         return (kv_idx < prefix) | (kv_idx <= q_idx)
 
+    def tile_kinds(self, tiles):
+        prefix = self.prefix_len
+        if isinstance(prefix, torch.Tensor):
+            prefix = prefix.to(tiles.q_first.device)[:, None, None]  # (B, 1, 1)
+        # Every key of the tile is either inside the prefix or not after the first row.
+        full = (tiles.kv_last < prefix) | (tiles.kv_last <= tiles.q_first)
+        empty = (tiles.kv_first >= prefix) & (tiles.kv_first > tiles.q_last)
+        kinds = _classify(full, empty)
+        return (kinds[:, None] if kinds.dim() == 3 else kinds[None, None]), True
+
 
 def prefix_lm(prefix_len: int | torch.Tensor) -> PrefixLM:
     """Prefix language model (T5/UniLM): full attention inside the prefix,
@@ -298,6 +380,16 @@ class And(MaskMod):
             result = result & mod(b, h, q_idx, kv_idx)
         return result
 
+    def tile_kinds(self, tiles):
+        parts = _part_kinds(self.mods, tiles)
+        if parts is None:
+            return None
+        kinds = torch.stack(torch.broadcast_tensors(*(k for k, _ in parts)))
+        empty = (kinds == EMPTY).any(0)
+        full = (kinds == FULL).all(0)
+        # "partial & partial" may still be empty (e.g. disjoint regions): not exact.
+        return _classify(full, empty), len(parts) == 1 and parts[0][1]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Or(MaskMod):
@@ -309,6 +401,14 @@ class Or(MaskMod):
             result = result | mod(b, h, q_idx, kv_idx)
         return result
 
+    def tile_kinds(self, tiles):
+        parts = _part_kinds(self.mods, tiles)
+        if parts is None:
+            return None
+        kinds = torch.stack(torch.broadcast_tensors(*(k for k, _ in parts)))
+        # "partial | partial" may still be full: not exact.
+        return _classify((kinds == FULL).any(0), (kinds == EMPTY).all(0)), False
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Not(MaskMod):
@@ -316,6 +416,23 @@ class Not(MaskMod):
 
     def __call__(self, b, h, q_idx, kv_idx):
         return ~self.mod(b, h, q_idx, kv_idx)
+
+    def tile_kinds(self, tiles):
+        inner = self.mod.tile_kinds(tiles) if isinstance(self.mod, MaskMod) else None
+        if inner is None:
+            return None
+        kinds, exact = inner
+        return _classify(kinds == EMPTY, kinds == FULL), exact
+
+
+def _part_kinds(mods, tiles) -> list[tuple[torch.Tensor, bool]] | None:
+    parts = []
+    for mod in mods:
+        result = mod.tile_kinds(tiles) if isinstance(mod, MaskMod) else None
+        if result is None:
+            return None
+        parts.append(result)
+    return parts
 
 
 def _check_mods(mods: tuple, who: str) -> tuple:
@@ -419,36 +536,93 @@ class BlockMap:
                 for name, value in (("empty", EMPTY), ("partial", PARTIAL), ("full", FULL))}
 
 
-def block_map(mask_mod: Callable, batch: int, heads: int, q_len: int, kv_len: int, *,
+@dataclasses.dataclass(frozen=True, eq=False)
+class _TensorMask(MaskMod):
+    """A dense bool mask ``(B|1, H|1, Lq|1, Lk|1)`` seen as a mask_mod (by indexing)."""
+
+    mask: torch.Tensor
+
+    def __call__(self, b, h, q_idx, kv_idx):
+        # Size-1 dims are indexed with a (1, 1, 1, 1) zero so they stay size 1.
+        zero = torch.zeros((1, 1, 1, 1), dtype=torch.long, device=self.mask.device)
+        index = [i if size > 1 else zero
+                 for i, size in zip((b, h, q_idx, kv_idx), self.mask.shape, strict=True)]
+        return self.mask[index[0], index[1], index[2], index[3]]
+
+
+def block_map(mask_mod: Callable | torch.Tensor, batch: int, heads: int, q_len: int,
+              kv_len: int, *,
               block_q: int = 128, block_k: int = 128,
               device: torch.device | str | None = None) -> BlockMap:
     """Classify every ``(block_q, block_k)`` tile as empty, partial or full.
 
-    The mask is evaluated one row of tiles at a time, so memory stays at
-    ``O(block_q * Lk)`` booleans even for long sequences.
+    ``mask_mod`` may also be a dense bool tensor ``(Lq, Lk)`` or 4-D broadcastable
+    to ``(B, H, Lq, Lk)``. The built-in masks classify tiles in closed form (cost
+    ``O(tiles)``); where that
+    answer may be conservative (combinations, document ids) the tiles it calls
+    partial are checked position by position. Other callables are evaluated one
+    row of tiles at a time, so memory stays at ``O(block_q * Lk)`` booleans.
+
+    Returns:
+        A :class:`BlockMap` whose ``kinds`` is ``(B|1, H|1, ceil(Lq/block_q),
+        ceil(Lk/block_k))``, exact for every tile.
     """
     _check_int(block_q, "block_q", 1)
     _check_int(block_k, "block_k", 1)
-    n_q, n_k = math.ceil(q_len / block_q), math.ceil(kv_len / block_k)
-    pad_k = n_k * block_k - kv_len
-    rows = []
-    for i in range(n_q):
-        start = i * block_q
-        rows_here = min(block_q, q_len - start)
-        b, h, q, kv = index_grids(batch, heads, rows_here, kv_len, device, q_start=start)
-        tile = _evaluate(mask_mod, b, h, q, kv)
-        tile = tile.expand(tile.shape[0], tile.shape[1], rows_here, kv_len)
-        # Pad the key axis to whole tiles; padding counts as "allowed" for the
-        # `all` test and "not allowed" for the `any` test, so a short last tile is
-        # classified by its real keys only.
-        any_part = torch.nn.functional.pad(tile, (0, pad_k), value=False)
-        all_part = torch.nn.functional.pad(tile, (0, pad_k), value=True)
-        shape = tile.shape[:2] + (rows_here, n_k, block_k)
-        has_any = any_part.reshape(shape).any(dim=-1).any(dim=2)
-        has_all = all_part.reshape(shape).all(dim=-1).all(dim=2)
-        kinds = torch.where(has_all, FULL, torch.where(has_any, PARTIAL, EMPTY))
-        rows.append(kinds.to(torch.int8))
-    shape = torch.broadcast_shapes(*(r.shape for r in rows)) if rows else (1, 1, 0)
-    kinds = torch.stack([r.expand(shape) for r in rows], dim=2) if rows else \
-        torch.zeros(1, 1, 0, n_k, dtype=torch.int8)
+    if isinstance(mask_mod, torch.Tensor):
+        if mask_mod.dtype != torch.bool or mask_mod.dim() not in (2, 4):
+            raise ValueError(f"a tensor mask must be bool, 2-D or 4-D; got {mask_mod.dtype} "
+                             f"of shape {tuple(mask_mod.shape)}")
+        mask_mod = _TensorMask(mask_mod if mask_mod.dim() == 4 else mask_mod[None, None])
+    tiles = Tiles.make(q_len, kv_len, block_q, block_k, device)
+    closed = mask_mod.tile_kinds(tiles) if isinstance(mask_mod, MaskMod) else None
+    if closed is None:
+        kinds = _evaluate_tiles(mask_mod, batch, heads, q_len, kv_len, block_q, block_k, device)
+    else:
+        kinds, exact = closed
+        kinds = kinds.to(torch.int8)
+        if not exact:
+            kinds = _refine_partial(mask_mod, kinds, batch, heads, q_len, kv_len, block_q,
+                                    block_k, device)
     return BlockMap(kinds, block_q, block_k, q_len, kv_len)
+
+
+def _tile_any_all(tile: torch.Tensor, rows: int, block_k: int, kv_len: int):
+    """``(any, all)`` per key tile of a ``(B|1, H|1, rows, kv_len)`` boolean slab."""
+    pad = (-kv_len) % block_k
+    # Padding counts as "not allowed" for `any` and "allowed" for `all`, so a short
+    # last tile is classified by its real keys only.
+    any_part = torch.nn.functional.pad(tile, (0, pad), value=False)
+    all_part = torch.nn.functional.pad(tile, (0, pad), value=True)
+    shape = tile.shape[:2] + (rows, -1, block_k)
+    return (any_part.reshape(shape).any(dim=-1).any(dim=2),
+            all_part.reshape(shape).all(dim=-1).all(dim=2))
+
+
+def _evaluate_tiles(mask_mod, batch, heads, q_len, kv_len, block_q, block_k, device):
+    rows = []
+    for start in range(0, q_len, block_q):
+        count = min(block_q, q_len - start)
+        b, h, q, kv = index_grids(batch, heads, count, kv_len, device, q_start=start)
+        tile = _evaluate(mask_mod, b, h, q, kv)
+        tile = tile.expand(tile.shape[0], tile.shape[1], count, kv_len)
+        has_any, has_all = _tile_any_all(tile, count, block_k, kv_len)
+        rows.append(_classify(has_all, ~has_any))  # (B|1, H|1, nk)
+    shape = torch.broadcast_shapes(*(r.shape for r in rows))
+    return torch.stack([r.expand(shape) for r in rows], dim=2)  # (B|1, H|1, nq, nk)
+
+
+def _refine_partial(mask_mod, kinds, batch, heads, q_len, kv_len, block_q, block_k, device):
+    """Check, position by position, the tiles a closed form could only call partial."""
+    for i, j in (kinds == PARTIAL).flatten(0, 1).any(0).nonzero().tolist():
+        q0, k0 = i * block_q, j * block_k
+        rows, cols = min(block_q, q_len - q0), min(block_k, kv_len - k0)
+        grids = index_grids(batch, heads, rows, cols, device, q_start=q0, kv_start=k0)
+        tile = _evaluate(mask_mod, *grids).expand(-1, -1, rows, cols)
+        flat = tile.flatten(2)
+        exact = _classify(flat.all(-1), ~flat.any(-1))  # (B|1, H|1)
+        shape = torch.broadcast_shapes(kinds.shape[:2], exact.shape)
+        if tuple(kinds.shape[:2]) != tuple(shape):
+            kinds = kinds.expand(*shape, -1, -1).clone()
+        kinds[:, :, i, j] = exact
+    return kinds

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["Problem", "Decision", "BACKENDS", "AUTO_ORDER", "choose"]
+__all__ = ["Problem", "Decision", "BACKENDS", "choose"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +36,16 @@ class Problem:
     mask: str
     causal: str | None
     score_mod: bool
+    score_mod_traceable: bool  # its trainable tensors can be found (built-in score mods)
     return_weights: bool
     dropout_p: float
     requires_grad: bool
+    block_sparsity: float | None  # fraction of empty tiles of a mask_mod, else None
+
+    @property
+    def elements(self) -> int:
+        """Size of the full logit tensor ``B * Hq * Lq * Lk``."""
+        return self.batch * self.q_heads * self.q_len * self.kv_len
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +75,66 @@ def _sdpa_refusal(p: Problem) -> str | None:
     return None
 
 
+def _tiled_refusal(p: Problem) -> str | None:
+    if p.dropout_p > 0.0:
+        return ("dropout_p > 0: the tiled backward recomputes the weights and would need "
+                "the forward's random dropout mask")
+    return None
+
+
 BACKENDS: dict[str, Callable[[Problem], str | None]] = {
     "reference": _reference_refusal,
     "sdpa": _sdpa_refusal,
+    "tiled": _tiled_refusal,
 }
 
-# Preference order for backend="auto": the first backend without a refusal runs.
-AUTO_ORDER: tuple[str, ...] = ("sdpa", "reference")
+# Policy thresholds for backend="auto", measured on the 2-core development machine
+# (benchmarks/README.md). Below TILED_MIN_ELEMENTS logits the reference's single
+# matmul beats the tile loop; a mask_mod leaves SDPA for the tiled kernel once at
+# least TILED_MIN_SPARSITY of the tiles are empty.
+TILED_MIN_ELEMENTS = 1 << 22
+TILED_MIN_SPARSITY = 0.5
+REFERENCE_MAX_WEIGHTS = 1 << 26
+
+
+def _auto(p: Problem, ok: set[str]) -> tuple[str, dict[str, str]]:
+    """The auto policy: (chosen backend, why each other usable backend was passed over)."""
+    why: dict[str, str] = {}
+    big = p.elements >= TILED_MIN_ELEMENTS
+    if p.return_weights:
+        if "tiled" in ok and p.elements > REFERENCE_MAX_WEIGHTS:
+            why["reference"] = (f"return_weights with {p.elements:,} logits: tiled computes "
+                                f"the output in O(L) memory and rebuilds the weights from lse")
+            return "tiled", why
+        why["tiled"] = "return_weights on a small problem: the reference is simpler and exact"
+        return "reference", why
+    if p.score_mod:
+        custom_grad = p.requires_grad and not p.score_mod_traceable
+        if "tiled" in ok and big and not custom_grad:
+            why["reference"] = (f"{p.elements:,} logits: the tiled kernel never materializes "
+                                f"them")
+            return "tiled", why
+        why["tiled"] = ("a custom score_mod callable under autograd: tensors it captures "
+                        "may not all be found (use attnkit.score_mods, or backend='tiled')"
+                        if custom_grad and big else
+                        f"only {p.elements:,} logits: the reference's one matmul is faster")
+        return "reference", why
+    if (p.block_sparsity is not None and p.block_sparsity >= TILED_MIN_SPARSITY
+            and "tiled" in ok and "sdpa" in ok):
+        why["sdpa"] = (f"a mask_mod with block sparsity {p.block_sparsity:.2f} would run "
+                       f"dense; tiled skips the empty tiles")
+        why["reference"] = "tiled is preferred"
+        return "tiled", why
+    if "sdpa" in ok:
+        for name in ok - {"sdpa"}:
+            why[name] = ("sdpa is preferred" if p.block_sparsity is None else
+                         f"sdpa is preferred at block sparsity {p.block_sparsity:.2f}")
+        return "sdpa", why
+    if "tiled" in ok and big:
+        why["reference"] = "tiled is preferred"
+        return "tiled", why
+    why.update({name: "reference is preferred" for name in ok - {"reference"}})
+    return "reference", why
 
 
 def choose(problem: Problem, backend: str = "auto") -> Decision:
@@ -94,10 +154,9 @@ def choose(problem: Problem, backend: str = "auto") -> Decision:
         reason = refusals[backend]
         if reason is not None:
             raise ValueError(f"backend={backend!r} cannot run this call: {reason}")
-        chosen = backend
+        chosen, why = backend, {}
     else:
-        chosen = next(name for name in AUTO_ORDER if refusals[name] is None)
-    refused = {name: (reason if reason is not None else
-                      ("not requested" if backend != "auto" else f"{chosen} is preferred"))
+        chosen, why = _auto(problem, {n for n, r in refusals.items() if r is None})
+    refused = {name: reason or why.get(name, "not requested")
                for name, reason in refusals.items() if name != chosen}
     return Decision(chosen, refused)

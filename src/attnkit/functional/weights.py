@@ -1,0 +1,109 @@
+"""Attention weights on demand: exact softmax weights for chosen heads and query rows.
+
+Fused backends never build the ``(Lq, Lk)`` weight matrix of the whole problem.
+:func:`attention_weights` rebuilds it for just the heads and rows asked for, in
+memory proportional to ``B * len(heads) * len(rows) * Lk``. Given the per-row
+log-sum-exp a fused forward saved (``lse``), each weight is one exponential,
+``exp(score - lse)``, with no second reduction over the keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from attnkit.functional import _checks
+from attnkit.functional._plan import CallPlan
+from attnkit.functional.normalizers import compute_dtype, masked_softmax
+
+__all__ = ["attention_weights"]
+
+
+def _indices(value, name: str, size: int, device) -> torch.Tensor:
+    if value is None:
+        return torch.arange(size, device=device)
+    items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(items, torch.Tensor):
+        items = items.tolist()
+    try:
+        items = [int(i) for i in items]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be None, an int or a sequence of ints, got "
+                        f"{type(value).__name__}") from exc
+    if not items or any(not 0 <= i < size for i in items):
+        raise ValueError(f"{name} must hold indices in [0, {size}), got {items}")
+    return torch.tensor(items, device=device)
+
+
+def attention_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    mask: torch.Tensor | Callable | None = None,
+    causal: bool | str | None = None,
+    scale: float | None = None,
+    score_mod: Callable | None = None,
+    heads: int | Sequence[int] | None = None,
+    rows: int | Sequence[int] | None = None,
+    lse: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Exact softmax weights of :func:`attnkit.attention` for selected heads and rows.
+
+    Args:
+        q: ``(B, Hq, Lq, D)``; k: ``(B, Hkv, Lk, D)``.
+        mask, causal, scale, score_mod: exactly as given to :func:`attnkit.attention`.
+        heads: query head indices (default: all ``Hq``).
+        rows: query positions (default: all ``Lq``).
+        lse: ``(B, Hq, Lq)`` log-sum-exp saved by a fused forward (``-inf`` for rows
+            with nothing to attend to); when given, weights are ``exp(score - lse)``.
+
+    Returns:
+        ``(B, len(heads), len(rows), Lk)`` in ``q``'s dtype; rows with nothing to
+        attend to are zeros.
+    """
+    _checks.check_qkv(q, k, k)
+    B, Hq, Lq, D = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    alignment = _checks.resolve_causal(causal, Lq, Lk)
+    _checks.check_mask(mask, q, Lk)
+    _checks.check_score_mod(score_mod)
+    scale = _checks.resolve_scale(scale, D)
+    head_idx = _indices(heads, "heads", Hq, q.device)
+    row_idx = _indices(rows, "rows", Lq, q.device)
+    if lse is not None and (not isinstance(lse, torch.Tensor) or lse.shape != (B, Hq, Lq)):
+        got = tuple(lse.shape) if isinstance(lse, torch.Tensor) else type(lse).__name__
+        raise ValueError(f"lse must have shape (B, Hq, Lq) = {(B, Hq, Lq)}, got {got}")
+
+    acc = compute_dtype(q.dtype)
+    q_sel = q[:, head_idx][:, :, row_idx].to(acc)  # (B, h, r, D)
+    k_sel = k[:, head_idx // (Hq // Hkv)].to(acc)  # (B, h, Lk, D)
+    scores = torch.matmul(q_sel, k_sel.transpose(-2, -1)) * scale  # (B, h, r, Lk)
+
+    b = torch.arange(B, device=q.device).view(B, 1, 1, 1)
+    h = head_idx.view(1, -1, 1, 1)
+    qi = row_idx.view(1, 1, -1, 1)
+    kv = torch.arange(Lk, device=q.device).view(1, 1, 1, Lk)
+    if score_mod is not None:
+        scores = score_mod(scores, b, h, qi, kv).to(acc)
+
+    plan = CallPlan.build(q, Lk, mask, alignment, None)
+    allowed = None
+    if plan.tensor_mask is not None:
+        t = plan.tensor_mask
+        t = t if t.shape[1] == 1 else t[:, head_idx]
+        allowed = t if t.shape[2] == 1 else t[:, :, row_idx]
+    if plan.mask_mod is not None:
+        evaluated = plan.mask_mod(b, h, qi, kv)
+        allowed = evaluated if allowed is None else allowed & evaluated
+
+    if lse is None:
+        weights = masked_softmax(scores, allowed)
+    else:
+        lse_sel = lse[:, head_idx][:, :, row_idx].to(acc)[..., None]  # (B, h, r, 1)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        # An empty row has lse = -inf; +inf turns its weights into exp(-inf) = 0.
+        weights = torch.exp(scores - lse_sel.masked_fill(lse_sel == float("-inf"),
+                                                         float("inf")))
+    return weights.to(q.dtype)

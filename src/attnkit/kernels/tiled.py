@@ -1,0 +1,240 @@
+"""The ``tiled`` backend: FlashAttention in plain torch ops, with block skipping.
+
+Forward (Dao et al. 2022, arXiv:2205.14135; loop order of FlashAttention-2,
+Dao 2023, arXiv:2307.08691): for each block of queries, walk the key blocks with
+an online softmax (running max ``m``, running sum ``l``, rescaled accumulator),
+and keep only the per-row log-sum-exp ``lse``. Backward recomputes every tile's
+probabilities from ``lse`` instead of storing the ``(Lq, Lk)`` matrix, so memory
+is ``O((Lq + Lk) * D)`` plus one tile.
+
+What differs from the CUDA kernels:
+
+* the tile loop is Python over batched torch ops; a tile covers every batch row
+  and head at once, so the loop runs ``ceil(Lq/block_q) * ceil(Lk/block_k)``
+  times, not per head;
+* a tile plan (``EMPTY``/``PARTIAL``/``FULL`` per tile, from the mask's block
+  map) lets empty tiles be skipped entirely and full tiles run unmasked;
+* ``score_mod`` is any Python callable; its gradient is taken per tile with
+  autograd on that tile's logits, including gradients to tensors it captures
+  (a learned relative-position table, say);
+* grouped-query attention reshapes the queries to ``(B, Hkv, G, L, D)`` and
+  broadcasts K/V over ``G``: K/V are never repeated in memory;
+* half-precision inputs are multiplied in float32 (keys/values upcast once,
+  ``O(Lk * D)``), so logits are not rounded to 8 bits of mantissa.
+
+The functional layer (:mod:`attnkit.functional.attention`) builds the tile plan,
+the per-tile mask and the per-tile score function; this module sees only
+tensors and callables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
+
+__all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K"]
+
+# Chosen by measurement on the 2-core development machine (B=1, H=8, D=64,
+# L=4096, float32; see benchmarks/README.md): larger query blocks amortize the
+# Python loop and let each batched matmul reach full speed; beyond 256 x 512 the
+# tile's logits (8 x 256 x 512 floats = 4 MiB) stop fitting in cache and the
+# elementwise softmax passes slow down.
+DEFAULT_BLOCK_Q = 256
+DEFAULT_BLOCK_K = 512
+
+
+class TileFns:
+    """Callables the functional layer hands to the kernel.
+
+    Attributes:
+        mask: ``mask(q0, q1, k0, k1) -> bool (B|1, Hq|1, q1-q0, k1-k0)`` for the
+            tile's rows ``q0:q1`` and keys ``k0:k1`` (True = may attend), or None.
+        score: ``score(s, q0, k0) -> s'`` applying the score_mod to a tile's
+            scaled logits ``s (B, Hq, rows, cols)``, or None.
+        plan: int8 ``(nq, nk)`` tile kinds for ``(block_q, block_k)`` tiles; None
+            means every tile is PARTIAL when ``mask`` is given, FULL otherwise.
+    """
+
+    def __init__(self, mask: Callable | None = None, score: Callable | None = None,
+                 plan: torch.Tensor | None = None):
+        self.mask = mask
+        self.score = score
+        self.plan = plan
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _tile_kind(plan: torch.Tensor | None, has_mask: bool, i: int, j: int) -> int:
+    if plan is None:
+        return PARTIAL if has_mask else FULL
+    return int(plan[i, j])
+
+
+def _grouped_mask(mask: torch.Tensor, kv_heads: int, group: int) -> torch.Tensor:
+    """``(B|1, Hq|1, r, c)`` -> ``(B|1, Hkv|1, G|1, r, c)``, matching grouped logits."""
+    if mask.shape[1] == 1:
+        return mask.unsqueeze(2)
+    return mask.unflatten(1, (kv_heads, group))
+
+
+def _scores(q_blk, k_blk, fns: TileFns, q0, k0, kv_heads, group):
+    """Scaled (score-modded) logits of one tile, ``(B, Hkv, G, r, c)``."""
+    s = torch.matmul(q_blk, k_blk.unsqueeze(2).transpose(-2, -1))  # (B, Hkv, G, r, c)
+    if fns.score is not None:
+        s = fns.score(s.flatten(1, 2), q0, k0).unflatten(1, (kv_heads, group))
+    return s
+
+
+class _TiledAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, fns: TileFns, scale: float, block_q: int, block_k: int,
+                q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *captured: torch.Tensor):
+        out, lse = _forward(q, k, v, fns, scale, block_q, block_k)
+        ctx.save_for_backward(q, k, v, out, lse, *captured)
+        ctx.fns, ctx.scale, ctx.block_q, ctx.block_k = fns, scale, block_q, block_k
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_lse):
+        q, k, v, out, lse, *captured = ctx.saved_tensors
+        grads = _backward(q, k, v, out, lse, grad_out, ctx.fns, ctx.scale, ctx.block_q,
+                          ctx.block_k, captured, ctx.needs_input_grad[7:])
+        dq, dk, dv, captured_grads = grads
+        return (None, None, None, None, dq, dk, dv, *captured_grads)
+
+
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float,
+                    fns: TileFns | None = None, captured: Sequence[torch.Tensor] = (),
+                    block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact attention in tiles, trainable, in ``O((Lq + Lk) * D)`` memory.
+
+    Args:
+        q: ``(B, Hq, Lq, D)``; k: ``(B, Hkv, Lk, D)``; v: ``(B, Hkv, Lk, Dv)``.
+        scale: logit multiplier.
+        fns: per-tile mask, score function and tile plan (see :class:`TileFns`).
+        captured: tensors the score function reads that need gradients (their
+            gradients are computed tile by tile and returned through autograd).
+        block_q, block_k: tile sizes; ``fns.plan`` must use the same.
+
+    Returns:
+        ``out (B, Hq, Lq, Dv)`` in the input dtype and ``lse (B, Hq, Lq)`` in
+        float32 (float64 for float64 inputs): the natural log-sum-exp of each
+        row's logits, ``-inf`` for a row with nothing to attend to (its output is 0).
+    """
+    fns = fns or TileFns()
+    return _TiledAttention.apply(fns, scale, block_q, block_k, q, k, v, *captured)
+
+
+def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
+    B, Hq, Lq, D = q.shape
+    Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
+    group = Hq // Hkv
+    acc = _acc_dtype(q.dtype)
+    k_acc, v_acc = k.to(acc), v.to(acc)  # no copy for float32/float64
+    out = torch.empty(B, Hq, Lq, Dv, dtype=q.dtype, device=q.device)
+    lse = torch.empty(B, Hq, Lq, dtype=acc, device=q.device)
+    neg_inf = float("-inf")
+    n_k = -(-Lk // block_k)
+    for i, q0 in enumerate(range(0, Lq, block_q)):
+        q1 = min(q0 + block_q, Lq)
+        q_blk = (q[:, :, q0:q1].to(acc) * scale).unflatten(1, (Hkv, group))  # (B,Hkv,G,r,D)
+        m = torch.full((B, Hkv, group, q1 - q0, 1), neg_inf, dtype=acc, device=q.device)
+        l = torch.zeros_like(m)
+        o = torch.zeros(B, Hkv, group, q1 - q0, Dv, dtype=acc, device=q.device)
+        for j in range(n_k):
+            kind = _tile_kind(fns.plan, fns.mask is not None, i, j)
+            if kind == EMPTY:
+                continue
+            k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
+            s = _scores(q_blk, k_acc[:, :, k0:k1], fns, q0, k0, Hkv, group)
+            if kind != FULL:
+                allowed = _grouped_mask(fns.mask(q0, q1, k0, k1), Hkv, group)
+                s = s.masked_fill_(~allowed, neg_inf)
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+            # Rows with nothing allowed so far keep m = -inf; shift them by 0
+            # instead so exp() sees -inf - 0 = -inf rather than -inf + inf = nan.
+            shift = m_new.masked_fill(m_new == neg_inf, 0.0)
+            p = s.sub_(shift).exp_()  # (B, Hkv, G, r, c), in place: s is a fresh tile
+            correction = torch.exp(m - shift)
+            l = l.mul_(correction).add_(p.sum(dim=-1, keepdim=True))
+            o = o.mul_(correction).add_(torch.matmul(p, v_acc[:, :, k0:k1].unsqueeze(2)))
+            m = m_new
+        empty = l == 0
+        o = o / l.masked_fill(empty, 1.0)  # empty rows: o is already 0
+        out[:, :, q0:q1] = o.flatten(1, 2).to(q.dtype)
+        lse[:, :, q0:q1] = (m + torch.log(l)).masked_fill(empty, neg_inf).flatten(1, 2)[..., 0]
+    return out, lse
+
+
+def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k,
+              captured, captured_needs_grad):
+    B, Hq, Lq, D = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    acc = _acc_dtype(q.dtype)
+    k_acc, v_acc = k.to(acc), v.to(acc)
+    dq = torch.zeros(B, Hq, Lq, D, dtype=acc, device=q.device)
+    dk = torch.zeros(B, Hkv, Lk, D, dtype=acc, device=q.device)
+    dv = torch.zeros(B, Hkv, Lk, v.shape[3], dtype=acc, device=q.device)
+    captured_grads = [torch.zeros_like(t) if need else None
+                      for t, need in zip(captured, captured_needs_grad, strict=True)]
+    wanted = [t for t, need in zip(captured, captured_needs_grad, strict=True) if need]
+    # delta_i = sum_j P_ij dP_ij = rowsum(dO * O): the softmax backward's row term.
+    delta = (grad_out.to(acc) * out.to(acc)).sum(dim=-1)  # (B, Hq, Lq)
+    # Rows with nothing to attend to have lse = -inf; +inf makes their P exactly 0.
+    lse = lse.masked_fill(lse == float("-inf"), float("inf"))
+    n_k = -(-Lk // block_k)
+    for i, q0 in enumerate(range(0, Lq, block_q)):
+        q1 = min(q0 + block_q, Lq)
+        q_blk = (q[:, :, q0:q1].to(acc) * scale).unflatten(1, (Hkv, group))  # (B,Hkv,G,r,D)
+        do_blk = grad_out[:, :, q0:q1].to(acc).unflatten(1, (Hkv, group))  # (B,Hkv,G,r,Dv)
+        lse_blk = lse[:, :, q0:q1, None].unflatten(1, (Hkv, group))  # (B,Hkv,G,r,1)
+        delta_blk = delta[:, :, q0:q1, None].unflatten(1, (Hkv, group))
+        dq_blk = torch.zeros_like(q_blk)
+        for j in range(n_k):
+            kind = _tile_kind(fns.plan, fns.mask is not None, i, j)
+            if kind == EMPTY:
+                continue
+            k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
+            k_blk, v_blk = k_acc[:, :, k0:k1], v_acc[:, :, k0:k1]  # (B, Hkv, c, D)
+            if fns.score is not None:
+                raw = torch.matmul(q_blk, k_blk.unsqueeze(2).transpose(-2, -1))
+                with torch.enable_grad():
+                    raw = raw.detach().requires_grad_(True)
+                    s = fns.score(raw.flatten(1, 2), q0, k0).unflatten(1, (Hkv, group))
+            else:
+                s = _scores(q_blk, k_blk, fns, q0, k0, Hkv, group)
+            s_masked = s.detach()
+            if kind != FULL:
+                allowed = _grouped_mask(fns.mask(q0, q1, k0, k1), Hkv, group)
+                s_masked = s_masked.masked_fill(~allowed, float("-inf"))
+            p = torch.exp(s_masked - lse_blk)  # (B, Hkv, G, r, c), exact softmax weights
+            # dV sums over the query heads of a group: fold G into the row axis.
+            dv[:, :, k0:k1] += torch.matmul(p.flatten(2, 3).transpose(-2, -1),
+                                            do_blk.flatten(2, 3))
+            dp = torch.matmul(do_blk, v_blk.unsqueeze(2).transpose(-2, -1))
+            ds = p * (dp - delta_blk)  # gradient w.r.t. the (modded) logits
+            if fns.score is not None:
+                grads = torch.autograd.grad(s, [raw, *wanted], ds, allow_unused=True)
+                ds = grads[0]
+                extras = iter(grads[1:])
+                for g in captured_grads:
+                    if g is not None:
+                        extra = next(extras)
+                        if extra is not None:
+                            g += extra
+            dq_blk += torch.matmul(ds, k_blk.unsqueeze(2))
+            dk[:, :, k0:k1] += torch.matmul(ds.flatten(2, 3).transpose(-2, -1),
+                                            q_blk.flatten(2, 3))
+        dq[:, :, q0:q1] = (dq_blk * scale).flatten(1, 2)
+    # q_blk carried the scale, so dK = dS^T (scale q) is already scaled.
+    return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
+            [g.to(t.dtype) if g is not None else None
+             for g, t in zip(captured_grads, captured, strict=True)])
