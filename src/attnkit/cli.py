@@ -44,6 +44,20 @@ def _cmd_bench_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_attention(args: argparse.Namespace) -> int:
+    from attnkit.bench import attention as suite
+
+    command = "attnkit bench attention " + " ".join(args.argv_echo)
+    if args.memory_curve:
+        suite.memory_curve(lengths=args.lengths, out_dir=args.out, command=command)
+        return 0
+    suite.run(lengths=args.lengths, cases=args.cases, modes=args.modes,
+              candidates=args.candidates, repeats=args.repeats, memory=args.memory,
+              max_dense_gib=args.max_dense_gib, out_dir=args.out, name=args.name,
+              command=command)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnkit", description="Attention mechanisms under one API.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -65,11 +79,36 @@ def build_parser() -> argparse.ArgumentParser:
     overhead.add_argument("--repeats", type=int, default=7)
     overhead.add_argument("--out", default="benchmarks/results", help="output folder")
     overhead.set_defaults(func=_cmd_bench_overhead)
+
+    from attnkit.bench.attention import CANDIDATES, CASES
+
+    att = suites.add_parser(
+        "attention", help="backends side by side: SDPA, reference, tiled, FlexAttention",
+        description="Time attention backends on the same inputs (B=1, H=8, D=64, float32); "
+                    "ratios against SDPA's flash kernel; JSON + markdown report.")
+    att.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096])
+    att.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    att.add_argument("--modes", nargs="+", default=["fwd", "fwd+bwd"],
+                     choices=["fwd", "fwd+bwd"])
+    att.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=None,
+                     help="default: all that can run here")
+    att.add_argument("--repeats", type=int, default=5)
+    att.add_argument("--memory", action="store_true",
+                     help="also measure peak memory per case in a subprocess")
+    att.add_argument("--max-dense-gib", type=float, default=6.0,
+                     help="skip candidates that would materialize more than this")
+    att.add_argument("--memory-curve", action="store_true",
+                     help="only measure tiled fwd+bwd peak memory at --lengths")
+    att.add_argument("--name", default="attention", help="report file name")
+    att.add_argument("--out", default="benchmarks/results", help="output folder")
+    att.set_defaults(func=_cmd_bench_attention)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv_echo = argv[2:]  # the arguments after "bench <suite>", for report headers
     return args.func(args)
 
 

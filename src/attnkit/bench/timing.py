@@ -2,8 +2,9 @@
 
 * :func:`measure` - median wall time of a callable after warm-up.
 * :func:`peak_memory` - extra peak memory of one call, measured in a fresh
-  subprocess (CPU: growth of the resident-set high-water mark over the baseline
-  taken after the inputs exist; CUDA: ``torch.cuda.max_memory_allocated``).
+  subprocess (CPU on Linux: the resident-set high-water mark, reset after the
+  inputs exist, minus the resident set at that point; CUDA:
+  ``torch.cuda.max_memory_allocated`` over the allocation before the call).
 * :func:`attention_flops` - the FLOP count convention of DESIGN.md section 5.
 * :func:`write_report` - JSON plus a markdown table, written atomically.
 """
@@ -89,6 +90,25 @@ def _maxrss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets the resident-set high-water mark."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _proc_status_bytes("VmHWM") is not None
+    except OSError:
+        return False
+
+
 def _memory_child(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Runs inside the subprocess: ``target`` is ``"module:function"``; the function
     takes ``kwargs``, builds its inputs and returns the zero-argument callable to run."""
@@ -103,7 +123,12 @@ def _memory_child(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         run()
         torch.cuda.synchronize()
         return {"peak_extra_bytes": torch.cuda.max_memory_allocated() - base}
-    base = _maxrss_bytes()
+    if _reset_peak_rss():
+        # Peak resident set during the run minus what was resident before it.
+        base = _proc_status_bytes("VmRSS")
+        run()
+        return {"peak_extra_bytes": max(0, _proc_status_bytes("VmHWM") - base)}
+    base = _maxrss_bytes()  # elsewhere: growth of the lifetime high-water mark
     run()
     return {"peak_extra_bytes": max(0, _maxrss_bytes() - base)}
 
