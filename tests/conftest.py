@@ -4,7 +4,7 @@
 Numerics are checked three ways: a float64 golden run of the reference, the
 reference in the test dtype, and the candidate in the test dtype. The candidate's
 max error against the golden run must be at most
-``max(floor[dtype], factor * same-dtype reference error)`` with factor 2 for
+``max(floor[dtype] * max(1, |golden|), factor * same-dtype reference error)``, factor 2 for
 outputs and 3 for gradients. The floor only matters when the reference happens
 to be (almost) exact, e.g. tiny problems in float32.
 """

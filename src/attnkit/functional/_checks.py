@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from attnkit.functional.masks import ALIGNMENTS
+from attnkit.functional.masks import ALIGNMENTS, check_mask_mod
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -105,6 +105,7 @@ def check_mask(mask: Any, q: torch.Tensor, kv_len: int) -> str:
             raise ValueError(f"mask is on {mask.device} but q is on {q.device}")
         return "tensor"
     if callable(mask):
+        check_mask_mod(mask, q.shape[0], q.shape[1], q.shape[2], kv_len)
         return "mask_mod"
     raise TypeError(f"mask must be None, a bool tensor or a mask_mod callable, got "
                     f"{type(mask).__name__}")

@@ -54,6 +54,7 @@ __all__ = [
     "materialize",
     "block_map",
     "index_grids",
+    "check_mask_mod",
 ]
 
 ALIGNMENTS = ("upper_left", "lower_right")
@@ -475,14 +476,47 @@ def index_grids(batch: int, heads: int, q_len: int, kv_len: int,
 
 
 def _evaluate(mask_mod: Callable, b, h, q, kv) -> torch.Tensor:
+    """Call a mask_mod on index grids; the result must be bool and broadcast to the
+    grid's ``(B, H, rows, cols)``. Returns it as rank 4 (size-1 dims kept)."""
     out = mask_mod(b, h, q, kv)
     if not isinstance(out, torch.Tensor) or out.dtype != torch.bool:
         got = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
         raise TypeError(f"mask_mod must return a bool tensor, got {got}")
-    if out.dim() != 4:
-        # A scalar or low-rank result is fine if it broadcasts; normalise to rank 4.
-        out = out.reshape((1,) * (4 - out.dim()) + tuple(out.shape))
-    return out
+    target = (b.shape[0], h.shape[1], q.shape[2], kv.shape[3])
+    if out.dim() > 4 or any(size not in (1, want) for size, want in
+                            zip((1,) * (4 - out.dim()) + tuple(out.shape), target,
+                                strict=True)):
+        raise ValueError(f"mask_mod returned shape {tuple(out.shape)}, which does not "
+                         f"broadcast to (B, H, Lq, Lk) = {target} for these indices")
+    return out.reshape((1,) * (4 - out.dim()) + tuple(out.shape))
+
+
+def check_mask_mod(mask_mod: Callable, batch: int, heads: int, q_len: int,
+                   kv_len: int) -> None:
+    """Check a built-in mask's own tensors against the call's shapes (ValueError if
+    they disagree), so that ids or lengths of the wrong size never index silently."""
+    if isinstance(mask_mod, (And, Or)):
+        for mod in mask_mod.mods:
+            check_mask_mod(mod, batch, heads, q_len, kv_len)
+    elif isinstance(mask_mod, Not):
+        check_mask_mod(mask_mod.mod, batch, heads, q_len, kv_len)
+    elif isinstance(mask_mod, KeyPadding):
+        if mask_mod.lengths.shape[0] not in (1, batch):
+            raise ValueError(f"key_padding(lengths) holds {mask_mod.lengths.shape[0]} "
+                             f"lengths but the batch size is {batch}")
+    elif isinstance(mask_mod, PrefixLM) and isinstance(mask_mod.prefix_len, torch.Tensor):
+        if mask_mod.prefix_len.shape[0] not in (1, batch):
+            raise ValueError(f"prefix_lm(prefix_len) holds {mask_mod.prefix_len.shape[0]} "
+                             f"lengths but the batch size is {batch}")
+    elif isinstance(mask_mod, Document):
+        q_ids, kv_ids = mask_mod.q_doc_ids, mask_mod.kv_doc_ids
+        if q_ids.shape[1] != q_len or kv_ids.shape[1] != kv_len:
+            raise ValueError(f"document(doc_ids) covers {q_ids.shape[1]} query and "
+                             f"{kv_ids.shape[1]} key positions, but Lq = {q_len} and "
+                             f"Lk = {kv_len}; pass one id per position")
+        if q_ids.shape[0] not in (1, batch):
+            raise ValueError(f"document(doc_ids) holds {q_ids.shape[0]} batch rows but the "
+                             f"batch size is {batch}")
 
 
 def materialize(mask_mod: Callable, batch: int, heads: int, q_len: int, kv_len: int,
@@ -497,15 +531,7 @@ def materialize(mask_mod: Callable, batch: int, heads: int, q_len: int, kv_len: 
     """
     b, h, q, kv = index_grids(batch, heads, q_len, kv_len, device)
     out = _evaluate(mask_mod, b, h, q, kv)
-    target = (batch, heads, q_len, kv_len)
-    try:
-        torch.broadcast_shapes(out.shape, target)
-    except RuntimeError as exc:
-        raise ValueError(f"mask_mod returned shape {tuple(out.shape)}, which does not "
-                         f"broadcast to (B, H, Lq, Lk) = {target}") from exc
-    shape = tuple(t if s != 1 else 1 for s, t in zip(out.shape, target, strict=True))
-    shape = shape[:2] + (q_len, kv_len)
-    return out.expand(shape)
+    return out.expand(out.shape[0], out.shape[1], q_len, kv_len)
 
 
 @dataclasses.dataclass(frozen=True)

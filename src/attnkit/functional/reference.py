@@ -60,10 +60,11 @@ def reference_attention(
     scores = torch.matmul(q.to(acc), k.to(acc).transpose(-2, -1)) * scale  # (B, Hq, Lq, Lk)
     if score_mod is not None:
         modified = score_mod(scores, *index_grids(B, Hq, Lq, Lk, q.device))
-        if not isinstance(modified, torch.Tensor) or modified.shape != scores.shape:
-            got = tuple(modified.shape) if isinstance(modified, torch.Tensor) else type(modified)
+        if not isinstance(modified, torch.Tensor):
+            raise TypeError(f"score_mod must return a tensor, got {type(modified).__name__}")
+        if modified.shape != scores.shape:
             raise ValueError(f"score_mod must return a tensor of shape {tuple(scores.shape)}, "
-                             f"got {got}")
+                             f"got {tuple(modified.shape)}")
         scores = modified.to(acc)
     weights = masked_softmax(scores, mask)  # (B, Hq, Lq, Lk), float32/64; empty rows 0
 
