@@ -139,3 +139,12 @@ def check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return value
+
+
+NORMALIZERS = ("softmax", "sparsemax")
+
+
+def check_normalize(normalize: Any) -> str:
+    if not isinstance(normalize, str) or normalize not in NORMALIZERS:
+        raise ValueError(f"normalize must be one of {NORMALIZERS}, got {normalize!r}")
+    return normalize

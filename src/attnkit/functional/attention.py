@@ -15,7 +15,9 @@ import torch
 
 from attnkit.functional import _checks
 from attnkit.functional._plan import CallPlan, captured_tensors
+from attnkit.functional.normalizers import masked_softmax
 from attnkit.functional.reference import reference_attention
+from attnkit.functional.sparsemax import sparsemax
 from attnkit.functional.weights import attention_weights
 from attnkit.kernels.dispatch import Decision, Problem, choose
 from attnkit.kernels.sdpa import sdpa_attention
@@ -25,8 +27,11 @@ __all__ = ["attention", "explain"]
 
 MaskLike = torch.Tensor | Callable | None
 
+_NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax}
 
-def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend):
+
+def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
+             normalize="softmax"):
     _checks.check_qkv(q, k, v)
     B, Hq, Lq, D = q.shape
     Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
@@ -36,6 +41,7 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
     dropout_p = _checks.check_dropout(dropout_p)
     scale = _checks.resolve_scale(scale, D)
     _checks.check_flag(return_weights, "return_weights")
+    _checks.check_normalize(normalize)
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     plan = CallPlan.build(q, Lk, mask, alignment, score_mod)
@@ -49,7 +55,7 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
         score_mod=score_mod is not None,
         score_mod_traceable=score_mod is None or _score_mod_traceable(score_mod),
         return_weights=return_weights, dropout_p=dropout_p, requires_grad=requires_grad,
-        block_sparsity=sparsity,
+        block_sparsity=sparsity, normalize=normalize,
     )
     return problem, plan, scale, dropout_p, choose(problem, backend)
 
@@ -72,6 +78,7 @@ def attention(
     score_mod: Callable | None = None,
     dropout_p: float = 0.0,
     return_weights: bool = False,
+    normalize: str = "softmax",
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled-dot attention ``softmax(score_mod(q k^T * scale) | mask) v``.
@@ -99,6 +106,8 @@ def attention(
         dropout_p: dropout probability on the attention weights, in ``[0, 1)``.
             Applied whenever it is > 0 (pass 0.0 at evaluation time).
         return_weights: also return the softmax weights (before dropout).
+        normalize: ``"softmax"``, or ``"sparsemax"`` (Martins & Astudillo 2016,
+            arXiv:1602.02068: sparse weights; reference backend only).
         backend: ``"auto"`` (the fastest backend that supports the call),
             ``"reference"``, ``"sdpa"`` or ``"tiled"``. :func:`explain` says which
             runs and why.
@@ -116,7 +125,7 @@ def attention(
         torch.Size([2, 4, 16, 32])
     """
     problem, plan, scale, dropout_p, decision = _prepare(
-        q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend)
+        q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend, normalize)
 
     if decision.backend == "sdpa":
         alignment = plan.alignment
@@ -146,7 +155,8 @@ def attention(
 
     return reference_attention(q, k, v, mask=plan.dense_mask(), scale=scale,
                                score_mod=score_mod, dropout_p=dropout_p,
-                               return_weights=return_weights)
+                               return_weights=return_weights,
+                               normalize=_NORMALIZERS[normalize])
 
 
 def explain(
@@ -160,6 +170,7 @@ def explain(
     score_mod: Callable | None = None,
     dropout_p: float = 0.0,
     return_weights: bool = False,
+    normalize: str = "softmax",
     backend: str = "auto",
 ) -> Decision:
     """Which backend :func:`attention` would run for these arguments, and why not the others.
@@ -172,4 +183,4 @@ def explain(
         would run) and ``refused`` (``{name: reason}`` for every other backend).
     """
     return _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
-                    backend)[-1]
+                    backend, normalize)[-1]

@@ -35,6 +35,7 @@ def reference_attention(
     score_mod: Callable | None = None,
     dropout_p: float = 0.0,
     return_weights: bool = False,
+    normalize: Callable = masked_softmax,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled-dot attention, computed plainly.
 
@@ -45,6 +46,9 @@ def reference_attention(
         scale: multiplier of ``q . k``.
         score_mod: optional ``score_mod(score, b, h, q_idx, kv_idx)``.
         dropout_p: dropout on the weights (the returned weights are pre-dropout).
+        normalize: ``normalize(scores, mask) -> weights`` over the last axis, with the
+            conventions of :func:`~attnkit.functional.normalizers.masked_softmax`
+            (e.g. :func:`~attnkit.functional.sparsemax.sparsemax`).
 
     Returns:
         ``out (B, Hq, Lq, Dv)`` in the input dtype, and the weights
@@ -66,7 +70,7 @@ def reference_attention(
             raise ValueError(f"score_mod must return a tensor of shape {tuple(scores.shape)}, "
                              f"got {tuple(modified.shape)}")
         scores = modified.to(acc)
-    weights = masked_softmax(scores, mask)  # (B, Hq, Lq, Lk), float32/64; empty rows 0
+    weights = normalize(scores, mask)  # (B, Hq, Lq, Lk), float32/64; empty rows 0
 
     kept = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     out = torch.matmul(kept.to(v.dtype), v)  # (B, Hq, Lq, Dv)

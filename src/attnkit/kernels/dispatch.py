@@ -41,6 +41,7 @@ class Problem:
     dropout_p: float
     requires_grad: bool
     block_sparsity: float | None  # fraction of empty tiles of a mask_mod, else None
+    normalize: str = "softmax"
 
     @property
     def elements(self) -> int:
@@ -66,6 +67,8 @@ def _reference_refusal(p: Problem) -> str | None:
 
 
 def _sdpa_refusal(p: Problem) -> str | None:
+    if p.normalize != "softmax":
+        return f"normalize={p.normalize!r}: SDPA computes a softmax"
     if p.return_weights:
         return "return_weights=True: SDPA does not expose the attention weights"
     if p.score_mod:
@@ -76,6 +79,8 @@ def _sdpa_refusal(p: Problem) -> str | None:
 
 
 def _tiled_refusal(p: Problem) -> str | None:
+    if p.normalize != "softmax":
+        return f"normalize={p.normalize!r}: the online softmax does not apply"
     if p.dropout_p > 0.0:
         return ("dropout_p > 0: the tiled backward recomputes the weights and would need "
                 "the forward's random dropout mask")
