@@ -277,8 +277,10 @@ class Document(MaskMod):
             _check_batch(b, self.q_doc_ids.shape[0], "document(doc_ids)")
         q_doc = self.q_doc_ids.to(q_idx.device)
         kv_doc = self.kv_doc_ids.to(kv_idx.device)
-        # b broadcasts over the batch rows; a (1, L) id tensor serves every batch.
-        b = b if q_doc.shape[0] > 1 else torch.zeros_like(b)
+        # b broadcasts over the batch rows; a (1, L) id tensor serves every batch
+        # and keeps the result's batch dim at size 1.
+        if q_doc.shape[0] == 1:
+            b = torch.zeros((1,) * b.dim(), dtype=b.dtype, device=b.device)
         return q_doc[b, q_idx] == kv_doc[b, kv_idx]
 
     def tile_kinds(self, tiles):
@@ -366,6 +368,8 @@ def prefix_lm(prefix_len: int | torch.Tensor) -> PrefixLM:
     """
     if isinstance(prefix_len, torch.Tensor):
         prefix_len = _as_index_tensor(prefix_len, "prefix_len", (1,))
+        if (prefix_len < 0).any():
+            raise ValueError(f"prefix_len must be >= 0, got {prefix_len.tolist()}")
     else:
         _check_int(prefix_len, "prefix_len", 0)
     return PrefixLM(prefix_len)
@@ -494,29 +498,32 @@ def _evaluate(mask_mod: Callable, b, h, q, kv) -> torch.Tensor:
 def check_mask_mod(mask_mod: Callable, batch: int, heads: int, q_len: int,
                    kv_len: int) -> None:
     """Check a built-in mask's own tensors against the call's shapes (ValueError if
-    they disagree), so that ids or lengths of the wrong size never index silently."""
+    they disagree), so that ids or lengths of the wrong size never index silently.
+
+    Per-batch tensors must hold 1 or ``batch`` rows; document ids must cover exactly
+    ``Lq`` query and ``Lk`` key positions.
+    """
+    def rows(tensor: torch.Tensor, who: str) -> None:
+        if tensor.shape[0] not in (1, batch):
+            raise ValueError(f"{who} holds {tensor.shape[0]} batch rows but attention has "
+                             f"batch size {batch}")
+
     if isinstance(mask_mod, (And, Or)):
         for mod in mask_mod.mods:
             check_mask_mod(mod, batch, heads, q_len, kv_len)
     elif isinstance(mask_mod, Not):
         check_mask_mod(mask_mod.mod, batch, heads, q_len, kv_len)
     elif isinstance(mask_mod, KeyPadding):
-        if mask_mod.lengths.shape[0] not in (1, batch):
-            raise ValueError(f"key_padding(lengths) holds {mask_mod.lengths.shape[0]} "
-                             f"lengths but the batch size is {batch}")
+        rows(mask_mod.lengths, "key_padding(lengths)")
     elif isinstance(mask_mod, PrefixLM) and isinstance(mask_mod.prefix_len, torch.Tensor):
-        if mask_mod.prefix_len.shape[0] not in (1, batch):
-            raise ValueError(f"prefix_lm(prefix_len) holds {mask_mod.prefix_len.shape[0]} "
-                             f"lengths but the batch size is {batch}")
+        rows(mask_mod.prefix_len, "prefix_lm(prefix_len)")
     elif isinstance(mask_mod, Document):
         q_ids, kv_ids = mask_mod.q_doc_ids, mask_mod.kv_doc_ids
         if q_ids.shape[1] != q_len or kv_ids.shape[1] != kv_len:
             raise ValueError(f"document(doc_ids) covers {q_ids.shape[1]} query and "
                              f"{kv_ids.shape[1]} key positions, but Lq = {q_len} and "
                              f"Lk = {kv_len}; pass one id per position")
-        if q_ids.shape[0] not in (1, batch):
-            raise ValueError(f"document(doc_ids) holds {q_ids.shape[0]} batch rows but the "
-                             f"batch size is {batch}")
+        rows(q_ids, "document(doc_ids)")
 
 
 def materialize(mask_mod: Callable, batch: int, heads: int, q_len: int, kv_len: int,
@@ -529,6 +536,7 @@ def materialize(mask_mod: Callable, batch: int, heads: int, q_len: int, kv_len: 
         ``(B, H, Lq, Lk)``), so a causal mask costs ``Lq * Lk`` bytes, not
         ``B * H * Lq * Lk``.
     """
+    check_mask_mod(mask_mod, batch, heads, q_len, kv_len)
     b, h, q, kv = index_grids(batch, heads, q_len, kv_len, device)
     out = _evaluate(mask_mod, b, h, q, kv)
     return out.expand(out.shape[0], out.shape[1], q_len, kv_len)
@@ -600,6 +608,7 @@ def block_map(mask_mod: Callable | torch.Tensor, batch: int, heads: int, q_len: 
             raise ValueError(f"a tensor mask must be bool, 2-D or 4-D; got {mask_mod.dtype} "
                              f"of shape {tuple(mask_mod.shape)}")
         mask_mod = _TensorMask(mask_mod if mask_mod.dim() == 4 else mask_mod[None, None])
+    check_mask_mod(mask_mod, batch, heads, q_len, kv_len)
     tiles = Tiles.make(q_len, kv_len, block_q, block_k, device)
     closed = mask_mod.tile_kinds(tiles) if isinstance(mask_mod, MaskMod) else None
     if closed is None:

@@ -103,8 +103,8 @@ class Softcap(ScoreMod):
 
 def softcap(cap: float) -> Softcap:
     """Soft-cap logits to ``(-cap, cap)``: ``cap * tanh(score / cap)``."""
-    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0:
-        raise ValueError(f"cap must be a positive number, got {cap!r}")
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < math.inf:
+        raise ValueError(f"cap must be a positive finite number, got {cap!r}")
     return Softcap(float(cap))
 
 

@@ -21,16 +21,22 @@ __all__ = ["attention_weights"]
 
 
 def _indices(value, name: str, size: int, device) -> torch.Tensor:
+    """None (all), an int, a sequence of ints or an integer tensor -> index tensor."""
     if value is None:
         return torch.arange(size, device=device)
-    items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if isinstance(items, torch.Tensor):
-        items = items.tolist()
-    try:
-        items = [int(i) for i in items]
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be None, an int or a sequence of ints, got "
-                        f"{type(value).__name__}") from exc
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+            raise TypeError(f"{name} must hold integers, got a tensor of dtype {value.dtype}")
+        items = value.flatten().tolist()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, (list, tuple, range)):
+        items = list(value)
+    else:
+        raise TypeError(f"{name} must be None, an int, a sequence of ints or an integer "
+                        f"tensor, got {type(value).__name__}")
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in items):
+        raise TypeError(f"{name} must hold ints, got {items!r}")
     if not items or any(not 0 <= i < size for i in items):
         raise ValueError(f"{name} must hold indices in [0, {size}), got {items}")
     return torch.tensor(items, device=device)

@@ -1,0 +1,271 @@
+"""Multi-head attention: MHA, grouped-query (GQA) and multi-query (MQA) attention.
+
+Multi-head attention is from Vaswani et al. 2017, "Attention Is All You Need"
+(arXiv:1706.03762). Sharing each key/value head among a group of query heads is
+multi-query attention (Shazeer 2019, arXiv:1911.02150; one key/value head) and,
+in general, grouped-query attention (Ainslie et al. 2023, arXiv:2305.13245).
+Optional QK-norm (RMSNorm of queries and keys per head, as in OLMo 2 and Qwen 3;
+Dehghani et al. 2023, arXiv:2302.05442 used LayerNorm) and rotary position
+embeddings (:class:`~attnkit.nn.positional.RotaryEmbedding`).
+
+The module owns the four projections and calls :func:`attnkit.functional.attention`,
+so every mask, ``score_mod`` and backend of the functional core works here too.
+Deviations from ``torch.nn.MultiheadAttention``: separate ``q_proj``/``k_proj``/
+``v_proj`` (not one stacked ``in_proj_weight``), masks with True = may attend
+(torch's ``key_padding_mask``/bool ``attn_mask`` use True = ignore), no
+``add_bias_kv``/``add_zero_attn``, weights always per head, and a query row with
+nothing to attend to gives zeros instead of NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from attnkit.functional.attention import attention
+from attnkit.kernels.dispatch import BACKENDS
+from attnkit.nn.kv_cache import KVCache, StaticKVCache
+from attnkit.nn.positional import RotaryEmbedding
+
+__all__ = ["MultiHeadAttention"]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_input(x: object, name: str, features: int, layout: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3 or x.shape[2] != features:
+        raise ValueError(f"{name} must be {layout} with E={features}, got shape "
+                         f"{tuple(x.shape)}")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head (grouped-query, multi-query) scaled-dot attention.
+
+    Shapes: ``E`` embed_dim, ``Hq`` num_heads, ``Hkv`` num_kv_heads,
+    ``Dh = E // Hq`` head dim; query head ``h`` reads key/value head
+    ``h // (Hq // Hkv)``.
+
+    Args:
+        embed_dim: ``E``, features of the query and of the output.
+        num_heads: ``Hq``, query heads; must divide ``embed_dim``.
+        num_kv_heads: ``Hkv``, key/value heads (default ``num_heads``: MHA;
+            1: MQA; in between: GQA); must divide ``num_heads``.
+        kdim, vdim: features of ``key`` and ``value`` (default ``embed_dim``).
+        bias: biases in the four projections.
+        dropout: dropout probability on the attention weights, in training mode only.
+        qk_norm: RMSNorm (learned scale) over ``Dh`` of every query and key head.
+        batch_first: inputs and output are ``(B, L, E)``; False: ``(L, B, E)``.
+        rotary: a :class:`~attnkit.nn.positional.RotaryEmbedding` with
+            ``head_dim == Dh``, applied to queries and keys in self-attention
+            (after ``qk_norm``). Cross-attention is not rotated: query and source
+            positions do not lie on one axis.
+        backend: passed to :func:`attnkit.functional.attention` (``"auto"``,
+            ``"reference"``, ``"sdpa"``).
+
+    Example:
+        >>> import torch
+        >>> from attnkit.nn.multihead import MultiHeadAttention
+        >>> mha = MultiHeadAttention(64, 8, num_kv_heads=2)
+        >>> x = torch.randn(2, 10, 64)
+        >>> out, _ = mha(x, causal=True)
+        >>> out.shape
+        torch.Size([2, 10, 64])
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, *, num_kv_heads: int | None = None,
+                 kdim: int | None = None, vdim: int | None = None, bias: bool = True,
+                 dropout: float = 0.0, qk_norm: bool = False, batch_first: bool = True,
+                 rotary: RotaryEmbedding | None = None, backend: str = "auto") -> None:
+        super().__init__()
+        self.embed_dim = _positive_int(embed_dim, "embed_dim")
+        self.num_heads = _positive_int(num_heads, "num_heads")
+        if embed_dim % num_heads:
+            raise ValueError(f"num_heads ({num_heads}) must divide embed_dim ({embed_dim})")
+        self.num_kv_heads = _positive_int(num_heads if num_kv_heads is None else num_kv_heads,
+                                          "num_kv_heads")
+        if num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads ({self.num_kv_heads}) must divide num_heads "
+                             f"({num_heads})")
+        self.kdim = _positive_int(embed_dim if kdim is None else kdim, "kdim")
+        self.vdim = _positive_int(embed_dim if vdim is None else vdim, "vdim")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout must be a float in [0, 1), got {type(dropout).__name__}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
+        self.batch_first = _flag(batch_first, "batch_first")
+        if backend != "auto" and backend not in BACKENDS:
+            raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, "
+                             f"got {backend!r}")
+        self.backend = backend
+        self.head_dim = embed_dim // num_heads
+        if rotary is not None and not isinstance(rotary, RotaryEmbedding):
+            raise TypeError(f"rotary must be a RotaryEmbedding or None, got "
+                            f"{type(rotary).__name__}")
+        if rotary is not None and rotary.head_dim != self.head_dim:
+            raise ValueError(f"rotary.head_dim ({rotary.head_dim}) must equal the head dim "
+                             f"embed_dim // num_heads = {self.head_dim}")
+        self.rotary = rotary
+        _flag(bias, "bias")
+        inner_q, inner_kv = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        self.q_proj = nn.Linear(embed_dim, inner_q, bias=bias)
+        self.k_proj = nn.Linear(self.kdim, inner_kv, bias=bias)
+        self.v_proj = nn.Linear(self.vdim, inner_kv, bias=bias)
+        self.out_proj = nn.Linear(inner_q, embed_dim, bias=bias)
+        self.q_norm = nn.RMSNorm(self.head_dim) if _flag(qk_norm, "qk_norm") else None
+        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
+
+    def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
+        x = x.unflatten(-1, (heads, self.head_dim))  # (B, L, heads, Dh)
+        return x.transpose(1, 2)  # (B, heads, L, Dh)
+
+    def _project_source(self, key: torch.Tensor, value: torch.Tensor):
+        k = self._heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, Lk, Dh)
+        v = self._heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, Lk, Dh)
+        return (k if self.k_norm is None else self.k_norm(k)), v
+
+    @property
+    def _layout(self) -> str:
+        return "(B, L, E)" if self.batch_first else "(L, B, E)"
+
+    def _self_keys_values(self, x: torch.Tensor, q: torch.Tensor, kv_cache: KVCache | None):
+        """Self-attention: keys/values from ``x (B, Lq, E)``, rotated and appended to the cache."""
+        if self.kdim != self.embed_dim or self.vdim != self.embed_dim:
+            raise ValueError(f"self-attention (key=None) needs kdim == vdim == embed_dim, got "
+                             f"kdim={self.kdim}, vdim={self.vdim}, embed_dim={self.embed_dim}; "
+                             f"pass key and value")
+        k, v = self._project_source(x, x)  # (B, Hkv, Lq, Dh)
+        if self.rotary is not None:
+            offset = 0 if kv_cache is None else kv_cache.length
+            q, k = self.rotary(q, offset), self.rotary(k, offset)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B, Hkv, cache length + Lq, Dh)
+        return q, k, v
+
+    def _source_keys_values(self, key: torch.Tensor | None, value: torch.Tensor | None,
+                            kv_cache: KVCache | StaticKVCache | None, batch: int):
+        """Cross-attention: project ``key``/``value`` or read them from a StaticKVCache."""
+        if isinstance(kv_cache, KVCache):
+            raise ValueError("kv_cache=KVCache() is for self-attention (key=None); cache "
+                             "cross-attention keys and values with StaticKVCache()")
+        if kv_cache is not None and kv_cache.is_set:
+            k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, Lk, Dh)
+            if k.shape[0] != batch:
+                raise ValueError(f"kv_cache holds batch size {k.shape[0]} but query has batch "
+                                 f"size {batch}")
+            return k, v
+        if key is None:
+            raise ValueError("an empty StaticKVCache needs key (the source to cache) on the "
+                             "first call; use KVCache for self-attention")
+        value = key if value is None else value
+        _check_input(key, "key", self.kdim, self._layout)
+        _check_input(value, "value", self.vdim, self._layout)
+        if not self.batch_first:
+            key, value = key.transpose(0, 1), value.transpose(0, 1)  # (B, Lk, kdim|vdim)
+        if key.shape[0] != batch or value.shape[0] != batch or key.shape[1] != value.shape[1]:
+            raise ValueError(f"key {tuple(key.shape)} and value {tuple(value.shape)} must have "
+                             f"batch size {batch} (from query) and equal lengths")
+        k, v = self._project_source(key, value)  # (B, Hkv, Lk, Dh)
+        if kv_cache is not None:
+            kv_cache.set(k, v)
+        return k, v
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        *,
+        mask: torch.Tensor | Callable | None = None,
+        causal: bool | str | None = None,
+        score_mod: Callable | None = None,
+        kv_cache: KVCache | StaticKVCache | None = None,
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from ``query`` to ``key``/``value`` (or to ``query`` itself).
+
+        Shapes are batch-first; with ``batch_first=False`` every ``(B, L, E)``
+        below is ``(L, B, E)`` instead (weights stay ``(B, Hq, Lq, Lk)``).
+
+        Args:
+            query: ``(B, Lq, E)``.
+            key: ``(B, Lk, kdim)`` for cross-attention; None for self-attention
+                (keys and values are projected from ``query``).
+            value: ``(B, Lk, vdim)``; defaults to ``key``.
+            mask: passed to :func:`attnkit.functional.attention` unchanged. True =
+                may attend; a bool tensor broadcastable to ``(B, Hq, Lq, Lk)`` (or
+                ``(Lq, Lk)``), or a ``mask_mod`` callable. Key padding, from a
+                ``(B, Lk)`` bool ``valid`` tensor: ``mask=valid[:, None, None, :]``;
+                from ``(B,)`` lengths of right-padded keys:
+                ``mask=attnkit.masks.key_padding(lengths)``. With a :class:`KVCache`,
+                ``Lk`` counts the cached tokens too.
+            causal: None, True, ``"upper_left"`` or ``"lower_right"`` (see
+                :func:`attnkit.functional.attention`). With a :class:`KVCache`, True
+                means ``"lower_right"``: the queries are the last ``Lq`` of the
+                ``Lk = cache length + Lq`` positions.
+            score_mod: optional ``score_mod(score, b, h, q_idx, kv_idx)`` (ALiBi,
+                softcap, an additive float mask, ...). With a cache, ``q_idx`` counts
+                from 0 at the first new token: pass e.g. ``alibi(slopes,
+                q_offset=cache.length)``.
+            kv_cache: None; a :class:`KVCache` for incremental self-attention
+                (``key`` must be None): the new keys/values are appended and the
+                queries attend over the whole cache, with rotary positions starting
+                at the cache length; or a :class:`StaticKVCache` for
+                cross-attention: filled from ``key``/``value`` on the first call,
+                after which ``key``/``value`` are ignored (and may be None).
+            return_weights: also return the attention weights.
+
+        Returns:
+            ``(out (B, Lq, E), weights (B, Hq, Lq, Lk) or None)``; the weights are
+            taken before dropout.
+        """
+        if kv_cache is not None and not isinstance(kv_cache, (KVCache, StaticKVCache)):
+            raise TypeError(f"kv_cache must be a KVCache, a StaticKVCache or None, got "
+                            f"{type(kv_cache).__name__}")
+        _check_input(query, "query", self.embed_dim, self._layout)
+        if not self.batch_first:
+            query = query.transpose(0, 1)  # (B, Lq, E)
+        B, Lq, _ = query.shape
+        q = self._heads(self.q_proj(query), self.num_heads)  # (B, Hq, Lq, Dh)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+        if isinstance(kv_cache, StaticKVCache) or key is not None:
+            k, v = self._source_keys_values(key, value, kv_cache, B)  # (B, Hkv, Lk, Dh)
+        else:
+            if value is not None:
+                raise ValueError("value was given without key; pass key too (value defaults "
+                                 "to key), or neither for self-attention")
+            q, k, v = self._self_keys_values(query, q, kv_cache)  # k, v: (B, Hkv, Lk, Dh)
+            causal = "lower_right" if causal is True and kv_cache is not None else causal
+
+        out, weights = attention(
+            q, k, v, mask=mask, causal=causal, score_mod=score_mod,
+            dropout_p=self.dropout if self.training else 0.0,
+            return_weights=return_weights, backend=self.backend,
+        )  # out: (B, Hq, Lq, Dh)
+        out = out.transpose(1, 2).reshape(B, Lq, self.num_heads * self.head_dim)  # (B, Lq, E)
+        out = self.out_proj(out)  # (B, Lq, E)
+        if not self.batch_first:
+            out = out.transpose(0, 1)  # (Lq, B, E)
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, "
+                f"dropout={self.dropout}, batch_first={self.batch_first}")
