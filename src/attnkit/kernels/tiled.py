@@ -75,19 +75,27 @@ def _tile_kind(plan: torch.Tensor | None, has_mask: bool, i: int, j: int) -> int
     return int(plan[i, j])
 
 
-def _grouped_mask(mask: torch.Tensor, kv_heads: int, group: int) -> torch.Tensor:
-    """``(B|1, Hq|1, r, c)`` -> ``(B|1, Hkv|1, G|1, r, c)``, matching grouped logits."""
-    if mask.shape[1] == 1:
-        return mask.unsqueeze(2)
-    return mask.unflatten(1, (kv_heads, group))
+def _rows(x: torch.Tensor, q0: int, q1: int, kv_heads: int, dtype) -> torch.Tensor:
+    """Rows ``q0:q1`` of ``(B, Hq, L, X)`` as ``(B, Hkv, G*r, X)`` in ``dtype`` (a copy).
+
+    Stacking the G query heads that share a key/value head along the row axis turns
+    every product with K or V into one plain batched matmul over ``(B, Hkv)``.
+    """
+    B, Hq, _, X = x.shape
+    # copy=True: callers scale the result in place, never the caller's tensor.
+    block = x[:, :, q0:q1].to(dtype, copy=True, memory_format=torch.contiguous_format)
+    return block.view(B, kv_heads, Hq // kv_heads * (q1 - q0), X)
 
 
-def _scores(q_blk, k_blk, fns: TileFns, q0, k0, kv_heads, group):
-    """Scaled (score-modded) logits of one tile, ``(B, Hkv, G, r, c)``."""
-    s = torch.matmul(q_blk, k_blk.unsqueeze(2).transpose(-2, -1))  # (B, Hkv, G, r, c)
+def _scores(q_blk, k_blk, fns: TileFns, q0, k0, heads):
+    """Score-modded logits of one tile: ``(B, Hkv, G*r, c)``, and the same memory
+    viewed per query head as ``(B, Hq, r, c)``."""
+    s = torch.matmul(q_blk, k_blk.transpose(-2, -1))  # (B, Hkv, G*r, c)
+    per_head = s.view(s.shape[0], heads, -1, s.shape[-1])  # (B, Hq, r, c)
     if fns.score is not None:
-        s = fns.score(s.flatten(1, 2), q0, k0).unflatten(1, (kv_heads, group))
-    return s
+        per_head = fns.score(per_head, q0, k0).contiguous()
+        s = per_head.view(s.shape)
+    return s, per_head
 
 
 class _TiledAttention(torch.autograd.Function):
@@ -135,7 +143,6 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale:
 def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
     B, Hq, Lq, D = q.shape
     Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
-    group = Hq // Hkv
     acc = _acc_dtype(q.dtype)
     k_acc, v_acc = k.to(acc), v.to(acc)  # no copy for float32/float64
     out = torch.empty(B, Hq, Lq, Dv, dtype=q.dtype, device=q.device)
@@ -144,32 +151,32 @@ def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
     n_k = -(-Lk // block_k)
     for i, q0 in enumerate(range(0, Lq, block_q)):
         q1 = min(q0 + block_q, Lq)
-        q_blk = (q[:, :, q0:q1].to(acc) * scale).unflatten(1, (Hkv, group))  # (B,Hkv,G,r,D)
-        m = torch.full((B, Hkv, group, q1 - q0, 1), neg_inf, dtype=acc, device=q.device)
+        q_blk = _rows(q, q0, q1, Hkv, acc).mul_(scale)  # (B, Hkv, G*r, D)
+        rows = q_blk.shape[2]
+        m = torch.full((B, Hkv, rows, 1), neg_inf, dtype=acc, device=q.device)
         l = torch.zeros_like(m)
-        o = torch.zeros(B, Hkv, group, q1 - q0, Dv, dtype=acc, device=q.device)
+        o = torch.zeros(B, Hkv, rows, Dv, dtype=acc, device=q.device)
         for j in range(n_k):
             kind = _tile_kind(fns.plan, fns.mask is not None, i, j)
             if kind == EMPTY:
                 continue
             k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
-            s = _scores(q_blk, k_acc[:, :, k0:k1], fns, q0, k0, Hkv, group)
+            s, per_head = _scores(q_blk, k_acc[:, :, k0:k1], fns, q0, k0, Hq)
             if kind != FULL:
-                allowed = _grouped_mask(fns.mask(q0, q1, k0, k1), Hkv, group)
-                s = s.masked_fill_(~allowed, neg_inf)
+                per_head.masked_fill_(~fns.mask(q0, q1, k0, k1), neg_inf)  # writes into s
             m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
             # Rows with nothing allowed so far keep m = -inf; shift them by 0
             # instead so exp() sees -inf - 0 = -inf rather than -inf + inf = nan.
             shift = m_new.masked_fill(m_new == neg_inf, 0.0)
-            p = s.sub_(shift).exp_()  # (B, Hkv, G, r, c), in place: s is a fresh tile
+            p = s.sub_(shift).exp_()  # (B, Hkv, G*r, c), in place: s is this tile's own
             correction = torch.exp(m - shift)
             l = l.mul_(correction).add_(p.sum(dim=-1, keepdim=True))
-            o = o.mul_(correction).add_(torch.matmul(p, v_acc[:, :, k0:k1].unsqueeze(2)))
+            o = o.mul_(correction).add_(torch.matmul(p, v_acc[:, :, k0:k1]))
             m = m_new
         empty = l == 0
-        o = o / l.masked_fill(empty, 1.0)  # empty rows: o is already 0
-        out[:, :, q0:q1] = o.flatten(1, 2).to(q.dtype)
-        lse[:, :, q0:q1] = (m + torch.log(l)).masked_fill(empty, neg_inf).flatten(1, 2)[..., 0]
+        o = o.div_(l.masked_fill(empty, 1.0))  # empty rows: o is already 0
+        out[:, :, q0:q1] = o.view(B, Hq, q1 - q0, Dv)
+        lse[:, :, q0:q1] = (m + torch.log(l)).masked_fill(empty, neg_inf).view(B, Hq, q1 - q0)
     return out, lse
 
 
@@ -177,26 +184,25 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
               captured, captured_needs_grad):
     B, Hq, Lq, D = q.shape
     Hkv, Lk = k.shape[1], k.shape[2]
-    group = Hq // Hkv
     acc = _acc_dtype(q.dtype)
     k_acc, v_acc = k.to(acc), v.to(acc)
-    dq = torch.zeros(B, Hq, Lq, D, dtype=acc, device=q.device)
+    dq = torch.empty(B, Hq, Lq, D, dtype=acc, device=q.device)
     dk = torch.zeros(B, Hkv, Lk, D, dtype=acc, device=q.device)
     dv = torch.zeros(B, Hkv, Lk, v.shape[3], dtype=acc, device=q.device)
     captured_grads = [torch.zeros_like(t) if need else None
                       for t, need in zip(captured, captured_needs_grad, strict=True)]
     wanted = [t for t, need in zip(captured, captured_needs_grad, strict=True) if need]
     # delta_i = sum_j P_ij dP_ij = rowsum(dO * O): the softmax backward's row term.
-    delta = (grad_out.to(acc) * out.to(acc)).sum(dim=-1)  # (B, Hq, Lq)
+    delta = (grad_out.to(acc) * out.to(acc)).sum(dim=-1, keepdim=True)  # (B, Hq, Lq, 1)
     # Rows with nothing to attend to have lse = -inf; +inf makes their P exactly 0.
-    lse = lse.masked_fill(lse == float("-inf"), float("inf"))
+    lse = lse.masked_fill(lse == float("-inf"), float("inf"))[..., None]  # (B, Hq, Lq, 1)
     n_k = -(-Lk // block_k)
     for i, q0 in enumerate(range(0, Lq, block_q)):
         q1 = min(q0 + block_q, Lq)
-        q_blk = (q[:, :, q0:q1].to(acc) * scale).unflatten(1, (Hkv, group))  # (B,Hkv,G,r,D)
-        do_blk = grad_out[:, :, q0:q1].to(acc).unflatten(1, (Hkv, group))  # (B,Hkv,G,r,Dv)
-        lse_blk = lse[:, :, q0:q1, None].unflatten(1, (Hkv, group))  # (B,Hkv,G,r,1)
-        delta_blk = delta[:, :, q0:q1, None].unflatten(1, (Hkv, group))
+        q_blk = _rows(q, q0, q1, Hkv, acc).mul_(scale)  # (B, Hkv, G*r, D)
+        do_blk = _rows(grad_out, q0, q1, Hkv, acc)  # (B, Hkv, G*r, Dv)
+        lse_blk = _rows(lse, q0, q1, Hkv, acc)  # (B, Hkv, G*r, 1)
+        delta_blk = _rows(delta, q0, q1, Hkv, acc)
         dq_blk = torch.zeros_like(q_blk)
         for j in range(n_k):
             kind = _tile_kind(fns.plan, fns.mask is not None, i, j)
@@ -205,24 +211,24 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
             k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
             k_blk, v_blk = k_acc[:, :, k0:k1], v_acc[:, :, k0:k1]  # (B, Hkv, c, D)
             if fns.score is not None:
-                raw = torch.matmul(q_blk, k_blk.unsqueeze(2).transpose(-2, -1))
+                raw = torch.matmul(q_blk, k_blk.transpose(-2, -1))  # (B, Hkv, G*r, c)
                 with torch.enable_grad():
-                    raw = raw.detach().requires_grad_(True)
-                    s = fns.score(raw.flatten(1, 2), q0, k0).unflatten(1, (Hkv, group))
+                    raw.requires_grad_(True)
+                    modded = fns.score(raw.view(B, Hq, q1 - q0, k1 - k0), q0, k0)
+                s = modded.detach().reshape(raw.shape)  # a copy the mask may write into
             else:
-                s = _scores(q_blk, k_blk, fns, q0, k0, Hkv, group)
-            s_masked = s.detach()
+                s = torch.matmul(q_blk, k_blk.transpose(-2, -1))
             if kind != FULL:
-                allowed = _grouped_mask(fns.mask(q0, q1, k0, k1), Hkv, group)
-                s_masked = s_masked.masked_fill(~allowed, float("-inf"))
-            p = torch.exp(s_masked - lse_blk)  # (B, Hkv, G, r, c), exact softmax weights
-            # dV sums over the query heads of a group: fold G into the row axis.
-            dv[:, :, k0:k1] += torch.matmul(p.flatten(2, 3).transpose(-2, -1),
-                                            do_blk.flatten(2, 3))
-            dp = torch.matmul(do_blk, v_blk.unsqueeze(2).transpose(-2, -1))
-            ds = p * (dp - delta_blk)  # gradient w.r.t. the (modded) logits
+                s.view(B, Hq, q1 - q0, k1 - k0).masked_fill_(~fns.mask(q0, q1, k0, k1),
+                                                             float("-inf"))
+            p = s.sub_(lse_blk).exp_()  # (B, Hkv, G*r, c): the exact softmax weights
+            # dV sums over the query heads of a group: they are stacked along the rows.
+            dv[:, :, k0:k1] += torch.matmul(p.transpose(-2, -1), do_blk)
+            dp = torch.matmul(do_blk, v_blk.transpose(-2, -1))
+            ds = p.mul_(dp.sub_(delta_blk))  # gradient w.r.t. the (modded) logits
             if fns.score is not None:
-                grads = torch.autograd.grad(s, [raw, *wanted], ds, allow_unused=True)
+                grads = torch.autograd.grad(modded, [raw, *wanted],
+                                            ds.view(modded.shape), allow_unused=True)
                 ds = grads[0]
                 extras = iter(grads[1:])
                 for g in captured_grads:
@@ -230,10 +236,9 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
                         extra = next(extras)
                         if extra is not None:
                             g += extra
-            dq_blk += torch.matmul(ds, k_blk.unsqueeze(2))
-            dk[:, :, k0:k1] += torch.matmul(ds.flatten(2, 3).transpose(-2, -1),
-                                            q_blk.flatten(2, 3))
-        dq[:, :, q0:q1] = (dq_blk * scale).flatten(1, 2)
+            dq_blk += torch.matmul(ds, k_blk)
+            dk[:, :, k0:k1] += torch.matmul(ds.transpose(-2, -1), q_blk)
+        dq[:, :, q0:q1] = dq_blk.mul_(scale).view(B, Hq, q1 - q0, D)
     # q_blk carried the scale, so dK = dS^T (scale q) is already scaled.
     return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
             [g.to(t.dtype) if g is not None else None
