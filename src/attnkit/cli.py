@@ -58,6 +58,14 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_classic(args: argparse.Namespace) -> int:
+    from attnkit.bench import classic_additive, classic_linear
+
+    classic_additive.run(quick=args.quick, out_dir=args.out)
+    classic_linear.run(quick=args.quick, out_dir=args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnkit", description="Attention mechanisms under one API.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -102,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--name", default="attention", help="report file name")
     att.add_argument("--out", default="benchmarks/results", help="output folder")
     att.set_defaults(func=_cmd_bench_attention)
+
+    classic = suites.add_parser(
+        "classic", help="chunked additive attention memory; linear-attention decoding latency",
+        description="Chunked vs textbook additive attention (time, peak memory) and per-token "
+                    "decoding latency of recurrent linear attention vs softmax with a KV cache.")
+    classic.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    classic.add_argument("--out", default="benchmarks/results", help="output folder")
+    classic.set_defaults(func=_cmd_bench_classic)
     return parser
 
 

@@ -102,8 +102,12 @@ class _TiledAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, fns: TileFns, scale: float, block_q: int, block_k: int,
                 q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *captured: torch.Tensor):
-        out, lse = _forward(q, k, v, fns, scale, block_q, block_k)
-        ctx.save_for_backward(q, k, v, out, lse, *captured)
+        out_acc, lse = _forward(q, k, v, fns, scale, block_q, block_k)
+        out = out_acc.to(q.dtype)
+        # The backward's row term delta = rowsum(dO * O) needs O before rounding to
+        # a half type: with O in bfloat16 the softmax-backward identity drifts and
+        # the gradients of score_mod tensors (summed over many logits) degrade.
+        ctx.save_for_backward(q, k, v, out_acc, lse, *captured)
         ctx.fns, ctx.scale, ctx.block_q, ctx.block_k = fns, scale, block_q, block_k
         ctx.mark_non_differentiable(lse)
         return out, lse
@@ -145,7 +149,7 @@ def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
     Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
     acc = _acc_dtype(q.dtype)
     k_acc, v_acc = k.to(acc), v.to(acc)  # no copy for float32/float64
-    out = torch.empty(B, Hq, Lq, Dv, dtype=q.dtype, device=q.device)
+    out = torch.empty(B, Hq, Lq, Dv, dtype=acc, device=q.device)  # cast by the caller
     lse = torch.empty(B, Hq, Lq, dtype=acc, device=q.device)
     neg_inf = float("-inf")
     n_k = -(-Lk // block_k)
@@ -193,40 +197,65 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
                       for t, need in zip(captured, captured_needs_grad, strict=True)]
     wanted = [t for t, need in zip(captured, captured_needs_grad, strict=True) if need]
     # delta_i = sum_j P_ij dP_ij = rowsum(dO * O): the softmax backward's row term.
-    delta = (grad_out.to(acc) * out.to(acc)).sum(dim=-1, keepdim=True)  # (B, Hq, Lq, 1)
+    delta = (grad_out.to(acc) * out).sum(dim=-1, keepdim=True)  # (B, Hq, Lq, 1)
     # Rows with nothing to attend to have lse = -inf; +inf makes their P exactly 0.
     lse = lse.masked_fill(lse == float("-inf"), float("inf"))[..., None]  # (B, Hq, Lq, 1)
     n_k = -(-Lk // block_k)
+
+    def probabilities(i, j, q0, q1, q_blk, lse_blk, track):
+        """Recompute one tile: (P, raw logits, score-modded logits or None)."""
+        k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
+        raw = modded = None
+        if fns.score is not None:
+            raw = torch.matmul(q_blk, k_acc[:, :, k0:k1].transpose(-2, -1))  # (B,Hkv,G*r,c)
+            with torch.enable_grad():
+                raw.requires_grad_(track)
+                modded = fns.score(raw.view(B, Hq, q1 - q0, k1 - k0), q0, k0)
+            s = modded.detach().reshape(raw.shape)  # a copy the mask may write into
+        else:
+            s = torch.matmul(q_blk, k_acc[:, :, k0:k1].transpose(-2, -1))
+        if _tile_kind(fns.plan, fns.mask is not None, i, j) != FULL:
+            s.view(B, Hq, q1 - q0, k1 - k0).masked_fill_(~fns.mask(q0, q1, k0, k1),
+                                                         float("-inf"))
+        return s.sub_(lse_blk).exp_(), raw, modded  # exact softmax weights
+
     for i, q0 in enumerate(range(0, Lq, block_q)):
         q1 = min(q0 + block_q, Lq)
         q_blk = _rows(q, q0, q1, Hkv, acc).mul_(scale)  # (B, Hkv, G*r, D)
         do_blk = _rows(grad_out, q0, q1, Hkv, acc)  # (B, Hkv, G*r, Dv)
         lse_blk = _rows(lse, q0, q1, Hkv, acc)  # (B, Hkv, G*r, 1)
-        delta_blk = _rows(delta, q0, q1, Hkv, acc)
+        tiles = [j for j in range(n_k)
+                 if _tile_kind(fns.plan, fns.mask is not None, i, j) != EMPTY]
+        if wanted:
+            # Gradients of score_mod tensors sum dS over many logits, so the rows of
+            # dS must cancel to rounding, as they do in an exact softmax backward.
+            # rowsum(dO * O) and the saved lse only match P . dP and sum(P) = 1 up to
+            # rounding, which would accumulate; one extra pass measures both sums
+            # on the very P and dP used below, and renormalizes with them.
+            p_sum = torch.zeros_like(lse_blk)
+            delta_blk = torch.zeros_like(lse_blk)
+            for j in tiles:
+                p, _, _ = probabilities(i, j, q0, q1, q_blk, lse_blk, track=False)
+                v_blk = v_acc[:, :, j * block_k:min((j + 1) * block_k, Lk)]
+                p_sum += p.sum(dim=-1, keepdim=True)
+                delta_blk += (p * torch.matmul(do_blk, v_blk.transpose(-2, -1))).sum(
+                    dim=-1, keepdim=True)
+            filled = p_sum > 0  # empty rows keep lse = +inf and P = 0
+            delta_blk = torch.where(filled, delta_blk / p_sum.where(filled, 1.0), 0.0)
+            lse_blk = torch.where(filled, lse_blk + torch.log(p_sum.where(filled, 1.0)),
+                                  lse_blk)
+        else:
+            delta_blk = _rows(delta, q0, q1, Hkv, acc)
         dq_blk = torch.zeros_like(q_blk)
-        for j in range(n_k):
-            kind = _tile_kind(fns.plan, fns.mask is not None, i, j)
-            if kind == EMPTY:
-                continue
+        for j in tiles:
             k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
             k_blk, v_blk = k_acc[:, :, k0:k1], v_acc[:, :, k0:k1]  # (B, Hkv, c, D)
-            if fns.score is not None:
-                raw = torch.matmul(q_blk, k_blk.transpose(-2, -1))  # (B, Hkv, G*r, c)
-                with torch.enable_grad():
-                    raw.requires_grad_(True)
-                    modded = fns.score(raw.view(B, Hq, q1 - q0, k1 - k0), q0, k0)
-                s = modded.detach().reshape(raw.shape)  # a copy the mask may write into
-            else:
-                s = torch.matmul(q_blk, k_blk.transpose(-2, -1))
-            if kind != FULL:
-                s.view(B, Hq, q1 - q0, k1 - k0).masked_fill_(~fns.mask(q0, q1, k0, k1),
-                                                             float("-inf"))
-            p = s.sub_(lse_blk).exp_()  # (B, Hkv, G*r, c): the exact softmax weights
+            p, raw, modded = probabilities(i, j, q0, q1, q_blk, lse_blk, track=True)
             # dV sums over the query heads of a group: they are stacked along the rows.
             dv[:, :, k0:k1] += torch.matmul(p.transpose(-2, -1), do_blk)
             dp = torch.matmul(do_blk, v_blk.transpose(-2, -1))
             ds = p.mul_(dp.sub_(delta_blk))  # gradient w.r.t. the (modded) logits
-            if fns.score is not None:
+            if modded is not None:
                 grads = torch.autograd.grad(modded, [raw, *wanted],
                                             ds.view(modded.shape), allow_unused=True)
                 ds = grads[0]

@@ -6,11 +6,14 @@ KV caches, positional encodings), the attention family of RNN encoder-decoders
 attention for images.
 """
 
+from attnkit.nn.additive import AdditiveAttention
 from attnkit.nn.cbam import CBAM, ChannelAttention, SpatialAttention
 from attnkit.nn.hard import HardAttention
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.linear_attention import LinearAttention
+from attnkit.nn.local import LocalAttention
 from attnkit.nn.location_sensitive import LocationSensitiveAttention
+from attnkit.nn.luong import LuongAttention
 from attnkit.nn.monotonic import MonotonicAttention
 from attnkit.nn.multihead import MultiHeadAttention
 from attnkit.nn.positional import (
@@ -28,7 +31,8 @@ __all__ = [
     "MultiHeadAttention", "KVCache", "StaticKVCache",
     "RotaryEmbedding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
     "sinusoidal_encoding", "alibi_slopes",
-    "Seq2SeqAttention", "LocationSensitiveAttention", "MonotonicAttention", "HardAttention",
+    "Seq2SeqAttention", "AdditiveAttention", "LuongAttention", "LocalAttention",
+    "LocationSensitiveAttention", "MonotonicAttention", "HardAttention",
     "PositionalAttention",
     "LinearAttention",
     "SqueezeExcitation", "ChannelAttention", "SpatialAttention", "CBAM",

@@ -1,0 +1,204 @@
+"""Backend dispatch: ``explain()`` names the backend ``attention()`` really runs.
+
+The backend functions are replaced, inside :mod:`attnkit.functional.attention`,
+by spies that record which one is called (and then call the real function, or
+return zeros where the real computation would be slow). For every call in the
+grid the recorded backend must be the one :func:`attnkit.explain` reports, and the
+refusal reasons must name their cause. Policy thresholds come from
+:mod:`attnkit.kernels.dispatch`, so the sizes below sit on the intended side of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import masks, score_mods
+from attnkit.kernels import dispatch
+
+# `import attnkit.functional.attention` would give the re-exported function.
+ATTENTION_MODULE = importlib.import_module("attnkit.functional.attention")
+
+
+class Spy:
+    """Records every backend call; ``fake=True`` returns zeros instead of computing."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[str] = []
+        self.fake = False
+        real = {name: getattr(ATTENTION_MODULE, name) for name in
+                ("reference_attention", "sdpa_attention", "tiled_attention",
+                 "attention_weights")}
+
+        def record(name: str, backend: str, fake: Callable):
+            def wrapper(*args, **kwargs):
+                self.calls.append(backend)
+                return fake(*args, **kwargs) if self.fake else real[name](*args, **kwargs)
+            monkeypatch.setattr(ATTENTION_MODULE, name, wrapper)
+
+        def zeros_out(q, k, v):
+            return q.new_zeros(q.shape[0], q.shape[1], q.shape[2], v.shape[3])
+
+        record("reference_attention", "reference",
+               lambda q, k, v, **kw: (zeros_out(q, k, v),
+                                      q.new_zeros(1) if kw.get("return_weights") else None))
+        record("sdpa_attention", "sdpa", lambda q, k, v, **kw: zeros_out(q, k, v))
+        record("tiled_attention", "tiled",
+               lambda q, k, v, **kw: (zeros_out(q, k, v), q.new_zeros(q.shape[:3]).float()))
+        record("attention_weights", "weights-from-lse", lambda q, k, **kw: q.new_zeros(1))
+
+
+@pytest.fixture
+def spy(monkeypatch) -> Spy:
+    return Spy(monkeypatch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    name: str
+    shape: tuple[int, int, int, int, int]  # B, Hq, Hkv, L (= Lq = Lk unless kv_len), D
+    kwargs: Callable[[int], dict]  # L -> attention kwargs
+    expect: str  # the backend the auto policy should pick
+    causes: dict[str, str] = dataclasses.field(default_factory=dict)  # backend -> word in reason
+    kv_len: int | None = None
+    requires_grad: bool = False
+    real: bool = True  # run the real backend (False: the spies return zeros; large calls)
+
+
+def _lambda_score(score, b, h, q_idx, kv_idx):
+    return score * 0.5
+
+
+CALLS = [
+    Call("plain", (2, 4, 2, 33, 16), lambda L: {}, "sdpa"),
+    Call("causal", (2, 4, 2, 33, 16), lambda L: dict(causal=True), "sdpa"),
+    Call("lower_right-Lq<Lk", (1, 2, 2, 9, 16), lambda L: dict(causal="lower_right"), "sdpa",
+         kv_len=20),
+    Call("bool-mask", (2, 2, 2, 33, 16),
+         lambda L: dict(mask=torch.rand(L, L) < 0.5), "sdpa"),
+    Call("mask_mod-dense-small", (1, 2, 2, 97, 16),
+         lambda L: dict(mask=masks.key_padding(torch.tensor([90]))), "sdpa",
+         {"tiled": "block sparsity"}),
+    Call("sliding64-L4096-sparse", (1, 1, 1, 4096, 2),
+         lambda L: dict(mask=masks.sliding_window(64)), "tiled", {"sdpa": "block sparsity"},
+         real=False),
+    Call("sliding64-L4096-sparse-dropout", (1, 1, 1, 4096, 2),
+         lambda L: dict(mask=masks.sliding_window(64), dropout_p=0.1), "sdpa",
+         {"tiled": "dropout"}, real=False),
+    Call("softcap-small", (2, 4, 2, 33, 16), lambda L: dict(score_mod=score_mods.softcap(5.0)),
+         "reference", {"sdpa": "score_mod", "tiled": "logits"}),
+    Call("softcap-large", (1, 1, 1, 2048, 4),
+         lambda L: dict(score_mod=score_mods.softcap(5.0)), "tiled", {"sdpa": "score_mod"},
+         real=False),
+    Call("lambda-score-large-no-grad", (1, 1, 1, 2048, 4),
+         lambda L: dict(score_mod=_lambda_score), "tiled", {"sdpa": "score_mod"}, real=False),
+    Call("lambda-score-large-under-autograd", (1, 1, 1, 2048, 4),
+         lambda L: dict(score_mod=_lambda_score), "reference",
+         {"sdpa": "score_mod", "tiled": "score_mod"}, requires_grad=True, real=False),
+    Call("relative_bias-large-under-autograd", (1, 1, 1, 2048, 4),
+         lambda L: dict(score_mod=score_mods.relative_bias(torch.zeros(1, 9))), "tiled",
+         {"sdpa": "score_mod"}, requires_grad=True, real=False),
+    Call("return_weights-small", (2, 4, 2, 33, 16), lambda L: dict(return_weights=True),
+         "reference", {"sdpa": "return_weights", "tiled": "return_weights"}),
+    Call("return_weights-large", (1, 1, 1, 8192, 1), lambda L: dict(return_weights=True),
+         "tiled", {"sdpa": "return_weights"}, kv_len=8193, real=False),
+    Call("return_weights-large-dropout", (1, 1, 1, 8192, 1),
+         lambda L: dict(return_weights=True, dropout_p=0.1), "reference",
+         {"sdpa": "return_weights", "tiled": "dropout"}, kv_len=8193, real=False),
+    Call("dropout", (2, 4, 2, 33, 16), lambda L: dict(dropout_p=0.2), "sdpa",
+         {"tiled": "dropout"}),
+    Call("dropout-softcap-large", (1, 1, 1, 2048, 4),
+         lambda L: dict(score_mod=score_mods.softcap(5.0), dropout_p=0.2), "reference",
+         {"sdpa": "score_mod", "tiled": "dropout"}, real=False),
+    Call("float64-causal", (1, 2, 1, 33, 8), lambda L: dict(causal=True), "sdpa"),
+]
+
+
+def _tensors(call: Call):
+    B, Hq, Hkv, L, D = call.shape
+    dtype = torch.float64 if call.name.startswith("float64") else torch.float32
+    q = torch.randn(B, Hq, L, D, dtype=dtype, requires_grad=call.requires_grad)
+    k = torch.randn(B, Hkv, call.kv_len or L, D, dtype=dtype)
+    v = torch.randn(B, Hkv, call.kv_len or L, D, dtype=dtype)
+    return q, k, v
+
+
+def test_thresholds_put_the_grid_on_the_intended_side():
+    # The large calls rely on these policy constants; fail loudly if they move.
+    assert 2048 * 2048 >= dispatch.TILED_MIN_ELEMENTS > 33 * 33 * 8
+    assert 8192 * 8193 > dispatch.REFERENCE_MAX_WEIGHTS >= 33 * 33 * 8
+    assert dispatch.TILED_MIN_SPARSITY <= 0.75
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda c: c.name)
+def test_explain_names_the_backend_that_runs(call, spy):
+    q, k, v = _tensors(call)
+    kwargs = call.kwargs(q.shape[2])
+
+    decision = attnkit.explain(q, k, v, **kwargs)
+    assert spy.calls == [], "explain() must not compute anything"
+    spy.fake = not call.real
+    out, weights = attnkit.attention(q, k, v, **kwargs)
+
+    assert decision.backend == call.expect
+    backends = [c for c in spy.calls if c != "weights-from-lse"]
+    assert backends == [decision.backend]
+    # On the tiled path, weights are rebuilt from the lse (and only when asked for).
+    wants_weights = kwargs.get("return_weights", False)
+    assert ("weights-from-lse" in spy.calls) == (decision.backend == "tiled" and wants_weights)
+    assert set(decision.refused) == set(dispatch.BACKENDS) - {decision.backend}
+    for backend, cause in call.causes.items():
+        assert cause in decision.refused[backend], decision.refused
+    assert out.shape == (q.shape[0], q.shape[1], q.shape[2], v.shape[3])
+    assert (weights is not None) == wants_weights
+
+
+@pytest.mark.parametrize("backend", sorted(dispatch.BACKENDS))
+def test_an_explicit_backend_runs_and_the_others_are_not_requested(backend, spy):
+    q, k, v = _tensors(CALLS[0])
+
+    decision = attnkit.explain(q, k, v, backend=backend)
+    attnkit.attention(q, k, v, backend=backend)
+
+    assert decision.backend == backend and spy.calls == [backend]
+    assert decision.refused == {name: "not requested" for name in dispatch.BACKENDS
+                                if name != backend}
+    assert str(decision).startswith(f"runs on: {backend}")
+
+
+def test_a_refusal_beats_not_requested_in_the_report():
+    q, k, v = _tensors(CALLS[0])
+    decision = attnkit.explain(q, k, v, dropout_p=0.1, return_weights=True,
+                               backend="reference")
+    assert "return_weights" in decision.refused["sdpa"]
+    assert "dropout" in decision.refused["tiled"]
+    assert "dropout" in str(decision)
+
+
+@pytest.mark.parametrize("fn", [attnkit.attention, attnkit.explain], ids=["attention", "explain"])
+def test_tiled_with_dropout_raises_naming_dropout(fn, spy):
+    q, k, v = _tensors(CALLS[0])
+    with pytest.raises(ValueError, match=r"backend='tiled' cannot run this call: dropout_p"):
+        fn(q, k, v, dropout_p=0.1, backend="tiled")
+    assert spy.calls == []
+
+
+@pytest.mark.parametrize("fn", [attnkit.attention, attnkit.explain], ids=["attention", "explain"])
+@pytest.mark.parametrize("backend,error,match", [
+    ("flash", ValueError, r"backend must be 'auto' or one of \['reference', 'sdpa', 'tiled'\]"
+                          r", got 'flash'"),
+    ("Tiled", ValueError, "got 'Tiled'"),
+    ("", ValueError, "got ''"),
+    (None, TypeError, "backend must be a string, got NoneType"),
+    (1, TypeError, "backend must be a string, got int"),
+], ids=["unknown-name", "wrong-case", "empty", "none", "int"])
+def test_unknown_backend_raises(fn, backend, error, match, spy):
+    q, k, v = _tensors(CALLS[0])
+    with pytest.raises(error, match=match):
+        fn(q, k, v, backend=backend)
+    assert spy.calls == []
