@@ -11,10 +11,20 @@ to be (almost) exact, e.g. tiny problems in float32.
 
 from __future__ import annotations
 
-import pytest
+import os
+
 import torch
 
-from attnkit.testing import (  # noqa: F401  (re-exported for the test modules)
+if not torch.cuda.is_available():
+    # The Triton kernels run on CPU tensors only in Triton's interpreter, and Triton
+    # reads this variable when it first defines jit functions (importing
+    # torch.nn.attention imports triton), so it must be set before any test module
+    # is imported. attnkit's auto dispatch never picks the interpreter itself.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+from attnkit.testing import (  # noqa: F401, E402  (re-exported for the test modules)
     BACKWARD_FACTOR,
     FLOORS,
     FORWARD_FACTOR,

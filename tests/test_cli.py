@@ -19,7 +19,7 @@ attention_module = importlib.import_module("attnkit.functional.attention")
 
 
 def test_check_quick_passes_and_prints_table(capsys):
-    code = cli.main(["check", "--quick", "--dtype", "float32"])
+    code = cli.main(["check", "--quick", "--dtype", "float32", "--backends", "sdpa", "tiled"])
     out = capsys.readouterr().out
     assert code == 0
     assert "backend" in out.splitlines()[0] and "tolerance" in out.splitlines()[0]
@@ -34,23 +34,27 @@ def test_check_detects_a_wrong_backend(monkeypatch, capsys):
         return real(*args, **kwargs) * 1.01
 
     monkeypatch.setattr(attention_module, "sdpa_attention", off_by_one_percent)
-    code = cli.main(["check", "--quick", "--dtype", "float32"])
+    code = cli.main(["check", "--quick", "--dtype", "float32", "--backends", "sdpa", "tiled"])
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL" in out
 
 
 def test_check_rows_cover_forward_and_backward():
-    rows = run_check(default_cases(quick=True), dtypes=[torch.bfloat16])
+    # Triton's CPU interpreter is slow; tests/kernels/test_triton.py covers that kernel.
+    rows = run_check(default_cases(quick=True), dtypes=[torch.bfloat16],
+                     backends=["sdpa", "tiled"])
     passes = {(r["backend"], r["pass"]) for r in rows}
     assert ("sdpa", "forward") in passes and ("sdpa", "backward") in passes
+    assert ("tiled", "forward") in passes and ("tiled", "backward") in passes
     assert ("reference", "forward") in passes
     assert all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
 
 
 def test_check_json_output(tmp_path):
     path = tmp_path / "check.json"
-    assert cli.main(["check", "--quick", "--dtype", "float32", "--json", str(path)]) == 0
+    assert cli.main(["check", "--quick", "--dtype", "float32", "--backends", "sdpa",
+                     "--json", str(path)]) == 0
     rows = json.loads(path.read_text())
     assert rows and {"backend", "case", "max_error", "tolerance", "ok"} <= rows[0].keys()
 

@@ -25,7 +25,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     start = time.perf_counter()
-    rows = run_check(default_cases(quick=args.quick), dtypes=[dtypes[d] for d in args.dtype])
+    rows = run_check(default_cases(quick=args.quick), dtypes=[dtypes[d] for d in args.dtype],
+                     backends=args.backends)
     print(format_table(rows))
     failed = sum(not r["ok"] for r in rows)
     print(f"\n{len(rows)} checks, {failed} failed, {time.perf_counter() - start:.1f} s "
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", nargs="+", default=["float32", "bfloat16", "float16"],
                        choices=["float32", "bfloat16", "float16"], help="dtypes to check")
     check.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    check.add_argument("--backends", nargs="+", choices=["sdpa", "tiled", "triton"],
+                       default=None, help="backends to check (default: every one that "
+                                          "runs here)")
     check.set_defaults(func=_cmd_check)
 
     bench = sub.add_parser("bench", help="benchmarks (results as JSON and markdown)")

@@ -33,7 +33,7 @@ class Spy:
         self.fake = False
         real = {name: getattr(ATTENTION_MODULE, name) for name in
                 ("reference_attention", "sdpa_attention", "tiled_attention",
-                 "attention_weights")}
+                 "triton_attention", "attention_weights")}
 
         def record(name: str, backend: str, fake: Callable):
             def wrapper(*args, **kwargs):
@@ -50,6 +50,8 @@ class Spy:
         record("sdpa_attention", "sdpa", lambda q, k, v, **kw: zeros_out(q, k, v))
         record("tiled_attention", "tiled",
                lambda q, k, v, **kw: (zeros_out(q, k, v), q.new_zeros(q.shape[:3]).float()))
+        record("triton_attention", "triton",
+               lambda q, k, v, *args: (zeros_out(q, k, v), q.new_zeros(q.shape[:3]).float()))
         record("attention_weights", "weights-from-lse", lambda q, k, **kw: q.new_zeros(1))
 
 
@@ -190,8 +192,8 @@ def test_tiled_with_dropout_raises_naming_dropout(fn, spy):
 
 @pytest.mark.parametrize("fn", [attnkit.attention, attnkit.explain], ids=["attention", "explain"])
 @pytest.mark.parametrize("backend,error,match", [
-    ("flash", ValueError, r"backend must be 'auto' or one of \['reference', 'sdpa', 'tiled'\]"
-                          r", got 'flash'"),
+    ("flash", ValueError, r"backend must be 'auto' or one of "
+                          r"\['reference', 'sdpa', 'tiled', 'triton'\], got 'flash'"),
     ("Tiled", ValueError, "got 'Tiled'"),
     ("", ValueError, "got ''"),
     (None, TypeError, "backend must be a string, got NoneType"),

@@ -9,6 +9,7 @@ multi-query), ``Lq`` query length, ``Lk`` key length, ``D`` query/key head dim,
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import torch
@@ -55,9 +56,25 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
         score_mod=score_mod is not None,
         score_mod_traceable=score_mod is None or _score_mod_traceable(score_mod),
         return_weights=return_weights, dropout_p=dropout_p, requires_grad=requires_grad,
-        block_sparsity=sparsity, normalize=normalize,
+        block_sparsity=sparsity, normalize=normalize, spec_refusal=_spec_refusal(plan, q),
     )
     return problem, plan, scale, dropout_p, choose(problem, backend)
+
+
+def _spec_refusal(plan: CallPlan, q: torch.Tensor) -> str | None:
+    """Why no kernel spec exists (None if one does); only worked out where a fused GPU
+    kernel could run at all."""
+    if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "no GPU: not described"
+    spec = plan.kernel_spec()
+    return spec if isinstance(spec, str) else None
+
+
+def triton_attention(q, k, v, spec, scale):
+    """The Triton kernel, imported on first use (triton is an optional extra)."""
+    from attnkit.kernels.triton_attention import triton_attention as kernel
+
+    return kernel(q, k, v, spec, scale, return_lse=True)
 
 
 def _score_mod_traceable(score_mod: Callable) -> bool:
@@ -109,8 +126,8 @@ def attention(
         normalize: ``"softmax"``, or ``"sparsemax"`` (Martins & Astudillo 2016,
             arXiv:1602.02068: sparse weights; reference backend only).
         backend: ``"auto"`` (the fastest backend that supports the call),
-            ``"reference"``, ``"sdpa"`` or ``"tiled"``. :func:`explain` says which
-            runs and why.
+            ``"reference"``, ``"sdpa"``, ``"tiled"`` or ``"triton"`` (CUDA; the
+            ``attnkit[triton]`` extra). :func:`explain` says which runs and why.
 
     Returns:
         ``(out, weights)``: ``out (B, Hq, Lq, Dv)`` in the input dtype;
@@ -142,6 +159,14 @@ def attention(
             out = sdpa_attention(q, k, v, mask=dense, is_causal=False, scale=scale,
                                  dropout_p=dropout_p)
         return out, None
+
+    if decision.backend == "triton":
+        out, lse = triton_attention(q, k, v, plan.kernel_spec(), scale)
+        weights = None
+        if return_weights:
+            weights = attention_weights(q, k, mask=mask, causal=causal, scale=scale,
+                                        score_mod=score_mod, lse=lse.detach())
+        return out, weights
 
     if decision.backend == "tiled":
         fns = plan.tile_fns(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from attnkit.kernels.spec import KernelSpec, MaskSpec, ScoreSpec
+
 __all__ = ["Problem", "Decision", "BACKENDS", "choose"]
 
 
@@ -42,6 +44,9 @@ class Problem:
     requires_grad: bool
     block_sparsity: float | None  # fraction of empty tiles of a mask_mod, else None
     normalize: str = "softmax"
+    # Why the mask/score_mod has no plain-number description for fused GPU kernels
+    # (None when it has one; see attnkit.kernels.spec).
+    spec_refusal: str | None = None
 
     @property
     def elements(self) -> int:
@@ -87,10 +92,23 @@ def _tiled_refusal(p: Problem) -> str | None:
     return None
 
 
+def _triton_refusal(p: Problem) -> str | None:
+    from attnkit.kernels.triton_attention import triton_refusal  # imports triton lazily
+
+    if p.dropout_p > 0.0:
+        return "dropout_p > 0: the Triton kernel has no dropout"
+    if p.normalize != "softmax":
+        return f"normalize={p.normalize!r}: the online softmax does not apply"
+    # The refusal only needs to know whether a spec exists; its contents do not matter.
+    spec = p.spec_refusal if p.spec_refusal is not None else KernelSpec(MaskSpec(), ScoreSpec())
+    return triton_refusal(p.dtype, p.device_type, spec, head_dim=p.head_dim, v_dim=p.v_dim)
+
+
 BACKENDS: dict[str, Callable[[Problem], str | None]] = {
     "reference": _reference_refusal,
     "sdpa": _sdpa_refusal,
     "tiled": _tiled_refusal,
+    "triton": _triton_refusal,
 }
 
 # Policy thresholds for backend="auto", measured on the 2-core development machine
@@ -106,6 +124,19 @@ def _auto(p: Problem, ok: set[str]) -> tuple[str, dict[str, str]]:
     """The auto policy: (chosen backend, why each other usable backend was passed over)."""
     why: dict[str, str] = {}
     big = p.elements >= TILED_MIN_ELEMENTS
+    if "triton" in ok and p.device_type != "cuda":
+        ok = ok - {"triton"}
+        why["triton"] = "CPU tensors run only in Triton's interpreter (for tests, far too slow)"
+    if "triton" in ok and (p.mask == "mask_mod" or p.score_mod or p.return_weights):
+        # On a GPU SDPA already has fused dense and causal kernels; the Triton kernel
+        # earns its place where SDPA would run a structured mask densely, cannot take
+        # the score_mod, or cannot give weights back.
+        for name in ok - {"triton"}:
+            why[name] = "triton runs structured masks and score mods fused on this GPU"
+        return "triton", why
+    if "triton" in ok:
+        why["triton"] = "sdpa's fused kernels cover dense and causal attention on the GPU"
+        ok = ok - {"triton"}
     if p.return_weights:
         if "tiled" in ok and p.elements > REFERENCE_MAX_WEIGHTS:
             why["reference"] = (f"return_weights with {p.elements:,} logits: tiled computes "
