@@ -37,13 +37,14 @@ from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
 
 __all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K"]
 
-# Chosen by measurement on the 2-core development machine (B=1, H=8, D=64,
-# L=4096, float32; see benchmarks/README.md): larger query blocks amortize the
-# Python loop and let each batched matmul reach full speed; beyond 256 x 512 the
-# tile's logits (8 x 256 x 512 floats = 4 MiB) stop fitting in cache and the
-# elementwise softmax passes slow down.
+# Chosen by measurement on the 2-core development machine (dense forward, B=1,
+# H=8, D=64, float32, 2 threads; L=2048 and 4096): 128x512, 256x256, 256x512,
+# 512x512 and 512x1024 tiles ran within 10% of each other (0.56-0.63x SDPA's flash
+# kernel) and 256x256 was best at both lengths. Smaller tiles pay more Python loop
+# overhead per FLOP; larger ones push a tile's logits (8 heads x 256 x 256 floats
+# = 2 MiB) out of the L2 cache during the softmax passes.
 DEFAULT_BLOCK_Q = 256
-DEFAULT_BLOCK_K = 512
+DEFAULT_BLOCK_K = 256
 
 
 class TileFns:
