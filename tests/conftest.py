@@ -22,6 +22,9 @@ if not torch.cuda.is_available():
     # is imported. attnkit's auto dispatch never picks the interpreter itself.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Keras reads its backend once, at first import: the parity tests need torch's.
+os.environ["KERAS_BACKEND"] = "torch"
+
 import pytest  # noqa: E402
 
 from attnkit.testing import (  # noqa: F401, E402  (re-exported for the test modules)

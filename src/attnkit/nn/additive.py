@@ -101,10 +101,7 @@ class AdditiveAttention(Seq2SeqAttention):
         The state belongs to this source: passing it with other keys of the same
         shape silently reuses the old projection.
         """
-        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 \
-                or keys.shape[-1] != self.key_dim:
-            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"AdditiveAttention: keys must be (B, Lk, {self.key_dim}), got {got}")
+        self._check_keys(keys, self.key_dim)
         return {"key_proj": self.key_proj(keys)}
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor,

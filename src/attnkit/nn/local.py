@@ -114,11 +114,7 @@ class LocalAttention(Seq2SeqAttention):
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """``{"key_proj"}`` (+ ``"step": zeros (B,)`` for local-m) for one source."""
-        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 \
-                or keys.shape[-1] != self.key_dim:
-            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"{type(self).__name__}: keys must be (B, Lk, {self.key_dim}), "
-                             f"got {got}")
+        self._check_keys(keys, self.key_dim)
         state = {"key_proj": self.score.project_keys(keys)}
         if self.mode == "monotonic":
             state["step"] = torch.zeros(keys.shape[0], dtype=torch.long, device=keys.device)

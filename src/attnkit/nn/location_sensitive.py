@@ -87,10 +87,7 @@ class LocationSensitiveAttention(Seq2SeqAttention):
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """Zero alignments and the key projection for ``keys`` ``(B, Lk, Dk)``."""
-        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 or keys.shape[-1] != self.key_dim:
-            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"LocationSensitiveAttention: keys must be (B, Lk, {self.key_dim}), "
-                             f"got {got}")
+        self._check_keys(keys, self.key_dim)
         zeros = keys.new_zeros(keys.shape[:2])  # (B, Lk)
         return {"keys_proj": self.key_proj(keys), "alignment": zeros, "cumulative": zeros}
 

@@ -198,11 +198,7 @@ class LuongAttention(Seq2SeqAttention):
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """``{"key_proj": ...}`` computed once per source, reused by every step."""
-        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 \
-                or keys.shape[-1] != self.key_dim:
-            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"{type(self).__name__}: keys must be (B, Lk, {self.key_dim}), "
-                             f"got {got}")
+        self._check_keys(keys, self.key_dim)
         return {"key_proj": self.score.project_keys(keys)}
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor,

@@ -143,9 +143,7 @@ class MonotonicAttention(Seq2SeqAttention):
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """One-hot alignment at position 0 and the key projection for ``keys`` ``(B, Lk, Dk)``."""
-        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 or keys.shape[-1] != self.key_dim:
-            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"MonotonicAttention: keys must be (B, Lk, {self.key_dim}), got {got}")
+        self._check_keys(keys, self.key_dim)
         alignment = keys.new_zeros(keys.shape[:2], dtype=compute_dtype(keys.dtype))  # (B, Lk)
         alignment[:, 0] = 1.0
         return {"keys_proj": self.key_proj(keys), "alignment": alignment}

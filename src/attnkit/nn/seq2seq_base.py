@@ -41,6 +41,13 @@ class Seq2SeqAttention(nn.Module):
         """Per-source state for the first decoder step (default: empty)."""
         return {}
 
+    def _check_keys(self, keys: torch.Tensor, key_dim: int) -> None:
+        """``keys`` must be ``(B, Lk, key_dim)``; ValueError naming the module otherwise."""
+        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 or keys.shape[-1] != key_dim:
+            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
+            raise ValueError(f"{type(self).__name__}: keys must be (B, Lk, {key_dim}), "
+                             f"got {got}")
+
     def _check_inputs(self, query: torch.Tensor, keys: torch.Tensor,
                       values: torch.Tensor | None, mask: torch.Tensor | None,
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
