@@ -314,3 +314,80 @@ def test_cross_attention_is_not_rotated():
     x, memory = torch.randn(1, 3, 16, dtype=F64), torch.randn(1, 5, 16, dtype=F64)
     torch.testing.assert_close(rotary(x, memory)[0], plain(x, memory)[0], atol=0, rtol=0)
     assert not torch.allclose(rotary(x)[0], plain(x)[0])
+
+
+# --------------------------------------------------------------------------- index_select
+
+
+def test_index_select_reorders_and_duplicates_rows():
+    cache = KVCache(initial_capacity=8)
+    k, v = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 6)
+    cache.update(k, v)
+    index = torch.tensor([2, 0, 0, 1])
+    cache.index_select(index)
+    assert cache.length == 5 and cache.capacity == 8
+    torch.testing.assert_close(cache.keys, k[index], atol=0, rtol=0)
+    torch.testing.assert_close(cache.values, v[index], atol=0, rtol=0)
+    # Appending after a reorder takes the new batch size and keeps the old entries.
+    k_new, v_new = torch.randn(4, 2, 1, 4), torch.randn(4, 2, 1, 6)
+    k_all, v_all = cache.update(k_new, v_new)
+    torch.testing.assert_close(k_all, torch.cat([k[index], k_new], dim=2), atol=0, rtol=0)
+    torch.testing.assert_close(v_all, torch.cat([v[index], v_new], dim=2), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="batch size 3"):
+        cache.update(torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 6))
+
+
+def test_index_select_then_decoding_matches_reordered_full_forward():
+    mha = _decoder(rotary=True)
+    x = torch.randn(3, 6, 32, dtype=F64)
+    index = torch.tensor([1, 1, 2])
+    with torch.no_grad():
+        full, _ = mha(x[index], causal=True)
+        cache = KVCache(initial_capacity=2)
+        mha(x[:, :4], causal=True, kv_cache=cache)
+        cache.index_select(index)
+        rest, _ = mha(x[index, 4:], causal=True, kv_cache=cache)
+    torch.testing.assert_close(rest, full[:, 4:], atol=1e-12, rtol=0)
+
+
+def test_index_select_on_empty_caches_only_checks_the_index():
+    for cache in (KVCache(), StaticKVCache()):
+        cache.index_select(torch.tensor([5, 7]))  # nothing cached: no batch to check against
+        with pytest.raises(TypeError, match="index"):
+            cache.index_select(torch.tensor([0.0]))
+    cache = KVCache()
+    cache.update(torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4))
+    cache.reset()
+    cache.index_select(torch.tensor([0, 1, 1]))
+    k_all, _ = cache.update(torch.randn(3, 1, 1, 4), torch.randn(3, 1, 1, 4))
+    assert k_all.shape == (3, 1, 1, 4)
+
+
+def test_static_cache_index_select():
+    cache = StaticKVCache()
+    k, v = torch.randn(2, 1, 5, 4), torch.randn(2, 1, 5, 3)
+    cache.set(k, v)
+    index = torch.tensor([1, 0, 1])
+    cache.index_select(index)
+    torch.testing.assert_close(cache.keys, k[index], atol=0, rtol=0)
+    torch.testing.assert_close(cache.values, v[index], atol=0, rtol=0)
+    assert cache.length == 5
+
+
+@pytest.mark.parametrize("make", [KVCache, StaticKVCache], ids=["KVCache", "StaticKVCache"])
+@pytest.mark.parametrize("index, error, word", [
+    (torch.tensor([0, 2]), ValueError, r"in \[0, 2\).*max 2"),
+    (torch.tensor([-1]), ValueError, "min -1"),
+    (torch.tensor([[0, 1]]), ValueError, "1-D"),
+    (torch.tensor([], dtype=torch.long), ValueError, "non-empty"),
+    (torch.tensor([0.0, 1.0]), TypeError, "integer"),
+    (torch.tensor([True, False]), TypeError, "integer"),
+    ([0, 1], TypeError, "torch.Tensor"),
+])
+def test_index_select_validation(make, index, error, word):
+    cache = make()
+    k, v = torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4)
+    cache.update(k, v) if isinstance(cache, KVCache) else cache.set(k, v)
+    with pytest.raises(error, match=word):
+        cache.index_select(index)
+    torch.testing.assert_close(cache.keys, k, atol=0, rtol=0)  # unchanged

@@ -31,7 +31,7 @@ from torch import nn
 
 from attnkit.functional.additive import DEFAULT_CHUNK_THRESHOLD, additive_scores
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit.nn.seq2seq_base import Seq2SeqAttention, State, autocast_like
 
 __all__ = ["AdditiveAttention"]
 
@@ -122,7 +122,9 @@ class AdditiveAttention(Seq2SeqAttention):
             raise ValueError(f"AdditiveAttention: state['key_proj'] must be (B, Lk, d) = "
                              f"{(batch, k_len, self.hidden_dim)}, got {tuple(key_proj.shape)}; "
                              f"was it made by init_state for these keys?")
-        scores = additive_scores(self.query_proj(query), key_proj, self.score_vector,
+        wq = self.query_proj(query)  # (B, Lq, d)
+        key_proj, score_vector = autocast_like(wq, key_proj, self.score_vector)
+        scores = additive_scores(wq, key_proj, score_vector,
                                  chunk_threshold=self.chunk_threshold)  # (B, Lq, Lk)
         weights = masked_softmax(scores, mask)
         context = weights @ values  # (B, Lq, Dv)

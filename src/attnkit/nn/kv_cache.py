@@ -40,6 +40,23 @@ def _check_pair(k: object, v: object, who: str, names: tuple[str, str]) -> None:
         raise ValueError(f"{who}: {v_name} is on {v.device} but {k_name} is on {k.device}")
 
 
+def _check_index(index: object, batch: int | None, who: str) -> torch.Tensor:
+    """``index (B',)`` integer tensor of rows in ``[0, batch)`` (range unchecked if None)."""
+    if not isinstance(index, torch.Tensor):
+        raise TypeError(f"{who}: index must be a torch.Tensor, got {type(index).__name__}")
+    if index.dtype in (torch.bool, torch.uint8) or index.is_floating_point() or index.is_complex():
+        raise TypeError(f"{who}: index must be an integer (long) tensor, got {index.dtype}")
+    if index.dim() != 1 or index.numel() == 0:
+        raise ValueError(f"{who}: index must be a non-empty 1-D tensor (B',), got shape "
+                         f"{tuple(index.shape)}")
+    if batch is not None:
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= batch:
+            raise ValueError(f"{who}: index values must be in [0, {batch}) (the cached batch "
+                             f"size), got min {low}, max {high}")
+    return index.long()
+
+
 class KVCache:
     """Growing key/value cache for incremental self-attention.
 
@@ -163,6 +180,32 @@ class KVCache:
         self._length = end
         return self._k[:, :, :end], self._v[:, :, :end]
 
+    def index_select(self, index: torch.Tensor) -> None:
+        """Reorder the batch in place: new row ``j`` holds old row ``index[j]``.
+
+        For beam search: rows may repeat (expanding hypotheses) or be dropped, so the
+        batch size becomes ``B' = len(index)``. The capacity is kept; only the
+        ``length`` cached tokens are copied. Views returned earlier keep the old
+        order (they point at the old storage). An empty cache (length 0) has nothing
+        to reorder: the call only checks ``index``, and the next update takes its
+        batch size from the new tokens.
+
+        Args:
+            index: ``(B',)`` integer tensor of old batch rows, each in ``[0, B)``.
+        """
+        if self._length == 0:
+            _check_index(index, None, "KVCache.index_select")
+            return
+        index = _check_index(index, self._k.shape[0], "KVCache.index_select")
+        index = index.to(self._k.device)
+        _, H, capacity, D = self._k.shape
+        Dv = self._v.shape[3]
+        new_k = self._k.new_empty(len(index), H, capacity, D)  # (B', Hkv, capacity, D)
+        new_v = self._v.new_empty(len(index), H, capacity, Dv)  # (B', Hkv, capacity, Dv)
+        new_k[:, :, :self._length] = self._k[index, :, :self._length]
+        new_v[:, :, :self._length] = self._v[index, :, :self._length]
+        self._k, self._v = new_k, new_v
+
     def _fits(self, k: torch.Tensor, v: torch.Tensor) -> bool:
         """Whether the kept storage can serve a new sequence shaped like ``k``, ``v``."""
         same = (self._k.shape[:2] == k.shape[:2] and self._k.shape[3] == k.shape[3]
@@ -227,6 +270,24 @@ class StaticKVCache:
 
     def reset(self) -> None:
         self._k = self._v = None
+
+    def index_select(self, index: torch.Tensor) -> None:
+        """Reorder the batch in place: new row ``j`` holds old row ``index[j]``.
+
+        Rows may repeat or be dropped (beam search), so the batch size becomes
+        ``B' = len(index)``. An empty cache has nothing to reorder: the call only
+        checks ``index``.
+
+        Args:
+            index: ``(B',)`` integer tensor of old batch rows, each in ``[0, B)``.
+        """
+        if self._k is None:
+            _check_index(index, None, "StaticKVCache.index_select")
+            return
+        index = _check_index(index, self._k.shape[0], "StaticKVCache.index_select")
+        index = index.to(self._k.device)
+        self._k = self._k.index_select(0, index)  # (B', Hkv, Lk, D)
+        self._v = self._v.index_select(0, index)  # (B', Hkv, Lk, Dv)
 
     def __repr__(self) -> str:
         return f"StaticKVCache(length={self.length})"

@@ -39,7 +39,7 @@ from torch import nn
 
 from attnkit.functional.additive import DEFAULT_CHUNK_THRESHOLD, additive_scores
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit.nn.seq2seq_base import Seq2SeqAttention, State, autocast_like
 
 __all__ = ["LuongAttention", "DotScore", "GeneralScore", "ConcatScore", "LocationScore",
            "LUONG_SCORES"]
@@ -102,7 +102,9 @@ class ConcatScore(nn.Module):
 
     def forward(self, query: torch.Tensor, key_proj: torch.Tensor) -> torch.Tensor:
         """``query (B, Lq, Dq)``, ``key_proj (B, Lk, hidden_dim)`` -> ``(B, Lq, Lk)``."""
-        return additive_scores(self.query_weight(query), key_proj, self.score_vector,
+        wq = self.query_weight(query)  # (B, Lq, hidden_dim)
+        key_proj, score_vector = autocast_like(wq, key_proj, self.score_vector)
+        return additive_scores(wq, key_proj, score_vector,
                                chunk_threshold=self.chunk_threshold)
 
 

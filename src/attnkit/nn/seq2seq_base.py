@@ -83,3 +83,12 @@ class Seq2SeqAttention(nn.Module):
             return values, mask
         raise ValueError(f"{name}: mask must be (B, Lk) = {(B, Lk)} or (B, Lq, Lk) = "
                          f"{(B, Lq, Lk)}, got {tuple(mask.shape)}")
+
+
+def autocast_like(reference: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Under ``torch.autocast``, cast ``tensors`` to ``reference``'s dtype (a projection's
+    output is then bf16/fp16 while a raw parameter such as a score vector stays float32).
+    Outside autocast they are returned unchanged, so a real dtype mismatch still raises."""
+    if not torch.is_autocast_enabled(reference.device.type):
+        return tensors
+    return tuple(t.to(reference.dtype) for t in tensors)

@@ -1,0 +1,25 @@
+"""Models built from attnkit attention: Transformer, GPT, BERT-style encoder, RNN seq2seq.
+
+Each model is a small file with a typed config dataclass. The sequence-to-sequence models
+(:class:`Transformer`, :class:`RNNSeq2Seq`) share one decoding protocol
+(``start_decoding`` / ``decode_step`` / ``reorder_state``) used by
+:mod:`attnkit.train.decoding`.
+"""
+
+from attnkit.models.bert import BertConfig, BertEncoder, BertOutput, mean_pool, minilm_path
+from attnkit.models.gpt import GPT, GPTConfig
+from attnkit.models.rnn_seq2seq import (
+    ATTENTION_KINDS,
+    RNNDecodeState,
+    RNNSeq2Seq,
+    RNNSeq2SeqConfig,
+    build_rnn_seq2seq,
+)
+from attnkit.models.transformer import Transformer, TransformerConfig, TransformerDecodeState
+
+__all__ = [
+    "Transformer", "TransformerConfig", "TransformerDecodeState",
+    "GPT", "GPTConfig",
+    "BertEncoder", "BertConfig", "BertOutput", "mean_pool", "minilm_path",
+    "RNNSeq2Seq", "RNNSeq2SeqConfig", "RNNDecodeState", "build_rnn_seq2seq", "ATTENTION_KINDS",
+]

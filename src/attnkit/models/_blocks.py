@@ -1,0 +1,246 @@
+"""Building blocks shared by the Transformer encoder-decoder and GPT.
+
+The layers follow Vaswani et al. 2017, "Attention Is All You Need" (arXiv:1706.03762):
+each sub-layer (self-attention, cross-attention, feed-forward) is wrapped in a
+residual connection with dropout on its output and a LayerNorm. ``norm_first``
+picks where the LayerNorm sits:
+
+* post-norm (``norm_first=False``, the paper): ``x = norm(x + dropout(sublayer(x)))``;
+* pre-norm (``norm_first=True``, GPT-2; Xiong et al. 2020, arXiv:2002.04745):
+  ``x = x + dropout(sublayer(norm(x)))``, which needs one more LayerNorm after the
+  last layer (the models own it) and trains stably without a long warm-up.
+
+Every attention is :class:`attnkit.nn.MultiHeadAttention`; positions come from
+:mod:`attnkit.nn.positional` (sinusoidal or learned tables added to the token
+embeddings, or rotary embeddings applied inside self-attention).
+
+Shape legend: ``B`` batch, ``L`` target/sequence length, ``S`` source length,
+``E`` d_model, ``V`` vocabulary, ``Hq`` query heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from attnkit.nn.kv_cache import KVCache, StaticKVCache
+from attnkit.nn.multihead import MultiHeadAttention
+from attnkit.nn.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+)
+
+__all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "TokenEmbedding", "make_rotary",
+           "POSITIONAL_KINDS", "ACTIVATIONS"]
+
+POSITIONAL_KINDS = ("sinusoidal", "learned", "rotary")
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+def check_int(who: str, field: str, value: object, minimum: int) -> None:
+    """Config check: ``value`` is an int ``>= minimum``; the error names ``who.field``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{who}.{field} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{who}.{field} must be >= {minimum}, got {value}")
+
+
+def check_common(who: str, config) -> None:
+    """Checks shared by the model configs: heads, dropout, positional kind, rotary dims."""
+    for field in ("d_model", "num_heads", "ffn_dim"):
+        check_int(who, field, getattr(config, field), 1)
+    if config.d_model % config.num_heads:
+        raise ValueError(f"{who}.num_heads ({config.num_heads}) must divide d_model "
+                         f"({config.d_model})")
+    if config.num_kv_heads is not None:
+        check_int(who, "num_kv_heads", config.num_kv_heads, 1)
+        if config.num_heads % config.num_kv_heads:
+            raise ValueError(f"{who}.num_kv_heads ({config.num_kv_heads}) must divide "
+                             f"num_heads ({config.num_heads})")
+    dropout = config.dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        raise TypeError(f"{who}.dropout must be a float, got {type(dropout).__name__}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{who}.dropout must be in [0, 1), got {dropout}")
+    if config.positional not in POSITIONAL_KINDS:
+        raise ValueError(f"{who}.positional must be one of {POSITIONAL_KINDS}, got "
+                         f"{config.positional!r}")
+    head_dim = config.d_model // config.num_heads
+    if config.positional == "rotary" and head_dim % 2:
+        raise ValueError(f"{who}.positional='rotary' needs an even head dim, got d_model // "
+                         f"num_heads = {head_dim}; change d_model or num_heads")
+
+
+def make_rotary(positional: str, head_dim: int) -> RotaryEmbedding | None:
+    """One :class:`RotaryEmbedding` for ``positional == "rotary"`` (shared by all layers,
+    it has no parameters), else None."""
+    return RotaryEmbedding(head_dim) if positional == "rotary" else None
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP ``dropout(W2 act(W1 x + b1) + b2)`` (the paper's FFN).
+
+    Args:
+        d_model: ``E``, input and output features.
+        ffn_dim: hidden features (``4 E`` in the paper and GPT-2).
+        dropout: dropout on the output.
+        activation: ``"relu"`` (the paper) or ``"gelu"`` (GPT, BERT).
+        bias: biases in both linear layers.
+    """
+
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float = 0.0,
+                 activation: str = "relu", bias: bool = True) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
+                             f"{activation!r}")
+        self.fc = nn.Linear(d_model, ffn_dim, bias=bias)
+        self.act = ACTIVATIONS[activation]()
+        self.proj = nn.Linear(ffn_dim, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, L, E) -> (B, L, E)``."""
+        return self.dropout(self.proj(self.act(self.fc(x))))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention + feed-forward: a Transformer encoder layer, and with
+    ``causal=True`` (and optionally a :class:`KVCache`) a GPT block.
+
+    Args:
+        d_model, num_heads, num_kv_heads: as :class:`MultiHeadAttention`
+            (``embed_dim``, ``num_heads``, ``num_kv_heads``).
+        ffn_dim, activation: as :class:`FeedForward`.
+        dropout: on attention weights and on each sub-layer's output.
+        norm_first: pre-norm (True) or post-norm (False), see the module docstring.
+        bias: biases in the projections and LayerNorms.
+        rotary: optional :class:`RotaryEmbedding` for the self-attention.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, *,
+                 num_kv_heads: int | None = None, dropout: float = 0.0,
+                 norm_first: bool = True, activation: str = "relu", bias: bool = True,
+                 rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, num_kv_heads=num_kv_heads,
+                                            bias=bias, dropout=dropout, rotary=rotary)
+        self.ffn = FeedForward(d_model, ffn_dim, dropout, activation, bias)
+        self.norm1 = nn.LayerNorm(d_model, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def _attend(self, x, mask, causal, kv_cache):
+        return self.dropout(self.self_attn(x, mask=mask, causal=causal, kv_cache=kv_cache)[0])
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
+                causal: bool | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """Args:
+            x: ``(B, L, E)``.
+            mask: True = may attend, broadcastable to ``(B, Hq, L, Lk)``; e.g. a key
+                padding mask ``(B, 1, 1, L)``. ``Lk = L`` (plus the cached length).
+            causal: True for decoder-only models (lower-right with a cache).
+            kv_cache: a :class:`KVCache` for incremental decoding, or None.
+
+        Returns:
+            ``(B, L, E)``.
+        """
+        if self.norm_first:
+            x = x + self._attend(self.norm1(x), mask, causal, kv_cache)
+            return x + self.ffn(self.norm2(x))
+        x = self.norm1(x + self._attend(x, mask, causal, kv_cache))
+        return self.norm2(x + self.ffn(x))
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention to the encoder memory, feed-forward.
+
+    Arguments as :class:`EncoderLayer`; ``rotary`` applies to the self-attention only
+    (source and target positions do not lie on one axis).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, *,
+                 num_kv_heads: int | None = None, dropout: float = 0.0,
+                 norm_first: bool = True, activation: str = "relu", bias: bool = True,
+                 rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        heads = dict(num_kv_heads=num_kv_heads, bias=bias, dropout=dropout)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, rotary=rotary, **heads)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, **heads)
+        self.ffn = FeedForward(d_model, ffn_dim, dropout, activation, bias)
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model, bias=bias) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None, *,
+                memory_mask: torch.Tensor | None = None, self_cache: KVCache | None = None,
+                cross_cache: StaticKVCache | None = None, return_weights: bool = False,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args:
+            x: ``(B, L, E)`` target states.
+            memory: ``(B, S, E)`` encoder output; may be None once ``cross_cache`` is set.
+            memory_mask: True = real source token, broadcastable to ``(B, Hq, L, S)``,
+                e.g. ``(B, 1, 1, S)``.
+            self_cache: :class:`KVCache` of the causal self-attention, or None.
+            cross_cache: :class:`StaticKVCache` of the projected memory, or None.
+            return_weights: also return the cross-attention weights.
+
+        Returns:
+            ``(x (B, L, E), cross-attention weights (B, Hq, L, S) or None)``.
+        """
+        def self_attend(h):
+            return self.dropout(self.self_attn(h, causal=True, kv_cache=self_cache)[0])
+
+        def cross_attend(h):
+            out, weights = self.cross_attn(h, memory, mask=memory_mask, kv_cache=cross_cache,
+                                           return_weights=return_weights)
+            return self.dropout(out), weights
+
+        if self.norm_first:
+            x = x + self_attend(self.norm1(x))
+            out, weights = cross_attend(self.norm2(x))
+            x = x + out
+            return x + self.ffn(self.norm3(x)), weights
+        x = self.norm1(x + self_attend(x))
+        out, weights = cross_attend(x)
+        x = self.norm2(x + out)
+        return self.norm3(x + self.ffn(x)), weights
+
+
+class TokenEmbedding(nn.Module):
+    """Token embedding, optionally times ``sqrt(E)`` (the paper), plus absolute positions
+    (sinusoidal or learned; none for rotary, which acts inside attention), then dropout.
+
+    Args:
+        vocab_size: ``V``.
+        d_model: ``E``.
+        positional: ``"sinusoidal"``, ``"learned"`` or ``"rotary"``.
+        max_len: positions with a table entry (sinusoidal/learned).
+        dropout: dropout on the sum.
+        scale: multiply the token embeddings by ``sqrt(E)``.
+        padding_idx: passed to ``nn.Embedding`` (its row gets no gradient).
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, *, positional: str, max_len: int,
+                 dropout: float = 0.0, scale: bool = False,
+                 padding_idx: int | None = None) -> None:
+        super().__init__()
+        self.token = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        self.scale = math.sqrt(d_model) if scale else 1.0
+        self.position: nn.Module | None = None
+        if positional == "sinusoidal":
+            self.position = SinusoidalPositionalEncoding(d_model, max_len)
+        elif positional == "learned":
+            self.position = LearnedPositionalEmbedding(max_len, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``ids (B, L)`` long, first position ``offset`` -> ``(B, L, E)``."""
+        x = self.token(ids) * self.scale  # (B, L, E)
+        if self.position is not None:
+            x = self.position(x, offset)
+        return self.dropout(x)

@@ -1,0 +1,256 @@
+"""GPT: a decoder-only Transformer language model.
+
+Radford et al. 2018, "Improving Language Understanding by Generative Pre-Training"
+(GPT) and Radford et al. 2019, "Language Models are Unsupervised Multitask
+Learners" (GPT-2; no arXiv id for either). The layout is GPT-2's: pre-norm blocks
+(causal self-attention, GELU MLP), a final LayerNorm, learned absolute positions
+and an output head tied to the token embedding.
+
+Options beyond GPT-2: grouped-query attention (``num_kv_heads``), sinusoidal or
+rotary positions, no biases (``bias=False``), an untied head.
+
+Initialization (GPT-2): every linear and embedding weight ``N(0, 0.02^2)``, the
+residual output projections (attention ``out_proj`` and MLP ``proj``) ``N(0,
+(0.02 / sqrt(2 num_layers))^2)`` so that the residual stream's variance does not
+grow with depth; biases zero, LayerNorms ones/zeros.
+
+Context length: :meth:`GPT.generate` with ``use_cache=True`` raises ValueError
+when the prompt plus the new tokens would need more than ``context_len``
+positions; with ``use_cache=False`` it crops the input to the last
+``context_len`` tokens at every step (a sliding window, as nanoGPT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from attnkit.models._blocks import (
+    EncoderLayer,
+    TokenEmbedding,
+    check_common,
+    check_int,
+    make_rotary,
+)
+from attnkit.nn.kv_cache import KVCache
+
+__all__ = ["GPTConfig", "GPT"]
+
+_WHO = "GPTConfig"
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of :class:`GPT` (defaults: GPT-2 small, 124M parameters with
+    a 50257-token vocabulary). Invalid values raise ValueError/TypeError naming the field."""
+
+    vocab_size: int  # token ids in [0, vocab_size)
+    context_len: int = 1024  # most positions one sequence may use
+    num_layers: int = 12  # Transformer blocks
+    num_heads: int = 12  # query heads; must divide d_model
+    num_kv_heads: int | None = None  # key/value heads (None: num_heads; fewer: GQA/MQA)
+    d_model: int = 768  # model width E
+    ffn_dim: int | None = None  # MLP hidden width (None: 4 * d_model)
+    dropout: float = 0.0  # on embeddings, attention weights and block outputs
+    bias: bool = True  # biases in linear layers and LayerNorms
+    positional: str = "learned"  # "learned" (GPT-2) | "sinusoidal" | "rotary"
+    tie_embeddings: bool = True  # output head shares the token embedding matrix
+
+    def __post_init__(self) -> None:
+        check_int(_WHO, "vocab_size", self.vocab_size, 1)
+        check_int(_WHO, "context_len", self.context_len, 1)
+        check_int(_WHO, "num_layers", self.num_layers, 1)
+        if self.ffn_dim is None:
+            self.ffn_dim = 4 * self.d_model if isinstance(self.d_model, int) else self.d_model
+        check_common(_WHO, self)
+        for field in ("bias", "tie_embeddings"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"{_WHO}.{field} must be a bool, got "
+                                f"{type(getattr(self, field)).__name__}")
+
+    def to_dict(self) -> dict:
+        """JSON-able fields (for checkpoints); ``GPTConfig(**d)`` rebuilds it."""
+        return dataclasses.asdict(self)
+
+
+def _check_idx(idx: object) -> None:
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"idx must be a torch.Tensor, got {type(idx).__name__}")
+    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        raise TypeError(f"idx must be an integer (long) tensor, got {idx.dtype}")
+    if idx.dim() != 2 or 0 in idx.shape:
+        raise ValueError(f"idx must be a non-empty (B, T) tensor, got shape {tuple(idx.shape)}")
+
+
+class GPT(nn.Module):
+    """Decoder-only language model: ``idx (B, T)`` -> next-token logits ``(B, T, V)``.
+
+    Example:
+        >>> import torch
+        >>> from attnkit.models.gpt import GPT, GPTConfig
+        >>> model = GPT(GPTConfig(vocab_size=50, context_len=16, num_layers=2, num_heads=2,
+        ...                       d_model=32)).eval()
+        >>> out = model.generate(torch.tensor([[1, 2, 3]]), 5, top_k=1)
+        >>> out.shape
+        torch.Size([1, 8])
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.embed = TokenEmbedding(c.vocab_size, c.d_model, positional=c.positional,
+                                    max_len=c.context_len, dropout=c.dropout)
+        rotary = make_rotary(c.positional, c.d_model // c.num_heads)
+        self.blocks = nn.ModuleList(
+            EncoderLayer(c.d_model, c.num_heads, c.ffn_dim, num_kv_heads=c.num_kv_heads,
+                         dropout=c.dropout, norm_first=True, activation="gelu", bias=c.bias,
+                         rotary=rotary)
+            for _ in range(c.num_layers))
+        self.norm = nn.LayerNorm(c.d_model, bias=c.bias)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self._init_weights()
+        if c.tie_embeddings:
+            self.lm_head.weight = self.embed.token.weight
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.self_attn.out_proj.weight, std=residual_std)
+            nn.init.normal_(block.ffn.proj.weight, std=residual_std)
+
+    def make_kv_caches(self) -> list[KVCache]:
+        """Empty caches for incremental decoding, one per block."""
+        return [KVCache() for _ in self.blocks]
+
+    def forward(self, idx: torch.Tensor, *, kv_caches: list[KVCache] | None = None
+                ) -> torch.Tensor:
+        """Next-token logits.
+
+        Args:
+            idx: ``(B, T)`` long token ids.
+            kv_caches: None, or one :class:`KVCache` per block (see
+                :meth:`make_kv_caches`) holding the ``P`` earlier tokens of every row;
+                ``idx`` then holds positions ``P .. P + T - 1`` and the caches grow by
+                ``T``. Use under ``torch.no_grad()``.
+
+        Returns:
+            logits ``(B, T, V)``; position ``t`` depends on tokens ``<= t`` only.
+        """
+        _check_idx(idx)
+        if kv_caches is not None:
+            if not isinstance(kv_caches, (list, tuple)) or len(kv_caches) != len(self.blocks) \
+                    or not all(isinstance(cache, KVCache) for cache in kv_caches):
+                raise TypeError(f"kv_caches must be a list of {len(self.blocks)} KVCache "
+                                f"(one per block; see make_kv_caches()), got {kv_caches!r}")
+        past = 0 if kv_caches is None else kv_caches[0].length
+        if past + idx.shape[1] > self.config.context_len:
+            raise ValueError(f"idx needs positions {past}..{past + idx.shape[1] - 1} (idx has "
+                             f"{idx.shape[1]} tokens after {past} cached) but context_len is "
+                             f"{self.config.context_len}")
+        return self._forward(idx, kv_caches, past)
+
+    def _forward(self, idx: torch.Tensor, kv_caches: list[KVCache] | None,
+                 past: int) -> torch.Tensor:
+        x = self.embed(idx, offset=past)  # (B, T, E)
+        for i, block in enumerate(self.blocks):
+            x = block(x, causal=True, kv_cache=None if kv_caches is None else kv_caches[i])
+        return self.lm_head(self.norm(x))  # (B, T, V)
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
+        """Sample ``max_new_tokens`` continuations of every prompt row.
+
+        The module's mode is left as it is: call ``model.eval()`` first, or dropout
+        stays active.
+
+        Args:
+            idx: ``(B, T)`` long prompt.
+            max_new_tokens: tokens to append (>= 0).
+            temperature: logits are divided by it before sampling; 0 means greedy
+                (argmax), as does ``top_k=1``.
+            top_k: sample among the ``top_k`` most likely tokens only (None: all).
+            generator: a ``torch.Generator`` (on the model's device) for reproducible
+                sampling.
+            use_cache: decode incrementally with KV caches (one position per new
+                token). Then ``T + max_new_tokens - 1 <= context_len`` is required
+                (ValueError otherwise). Without a cache the whole sequence is
+                recomputed per token and cropped to its last ``context_len`` tokens.
+
+        Returns:
+            ``(B, T + max_new_tokens)`` long: the prompt followed by the new tokens.
+        """
+        _check_idx(idx)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                                  or top_k < 1):
+            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got "
+                            f"{type(generator).__name__}")
+        context = self.config.context_len
+        if use_cache and idx.shape[-1] + max_new_tokens - 1 > context:
+            raise ValueError(f"generate(use_cache=True) needs {idx.shape[-1]} prompt + "
+                             f"{max_new_tokens} new tokens - 1 = "
+                             f"{idx.shape[-1] + max_new_tokens - 1} positions but context_len "
+                             f"is {context}; shorten the request or pass use_cache=False "
+                             f"(crops to the last {context} tokens)")
+        if max_new_tokens == 0:
+            return idx
+        caches = self.make_kv_caches() if use_cache else None
+        logits = self.forward(idx if use_cache else idx[:, -context:], kv_caches=caches)
+        for step in range(max_new_tokens):
+            next_token = self._sample(logits[:, -1], temperature, top_k, generator)  # (B, 1)
+            idx = torch.cat([idx, next_token], dim=1)  # (B, T + step + 1)
+            if step == max_new_tokens - 1:
+                break
+            if use_cache:
+                logits = self._forward(next_token, caches, caches[0].length)
+            else:
+                logits = self._forward(idx[:, -context:], None, 0)
+        return idx
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+        """``logits (B, V)`` -> sampled ids ``(B, 1)``."""
+        if temperature == 0 or top_k == 1:
+            return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        logits = logits.float() / temperature
+        if top_k is not None and top_k < logits.shape[-1]:
+            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = F.softmax(logits, dim=-1)  # (B, V)
+        return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+
+    def num_parameters(self, *, non_embedding: bool = False) -> int:
+        """Trainable parameters, tied weights counted once.
+
+        Args:
+            non_embedding: leave out the token and learned position tables and an
+                untied output head (the count scaling laws use, Kaplan et al. 2020,
+                arXiv:2001.08361).
+        """
+        total = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            embeddings = {id(p): p for p in (*self.embed.parameters(), self.lm_head.weight)}
+            total -= sum(p.numel() for p in embeddings.values())
+        return total

@@ -1,0 +1,455 @@
+"""RNN encoder-decoder with a pluggable attention mechanism.
+
+Papers:
+
+* Cho et al. (2014), "Learning Phrase Representations using RNN Encoder-Decoder
+  for Statistical Machine Translation", arXiv:1406.1078, and Sutskever, Vinyals &
+  Le (2014), "Sequence to Sequence Learning with Neural Networks",
+  arXiv:1409.3215: the fixed-length vector baseline (``attention=None``).
+* Bahdanau, Cho & Bengio (2014), "Neural Machine Translation by Jointly Learning
+  to Align and Translate", arXiv:1409.0473: attend with the previous decoder
+  state, feed the context into the RNN.
+* Luong, Pham & Manning (2015), "Effective Approaches to Attention-based Neural
+  Machine Translation", arXiv:1508.04025: attend with the current state, the
+  attentional hidden state ``h~_t = tanh(W_c [c_t; h_t])``, input feeding.
+
+Encoder: embeddings, then a (bi)directional GRU/LSTM run on packed sequences
+(``enforce_sorted=False``), so padding reaches neither the states of the real
+positions nor the final states. Its states are the attention's keys and values.
+A bridge ``tanh(W [h_fwd; h_bwd])`` per layer maps the encoder's final states to
+the decoder's initial state (hidden and, for LSTM, cell state).
+
+Decoder styles (``H`` = hidden_dim, ``E y`` = embedding of the previous token)::
+
+    bahdanau:  c_i = attend(s_{i-1})               s_i = RNN([E y; c_i (; o_{i-1})], s_{i-1})
+               o_i = tanh(W_o [s_i; c_i; E y])     logits_i = W_s o_i
+    luong:     h_t = RNN([E y (; o_{t-1})], h_{t-1})
+               c_t = attend(h_t)                   o_t = tanh(W_c [c_t; h_t])   logits_t = W_s o_t
+
+``(; o_{i-1})`` is input feeding: the previous attentional vector joins the RNN
+input (zeros at the first step). With several layers, the top layer's hidden state
+is the attention query; for LSTM the hidden state ``h`` (not the cell) is used.
+
+The style follows the mechanism's paper: Luong's global and local attention
+(:class:`LuongAttention`, :class:`LocalAttention`) get the Luong decoder; additive
+(Bahdanau), location-sensitive (Chorowski et al. 2015), monotonic (Raffel et al.
+2017) and hard attention (Xu et al. 2015), all defined on the previous decoder
+state, get the Bahdanau decoder, and so does ``attention=None``. The
+``style=`` argument of :class:`RNNSeq2Seq` overrides this.
+``input_feeding=None`` (default) means on for the Luong style, as in Luong's best
+systems, and off for the Bahdanau style, where the context already enters the RNN.
+
+``attention=None`` is the baseline of Bahdanau et al.'s comparison (Cho et al.'s
+RNNencdec): the decoder sees the source only through one fixed vector, the top
+encoder layer's final states ``c = [h_fwd; h_bwd]``. ``c`` initializes the decoder
+(through the bridge) and is the context of every step.
+
+Choices and deviations:
+
+* Encoder states have ``H`` features in total: ``H // 2`` per direction when
+  bidirectional (as OpenNMT does; Bahdanau et al. use ``H`` per direction). Keys,
+  values and queries then all have size ``H``, so Luong's ``dot`` score applies.
+* Bahdanau's output layer is a maxout layer over ``s_{i-1}``; this uses one tanh
+  layer over ``s_i`` (the main text's eq. 4 conditions on ``s_i``).
+* Dropout (one rate) acts on the embeddings, between stacked RNN layers and on
+  ``o`` before the output projection.
+* Teacher forcing: in training mode, ``teacher_forcing_ratio < 1`` replaces each
+  gold input token (after the first) by the model's own greedy prediction from the
+  previous step with probability ``1 - ratio``, independently per row and step
+  (scheduled sampling, Bengio et al. 2015, arXiv:1506.03099, with a constant rate).
+  Coins come from ``torch.rand``, so runs repeat under ``torch.manual_seed``. Eval
+  mode always feeds the gold tokens.
+* Luong style without input feeding runs the RNN over the whole target in one call
+  and attends with all ``T`` queries at once (Luong's global and local attention give
+  the same result as ``T`` single steps); every other configuration steps through the
+  target, the same code that :meth:`RNNSeq2Seq.decode_step` runs.
+* :func:`build_rnn_seq2seq` builds hard attention with the Gumbel straight-through
+  estimator, which trains from the task loss alone; REINFORCE (the paper's) needs
+  the attention state, which ``forward`` does not return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from attnkit.nn.additive import AdditiveAttention
+from attnkit.nn.hard import HardAttention
+from attnkit.nn.local import LocalAttention
+from attnkit.nn.location_sensitive import LocationSensitiveAttention
+from attnkit.nn.luong import LuongAttention
+from attnkit.nn.monotonic import MonotonicAttention
+from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+
+__all__ = ["RNNSeq2SeqConfig", "RNNSeq2Seq", "RNNDecodeState", "ATTENTION_KINDS",
+           "build_rnn_seq2seq"]
+
+CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
+STYLES = ("bahdanau", "luong")
+# Mechanisms defined on the current target state h_t (Luong et al. 2015, sections 3.1-3.2).
+LUONG_STYLE_TYPES: tuple[type[Seq2SeqAttention], ...] = (LuongAttention, LocalAttention)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"RNNSeq2SeqConfig: {name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass
+class RNNSeq2SeqConfig:
+    """Hyperparameters of :class:`RNNSeq2Seq` (checked on construction)."""
+
+    src_vocab_size: int  # source vocabulary size
+    tgt_vocab_size: int  # target vocabulary size V (logits width)
+    embed_dim: int = 256  # E, token embedding size (source and target)
+    hidden_dim: int = 512  # H, decoder state and encoder state size (H // 2 per direction)
+    num_layers: int = 1  # stacked RNN layers, in the encoder and in the decoder
+    cell: str = "gru"  # "gru" or "lstm"
+    bidirectional: bool = True  # bidirectional encoder (needs an even hidden_dim)
+    dropout: float = 0.1  # on embeddings, between stacked layers and before the output layer
+    input_feeding: bool | None = None  # feed o_{t-1} to the RNN; None: Luong style on, else off
+    teacher_forcing_ratio: float = 1.0  # training: chance of feeding the gold token, in [0, 1]
+    pad_id: int = 0  # padding token id in source and target
+
+    def __post_init__(self) -> None:
+        for name in ("src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_dim",
+                     "num_layers"):
+            _check_int(name, getattr(self, name), 1)
+        if self.cell not in CELLS:
+            raise ValueError(f"RNNSeq2SeqConfig: cell must be one of {sorted(CELLS)}, "
+                             f"got {self.cell!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"RNNSeq2SeqConfig: bidirectional must be a bool, got "
+                             f"{self.bidirectional!r}")
+        if self.bidirectional and self.hidden_dim % 2:
+            raise ValueError(f"RNNSeq2SeqConfig: a bidirectional encoder splits hidden_dim "
+                             f"over two directions, so it must be even, got {self.hidden_dim}")
+        if self.input_feeding is not None and not isinstance(self.input_feeding, bool):
+            raise ValueError(f"RNNSeq2SeqConfig: input_feeding must be None, True or False, "
+                             f"got {self.input_feeding!r}")
+        for name, in_range, bound in (
+                ("dropout", lambda v: 0.0 <= v < 1.0, "[0, 1)"),
+                ("teacher_forcing_ratio", lambda v: 0.0 <= v <= 1.0, "[0, 1]")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not in_range(value):
+                raise ValueError(f"RNNSeq2SeqConfig: {name} must be a number in {bound}, "
+                                 f"got {value!r}")
+        _check_int("pad_id", self.pad_id, 0)
+        if self.pad_id >= min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(f"RNNSeq2SeqConfig: pad_id must be a valid id in both "
+                             f"vocabularies (< {min(self.src_vocab_size, self.tgt_vocab_size)})"
+                             f", got {self.pad_id}")
+
+
+@dataclass
+class RNNDecodeState:
+    """Everything :meth:`RNNSeq2Seq.decode_step` carries between steps (``B`` rows)."""
+
+    memory: torch.Tensor  # (B, S, H) encoder states: the attention's keys and values
+    src_mask: torch.Tensor  # (B, S) bool, True = real source token
+    hidden: torch.Tensor  # (num_layers, B, H) decoder hidden state
+    cell: torch.Tensor | None  # (num_layers, B, H) LSTM cell state; None for GRU
+    feed: torch.Tensor | None  # (B, H) previous attentional vector o; None without input feeding
+    attention: State  # the mechanism's recurrent state; every tensor has batch dim 0
+    fixed_context: torch.Tensor | None  # (B, H) the encoder summary (attention=None only)
+
+    def index_select(self, index: torch.Tensor) -> RNNDecodeState:
+        """New row ``j`` = old row ``index[j]``; ``index`` ``(B',)`` long."""
+        def rows(t: torch.Tensor | None, dim: int = 0) -> torch.Tensor | None:
+            return None if t is None else t.index_select(dim, index)
+
+        return RNNDecodeState(
+            memory=rows(self.memory), src_mask=rows(self.src_mask),
+            hidden=rows(self.hidden, 1), cell=rows(self.cell, 1), feed=rows(self.feed),
+            attention={name: t.index_select(0, index) for name, t in self.attention.items()},
+            fixed_context=rows(self.fixed_context))
+
+
+class RNNSeq2Seq(nn.Module):
+    """(Bi)GRU/LSTM encoder and an attentional GRU/LSTM decoder (module docstring).
+
+    Args:
+        config: :class:`RNNSeq2SeqConfig`.
+        attention: a :class:`~attnkit.nn.seq2seq_base.Seq2SeqAttention` with
+            ``query_dim = key_dim = value_dim = config.hidden_dim``, or None for the
+            fixed-vector baseline. :func:`build_rnn_seq2seq` builds one by name.
+        style: ``"bahdanau"`` or ``"luong"`` decoder; None picks by mechanism.
+
+    Implements the attnkit seq2seq protocol: ``forward`` (teacher-forced logits),
+    ``start_decoding``, ``decode_step`` and ``reorder_state``. Shapes: ``src (B, S)``
+    long padded with ``pad_id``, ``src_lengths (B,)`` long in ``[1, S]``, ``tgt_in
+    (B, T)`` long (BOS + target).
+
+    Example::
+
+        >>> model = build_rnn_seq2seq(RNNSeq2SeqConfig(10, 12, embed_dim=8, hidden_dim=8))
+        >>> src, lengths = torch.randint(4, 10, (2, 5)), torch.tensor([5, 3])
+        >>> model(src, lengths, torch.randint(4, 12, (2, 4))).shape
+        torch.Size([2, 4, 12])
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig, attention: Seq2SeqAttention | None = None, *,
+                 style: str | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, RNNSeq2SeqConfig):
+            raise TypeError(f"RNNSeq2Seq: config must be an RNNSeq2SeqConfig, got "
+                            f"{type(config).__name__}")
+        if attention is not None and not isinstance(attention, Seq2SeqAttention):
+            raise TypeError(f"RNNSeq2Seq: attention must be a Seq2SeqAttention or None, got "
+                            f"{type(attention).__name__}")
+        if style is None:
+            style = "luong" if isinstance(attention, LUONG_STYLE_TYPES) else "bahdanau"
+        if style not in STYLES:
+            raise ValueError(f"RNNSeq2Seq: style must be one of {STYLES} or None, got {style!r}")
+        if style == "luong" and attention is None:
+            raise ValueError("RNNSeq2Seq: style 'luong' attends after the RNN step and needs an "
+                             "attention module; attention=None uses style 'bahdanau'")
+        self.config, self.style, self.attention = config, style, attention
+        self.input_feeding = (style == "luong" if config.input_feeding is None
+                              else config.input_feeding)
+        hidden, embed, layers = config.hidden_dim, config.embed_dim, config.num_layers
+        rnn = CELLS[config.cell]
+        between = config.dropout if layers > 1 else 0.0  # nn.RNNBase warns on 1 layer
+        directions = 2 if config.bidirectional else 1
+        self.src_embed = nn.Embedding(config.src_vocab_size, embed, padding_idx=config.pad_id)
+        self.tgt_embed = nn.Embedding(config.tgt_vocab_size, embed, padding_idx=config.pad_id)
+        self.encoder = rnn(embed, hidden // directions, layers, batch_first=True,
+                           bidirectional=config.bidirectional, dropout=between)
+        self.bridge = nn.Linear(hidden, hidden)
+        self.bridge_cell = nn.Linear(hidden, hidden) if config.cell == "lstm" else None
+        context_in = hidden if style == "bahdanau" else 0  # c_i in the RNN input
+        feed_in = hidden if self.input_feeding else 0  # o_{t-1} in the RNN input
+        self.decoder = rnn(embed + context_in + feed_in, hidden, layers,
+                           batch_first=True, dropout=between)
+        out_in = 2 * hidden + (embed if style == "bahdanau" else 0)  # [s; c; Ey] or [c; h]
+        self.output_proj = nn.Linear(out_in, hidden, bias=False)  # W_o / W_c
+        self.generator = nn.Linear(hidden, config.tgt_vocab_size)  # W_s
+        self.dropout = nn.Dropout(config.dropout)
+
+    # ----------------------------------------------------------------- encoder
+    def start_decoding(self, src: torch.Tensor, src_lengths: torch.Tensor) -> RNNDecodeState:
+        """Encode once: ``src (B, S)`` long, ``src_lengths (B,)`` -> the first decoder state."""
+        self._check_source(src, src_lengths)
+        batch, src_len = src.shape
+        embedded = self.dropout(self.src_embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(embedded, src_lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        packed_out, final = self.encoder(packed)
+        memory, _ = pad_packed_sequence(packed_out, batch_first=True,
+                                        total_length=src_len)  # (B, S, H), zeros past lengths
+        final_h, final_c = final if isinstance(final, tuple) else (final, None)
+        final_h = self._join_directions(final_h)  # (layers, B, H)
+        hidden = torch.tanh(self.bridge(final_h))
+        cell = None
+        if final_c is not None:
+            cell = torch.tanh(self.bridge_cell(self._join_directions(final_c)))
+        src_mask = torch.arange(src_len, device=src.device) < src_lengths[:, None]  # (B, S)
+        attn_state = {} if self.attention is None else \
+            self.attention.init_state(memory, memory, src_mask)
+        feed = memory.new_zeros(batch, self.config.hidden_dim) if self.input_feeding else None
+        return RNNDecodeState(memory=memory, src_mask=src_mask, hidden=hidden, cell=cell,
+                              feed=feed, attention=attn_state,
+                              fixed_context=final_h[-1] if self.attention is None else None)
+
+    def _join_directions(self, final: torch.Tensor) -> torch.Tensor:
+        """``(layers * dirs, B, H / dirs)`` final states -> ``(layers, B, H)``, [fwd; bwd]."""
+        directions = 2 if self.config.bidirectional else 1
+        layers_dirs, batch, size = final.shape
+        final = final.view(layers_dirs // directions, directions, batch, size)  # (L, D, B, H/D)
+        return final.permute(0, 2, 1, 3).reshape(layers_dirs // directions, batch,
+                                                 directions * size)  # (L, B, H)
+
+    # ----------------------------------------------------------------- decoder
+    def _rnn(self, inputs: torch.Tensor, state: RNNDecodeState,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run the decoder RNN on ``inputs (B, T, in)`` from ``state``; returns the top
+        layer's outputs ``(B, T, H)`` and the new hidden and cell states."""
+        if state.cell is None:
+            out, hidden = self.decoder(inputs, state.hidden)
+            return out, hidden, None
+        out, (hidden, cell) = self.decoder(inputs, (state.hidden, state.cell))
+        return out, hidden, cell
+
+    def _attend(self, query: torch.Tensor, state: RNNDecodeState,
+                ) -> tuple[torch.Tensor, torch.Tensor | None, State]:
+        """``query (B, Lq, H)`` -> context ``(B, Lq, H)``, weights ``(B, Lq, S)`` or None,
+        and the next attention state."""
+        if self.attention is None:
+            return state.fixed_context[:, None].expand_as(query), None, state.attention
+        return self.attention(query, state.memory, mask=state.src_mask, state=state.attention)
+
+    def _step(self, tokens: torch.Tensor, state: RNNDecodeState,
+              ) -> tuple[torch.Tensor, RNNDecodeState, torch.Tensor | None]:
+        """One decoder step: ``tokens (B,)`` -> attentional vector ``o (B, H)``, the next
+        state and the weights ``(B, S)`` (None without attention)."""
+        embedded = self.dropout(self.tgt_embed(tokens))[:, None]  # (B, 1, E)
+        feed = [] if state.feed is None else [state.feed[:, None]]
+        if self.style == "luong":
+            top, hidden, cell = self._rnn(torch.cat([embedded, *feed], -1), state)  # (B, 1, H)
+            context, weights, attn_state = self._attend(top, state)
+            out = torch.tanh(self.output_proj(torch.cat([context, top], -1)))  # (B, 1, H)
+        else:
+            context, weights, attn_state = self._attend(state.hidden[-1][:, None], state)
+            top, hidden, cell = self._rnn(torch.cat([embedded, context, *feed], -1), state)
+            out = torch.tanh(self.output_proj(torch.cat([top, context, embedded], -1)))
+        out = out[:, 0]  # (B, H)
+        next_state = replace(state, hidden=hidden, cell=cell, attention=attn_state,
+                             feed=out if self.input_feeding else None)
+        return out, next_state, None if weights is None else weights[:, 0]
+
+    def decode_step(self, tokens: torch.Tensor, state: RNNDecodeState, *,
+                    return_alignment: bool = False,
+                    ) -> tuple[torch.Tensor, RNNDecodeState, torch.Tensor | None]:
+        """Feed ``tokens (B,)`` long; returns logits ``(B, V)``, the next state and, with
+        ``return_alignment``, the attention weights ``(B, S)`` of this step, else None.
+        Padded positions get 0. Rows sum to 1 for the softmax mechanisms; local-m rows are
+        zero once the window leaves the source, local-p rows sum to less than 1 and
+        monotonic rows to at most 1 (see their modules). Without attention: always None."""
+        if not isinstance(state, RNNDecodeState):
+            raise TypeError(f"RNNSeq2Seq: state must come from start_decoding, got "
+                            f"{type(state).__name__}")
+        batch = state.memory.shape[0]
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long \
+                or tuple(tokens.shape) != (batch,):
+            got = (tokens.dtype, tuple(tokens.shape)) if isinstance(tokens, torch.Tensor) \
+                else type(tokens).__name__
+            raise ValueError(f"RNNSeq2Seq: tokens must be a long tensor of shape (B,) = "
+                             f"({batch},), got {got}")
+        out, state, weights = self._step(tokens, state)
+        logits = self.generator(self.dropout(out))  # (B, V)
+        return logits, state, weights if return_alignment else None
+
+    def reorder_state(self, state: RNNDecodeState, index: torch.Tensor) -> RNNDecodeState:
+        """New row ``j`` = old row ``index[j]``; ``index (B',)`` long (beam search)."""
+        batch = state.memory.shape[0]
+        if not isinstance(index, torch.Tensor) or index.dtype != torch.long or index.dim() != 1:
+            got = (index.dtype, tuple(index.shape)) if isinstance(index, torch.Tensor) \
+                else type(index).__name__
+            raise ValueError(f"RNNSeq2Seq: index must be a 1-D long tensor, got {got}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= batch):
+            raise ValueError(f"RNNSeq2Seq: index values must be in [0, {batch}), got "
+                             f"[{int(index.min())}, {int(index.max())}]")
+        return state.index_select(index)
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, *,
+                teacher_forcing_ratio: float | None = None) -> torch.Tensor:
+        """Teacher-forced logits ``(B, T, V)``.
+
+        Args:
+            src: ``(B, S)`` long, padded with ``pad_id``.
+            src_lengths: ``(B,)`` long, each in ``[1, S]``.
+            tgt_in: ``(B, T)`` long, BOS + target.
+            teacher_forcing_ratio: overrides ``config.teacher_forcing_ratio`` (training
+                mode only; eval mode always feeds ``tgt_in``).
+        """
+        ratio = self.config.teacher_forcing_ratio if teacher_forcing_ratio is None \
+            else float(teacher_forcing_ratio)
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"RNNSeq2Seq: teacher_forcing_ratio must be in [0, 1], got {ratio}")
+        if not isinstance(tgt_in, torch.Tensor) or tgt_in.dtype != torch.long \
+                or tgt_in.dim() != 2 or tgt_in.shape[1] < 1 or tgt_in.shape[0] != src.shape[0]:
+            got = (tgt_in.dtype, tuple(tgt_in.shape)) if isinstance(tgt_in, torch.Tensor) \
+                else type(tgt_in).__name__
+            raise ValueError(f"RNNSeq2Seq: tgt_in must be a long tensor (B, T) with B = "
+                             f"{src.shape[0]} and T >= 1, got {got}")
+        state = self.start_decoding(src, src_lengths)
+        sample = self.training and ratio < 1.0
+        if not sample and self.style == "luong" and not self.input_feeding:
+            return self._forward_parallel(tgt_in, state)
+        logits, tokens = [], tgt_in[:, 0]
+        for i in range(tgt_in.shape[1]):
+            if i > 0:
+                tokens = tgt_in[:, i]
+                if sample:
+                    gold = torch.rand(tokens.shape, device=tokens.device) < ratio
+                    tokens = torch.where(gold, tokens, logits[-1].argmax(-1))
+            out, state, _ = self._step(tokens, state)
+            logits.append(self.generator(self.dropout(out)))  # (B, V)
+        return torch.stack(logits, dim=1)  # (B, T, V)
+
+    def _forward_parallel(self, tgt_in: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
+        """Luong style without input feeding: all ``T`` steps in one RNN and one attention
+        call (equal to stepping, as every mechanism treats ``Lq`` rows as ``Lq`` steps)."""
+        top, _, _ = self._rnn(self.dropout(self.tgt_embed(tgt_in)), state)  # (B, T, H)
+        context, _, _ = self._attend(top, state)  # (B, T, H)
+        out = torch.tanh(self.output_proj(torch.cat([context, top], -1)))  # (B, T, H)
+        return self.generator(self.dropout(out))  # (B, T, V)
+
+    def _check_source(self, src: torch.Tensor, src_lengths: torch.Tensor) -> None:
+        if not isinstance(src, torch.Tensor) or src.dtype != torch.long or src.dim() != 2 \
+                or src.shape[1] < 1:
+            got = (src.dtype, tuple(src.shape)) if isinstance(src, torch.Tensor) \
+                else type(src).__name__
+            raise ValueError(f"RNNSeq2Seq: src must be a long tensor (B, S) with S >= 1, "
+                             f"got {got}")
+        batch, src_len = src.shape
+        if not isinstance(src_lengths, torch.Tensor) or src_lengths.dtype != torch.long \
+                or tuple(src_lengths.shape) != (batch,):
+            got = (src_lengths.dtype, tuple(src_lengths.shape)) \
+                if isinstance(src_lengths, torch.Tensor) else type(src_lengths).__name__
+            raise ValueError(f"RNNSeq2Seq: src_lengths must be a long tensor of shape (B,) = "
+                             f"({batch},), got {got}")
+        low, high = int(src_lengths.min()), int(src_lengths.max())
+        if low < 1 or high > src_len:
+            raise ValueError(f"RNNSeq2Seq: src_lengths must be in [1, S] = [1, {src_len}], got "
+                             f"values in [{low}, {high}]")
+
+
+def _luong(mode: str) -> Callable[..., Seq2SeqAttention]:
+    return lambda dim, **options: LuongAttention(dim, dim, mode=mode, **options)
+
+
+def _local(mode: str) -> Callable[..., Seq2SeqAttention]:
+    return lambda dim, **options: LocalAttention(dim, dim, mode=mode, **options)
+
+
+def _no_attention(dim: int, **options: object) -> None:
+    if options:
+        raise ValueError(f"build_rnn_seq2seq: attention='none' takes no options, got "
+                         f"{sorted(options)}")
+    return None
+
+
+# name -> constructor(hidden_dim, **options); options override the defaults shown.
+ATTENTION_KINDS: dict[str, Callable[..., Seq2SeqAttention | None]] = {
+    "bahdanau": lambda dim, **options: AdditiveAttention(dim, dim, dim, **options),
+    "luong-dot": _luong("dot"),
+    "luong-general": _luong("general"),
+    "luong-concat": _luong("concat"),
+    "luong-location": _luong("location"),  # needs max_source_len=
+    "local-m": _local("monotonic"),
+    "local-p": _local("predictive"),
+    "location": lambda dim, **options: LocationSensitiveAttention(dim, dim, dim, **options),
+    "monotonic": lambda dim, **options: MonotonicAttention(dim, dim, dim, **options),
+    "hard": lambda dim, **options: HardAttention(dim, dim, dim,
+                                                 **{"estimator": "gumbel", **options}),
+    "none": _no_attention,
+}
+
+
+def build_rnn_seq2seq(config: RNNSeq2SeqConfig, attention: str = "bahdanau",
+                      **attention_options: object) -> RNNSeq2Seq:
+    """An :class:`RNNSeq2Seq` with the attention named ``attention``.
+
+    Args:
+        config: :class:`RNNSeq2SeqConfig`.
+        attention: a key of :data:`ATTENTION_KINDS`: ``"bahdanau"``, ``"luong-dot"``,
+            ``"luong-general"``, ``"luong-concat"``, ``"luong-location"`` (needs
+            ``max_source_len=``), ``"local-m"``, ``"local-p"``, ``"location"``
+            (location-sensitive), ``"monotonic"``, ``"hard"`` (Gumbel straight-through
+            by default) or ``"none"`` (fixed-vector baseline).
+        **attention_options: keyword arguments for the attention's constructor, e.g.
+            ``window=4`` for local attention or ``kernel_size=5`` for ``"location"``.
+    """
+    if not isinstance(attention, str) or attention not in ATTENTION_KINDS:
+        raise ValueError(f"build_rnn_seq2seq: attention must be one of "
+                         f"{sorted(ATTENTION_KINDS)}, got {attention!r}")
+    if not isinstance(config, RNNSeq2SeqConfig):
+        raise TypeError(f"build_rnn_seq2seq: config must be an RNNSeq2SeqConfig, got "
+                        f"{type(config).__name__}")
+    return RNNSeq2Seq(config, ATTENTION_KINDS[attention](config.hidden_dim, **attention_options))
