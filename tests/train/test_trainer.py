@@ -390,3 +390,31 @@ def test_sigint_saves_a_checkpoint_and_resumes_bit_identical(runs):
     script.run_in_process([str(out), *RUN_ARGS, "--resume", "--summary",
                            str(out.with_suffix(".json"))])
     assert_same_final_state(out, root / "reference")
+
+
+def test_wall_clock_budget_ends_the_run_with_eval_and_checkpoint(tmp_path, monkeypatch):
+    import attnkit.train.trainer as trainer_module
+
+    clock = [0.0]  # a fake clock that each batch advances by 10 s
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(trainer_module, "time", FakeTime)
+
+    def batch_fn(index, rank, world_size):
+        clock[0] += 10.0
+        return script.make_batch(index)
+
+    evals = []
+    config = TrainConfig(max_steps=100, max_time_s=25.0, amp="off", out_dir=str(tmp_path),
+                         progress=False)
+    summary = Trainer(script.TinyLM(), config, batch_fn, lm_loss_fn(pad_id=0),
+                      lambda model: evals.append(1) or {"score": 1.0}).fit()
+    # Steps 1 and 2 end at 10 s and 20 s; step 3 crosses 25 s and is the last one.
+    assert summary["step"] == 3 and summary["out_of_time"] and not summary["interrupted"]
+    assert evals == [1] and load_checkpoint(tmp_path).step == 3
+    with pytest.raises(ValueError, match="max_time_s"):
+        TrainConfig(max_time_s=-1.0)

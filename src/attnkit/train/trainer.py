@@ -90,13 +90,14 @@ __all__ = ["TrainConfig", "Trainer", "build_optimizer", "resolve_amp"]
 AMP_MODES = ("auto", "bf16", "off")
 METRICS_FILE = "metrics.jsonl"
 # Config fields that may change between a run and its resumption without breaking exactness.
-_RESUMABLE_CHANGES = {"max_steps", "eval_every", "checkpoint_every", "keep_checkpoints",
-                      "log_every", "progress", "out_dir"}
+_RESUMABLE_CHANGES = {"max_steps", "max_time_s", "eval_every", "checkpoint_every",
+                      "keep_checkpoints", "log_every", "progress", "out_dir"}
 
 
 @dataclass
 class TrainConfig:
     max_steps: int = 1000                     # optimizer updates to train for
+    max_time_s: float = 0.0                   # wall-clock budget of training in s (0: none)
     lr: float = 5e-4                          # peak learning rate, reached at the end of warmup
     min_lr: float = 0.0                       # final learning rate of the cosine schedule
     weight_decay: float = 0.01                # AdamW decay; not on biases/norms/embeddings
@@ -134,6 +135,7 @@ class TrainConfig:
                                  f"got {value!r}")
 
         need_int("max_steps", 1)
+        need_float("max_time_s", 0.0)
         need_float("lr", 0.0, low_open=True)
         need_float("min_lr", 0.0)
         if self.min_lr > self.lr:
@@ -287,6 +289,7 @@ class Trainer:
         self._saved_step: int | None = None
         self._stop_signal: int | None = None
         self._stop_requested = False
+        self._started = time.perf_counter()  # reset by fit(); read by the budget vote
         self._state = {"window": {"loss_sum": 0.0, "tokens": 0, "steps": 0, "train_time": 0.0},
                        "elapsed": 0.0, "tokens_seen": 0, "last_loss": None, "last_eval": None}
         checkpoint = self._find_checkpoint(resume)
@@ -346,16 +349,19 @@ class Trainer:
         previous_handlers = self._install_signal_handlers()
         bar = self._progress_bar()
         started, stop = time.perf_counter() - self._state["elapsed"], False
+        self._started, out_of_time = started, False
         try:
-            while self.step < cfg.max_steps and not stop:
+            while self.step < cfg.max_steps and not stop and not out_of_time:
                 step_started = time.perf_counter()
                 result = self._train_step()
                 step_time = time.perf_counter() - step_started
                 self.step += 1
-                stop = result["stop"]
+                stop, out_of_time = result["stop"], result["out_of_time"]
                 self._state["elapsed"] = time.perf_counter() - started
                 self._accumulate(result, step_time)
-                last = self.step == cfg.max_steps
+                # The wall-clock budget ends the run like max_steps does (final eval and
+                # checkpoint); it is not an interruption.
+                last = self.step == cfg.max_steps or out_of_time
                 if self.step % cfg.log_every == 0 or last:
                     self._log_train(result)
                 # Scheduled evaluations run even when stopping, so the checkpoint (and the RNG
@@ -398,9 +404,12 @@ class Trainer:
             tokens += int(micro_tokens)
         # One all-reduce for the statistics and the stop flag, so every process agrees on
         # the normalization and on stopping after this same step.
-        stats = torch.tensor([loss_sum, tokens, float(self._stop_requested)],
+        # The budget vote rides on the same all-reduce: processes whose clocks disagree
+        # still stop after the same step.
+        over_budget = cfg.max_time_s > 0 and time.perf_counter() - self._started >= cfg.max_time_s
+        stats = torch.tensor([loss_sum, tokens, float(self._stop_requested), float(over_budget)],
                              dtype=torch.float64, device=self._stats_device())
-        total_loss, total_tokens, stop_votes = all_reduce_sum(stats).tolist()
+        total_loss, total_tokens, stop_votes, budget_votes = all_reduce_sum(stats).tolist()
         if total_tokens <= 0:
             raise ValueError(f"Trainer: step {self.step + 1} has no tokens to train on "
                              f"(loss_fn returned num_tokens=0 for every micro-batch)")
@@ -415,7 +424,7 @@ class Trainer:
         self.scheduler.step()
         return {"loss": total_loss / total_tokens, "loss_sum": total_loss,
                 "tokens": int(total_tokens), "grad_norm": grad_norm, "lr": lr,
-                "stop": stop_votes > 0}
+                "stop": stop_votes > 0, "out_of_time": budget_votes > 0}
 
     def _check_loss(self, loss: Any, num_tokens: Any, index: int) -> None:
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
@@ -521,6 +530,8 @@ class Trainer:
         if stopped and name is None and not self._stop_requested:
             name = "remote"  # another process was signalled
         return {"step": self.step, "loss": self._state["last_loss"], "interrupted": stopped,
+                "out_of_time": self.config.max_time_s > 0
+                and self._state["elapsed"] >= self.config.max_time_s,
                 "signal": name, "resumed_from": self.resumed_from,
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
                 "eval": self._state["last_eval"], "tokens": self._state["tokens_seen"],
