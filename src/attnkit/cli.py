@@ -67,6 +67,13 @@ def _cmd_bench_classic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from attnkit.bench.train import run
+
+    run(repeats=args.repeats, quick=args.quick, out_dir=args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnkit", description="Attention mechanisms under one API.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -122,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     classic.add_argument("--quick", action="store_true", help="smoke-test sizes")
     classic.add_argument("--out", default="benchmarks/results", help="output folder")
     classic.set_defaults(func=_cmd_bench_classic)
+
+    train = suites.add_parser(
+        "train", help="GPT training tokens/s vs a plain-torch GPT; KV-cache decoding latency",
+        description="Training step time of attnkit's GPT against a minimal GPT in plain torch "
+                    "(nanoGPT's CPU Shakespeare config), and per-token decoding latency at "
+                    "positions 10 and 1000 with and without the KV cache.")
+    train.add_argument("--repeats", type=int, default=7)
+    train.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    train.add_argument("--out", default="benchmarks/results", help="output folder")
+    train.set_defaults(func=_cmd_bench_train)
+
+    from attnkit.data.cli import add_data_parser
+    from attnkit.experiments.translate_cli import add_translate_parser
+
+    add_translate_parser(sub, _Parser)
+    add_data_parser(sub)
     return parser
 
 

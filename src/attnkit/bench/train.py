@@ -147,16 +147,16 @@ def decode_rows(positions: tuple[int, ...], repeats: int, tokens: int) -> list[d
         prefix = torch.randint(config.vocab_size, (1, t))
         new = torch.randint(config.vocab_size, (1, tokens))
 
-        def cached() -> None:
+        def cached(prefix=prefix, new=new) -> None:
             caches = model.make_kv_caches()
             model(prefix, kv_caches=caches)
             for i in range(tokens):
                 model(new[:, i:i + 1], kv_caches=caches)
 
-        def prefill() -> None:
+        def prefill(prefix=prefix) -> None:
             model(prefix, kv_caches=model.make_kv_caches())
 
-        def recompute() -> None:
+        def recompute(prefix=prefix, new=new) -> None:
             for i in range(tokens):
                 model(torch.cat([prefix, new[:, :i + 1]], dim=1))
 

@@ -49,8 +49,13 @@ class Alignment:
                              f"lists, got {tuple(self.weights.shape)}")
 
 
+def _label(token: str) -> str:
+    """A token for display: outer spaces dropped, control characters as escapes."""
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in token.strip())
+    return text or repr(token)
+
+
 def _cell(text: str, width: int) -> str:
-    text = text.replace("\n", " ")
     return text[:width].rjust(width)
 
 
@@ -67,12 +72,13 @@ def format_alignment(alignment: Alignment, *, width: int = 6) -> str:
         raise ValueError(f"width: expected an int >= 3, got {width!r}")
     if alignment.weights is None:
         return "(this model has no attention: the decoder sees one fixed vector)"
-    label = max([len(t) for t in alignment.target_tokens] + [6])
+    targets = [_label(t) for t in alignment.target_tokens]
+    label = max([len(t) for t in targets] + [6])
     header = " " * label + " " + " ".join(
-        _cell(t.strip() or repr(t), width) for t in alignment.source_tokens)
+        _cell(_label(t), width) for t in alignment.source_tokens)
     lines = [header]
     weights = alignment.weights.float()
-    for t, token in enumerate(alignment.target_tokens):
+    for t, token in enumerate(targets):
         row = weights[t]
         best = int(row.argmax()) if row.numel() else -1
         cells = []
@@ -128,10 +134,10 @@ def plot_alignments(rows: Sequence[Sequence[Alignment]], path: str | os.PathLike
             ax.imshow(item.weights.float().numpy(), cmap="Greys", vmin=0.0, vmax=1.0,
                       aspect="auto")
             ax.set_xticks(range(len(item.source_tokens)))
-            ax.set_xticklabels([t.strip() for t in item.source_tokens], rotation=90,
+            ax.set_xticklabels([_label(t) for t in item.source_tokens], rotation=90,
                                fontsize=7)
             ax.set_yticks(range(len(item.target_tokens)))
-            ax.set_yticklabels([t.strip() for t in item.target_tokens], fontsize=7)
+            ax.set_yticklabels([_label(t) for t in item.target_tokens], fontsize=7)
             ax.set_title(item.title, fontsize=8)
     fig.tight_layout()
     path = Path(path)

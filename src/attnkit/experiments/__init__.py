@@ -1,0 +1,1 @@
+"""Reproducible experiments behind the ``attnkit`` commands (reports: JSON, PNG, markdown)."""

@@ -1,0 +1,476 @@
+"""Corpus building: normalization, filters, dedup, hash split, manifest, loading, batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import struct
+import subprocess
+
+import pytest
+import torch
+
+from attnkit.data import corpus as corpus_module
+from attnkit.data.corpus import (
+    REJECT_RULES,
+    CatalogRoot,
+    CorpusNotFoundError,
+    DataError,
+    TranslationBatches,
+    build_corpus,
+    deduplicate,
+    find_catalogs,
+    load_corpus,
+    normalize,
+    reject_reason,
+    split_key,
+    split_of,
+)
+from attnkit.data.gettext import write_mo
+from attnkit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+NNBSP, NBSP = "\u202f", "\u00a0"
+
+
+# ---------------------------------------------------------------------------- normalize
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Cafe\u0301 ouvert", "Café ouvert"),  # NFC
+    (f"Voulez-vous quitter{NNBSP}?", "Voulez-vous quitter ?"),
+    (f"Nom{NBSP}:  le\tfichier\nici", "Nom : le fichier ici"),
+    ("«\u2009texte\u2009»", "« texte »"),
+    ("zero\u200bwidth soft\u00adhyphen", "zerowidth softhyphen"),
+    ("_Open the file", "Open the file"),
+    ("Save _As", "Save As"),
+    ("E_xit now", "Exit now"),
+    ("Ou_vrir le fichier", "Ouvrir le fichier"),
+    ("&File menu", "File menu"),
+    ("Fi&le menu", "File menu"),
+    ("~Save the page", "Save the page"),
+    ("Pa~ges:", "Pages:"),
+    ("Open (&O)", "Open"),
+    ("Open (_O)", "Open"),
+    ("Images && Color", "Images & Color"),
+    ("Open the file...", "Open the file"),
+    ("Ouvrir le fichier…", "Ouvrir le fichier"),
+    ("Ouvrir le fichier ...", "Ouvrir le fichier"),
+    ("  spaced   out  ", "spaced out"),
+])
+def test_normalize(raw, expected):
+    assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    "set file_name first", "LC_ALL is set", "Tom &amp; Jerry", "Balance at ~a", "~/config",
+    "a_b and c_d",
+])
+def test_normalize_leaves_identifiers_entities_and_directives(raw):
+    assert normalize(raw) == raw
+
+
+def test_normalize_is_idempotent():
+    for raw in ["_Open the file...", f"Quitter{NNBSP}?", "&File", "Pa~ges"]:
+        assert normalize(normalize(raw)) == normalize(raw)
+
+
+def test_normalize_rejects_non_strings():
+    with pytest.raises(TypeError, match="text"):
+        normalize(b"bytes")
+
+
+# ------------------------------------------------------------------------------ filters
+
+GOOD = ("Open the selected file", "Ouvrir le fichier sélectionné")
+
+
+REJECT_CASES = [
+    ("Open file", "Ouvrir le fichier", "word_count"),
+    (" ".join(["word"] * 51), " ".join(["mot"] * 51), "word_count"),
+    ("Version 1.2.3 and 4.5.6 or 7.8.9", "Version 1.2.3 et 4.5.6 ou 7.8.9", "not_text"),
+    ("Sīstān va Balūchestān province", "province de Sistan-o-Balouchestan", "not_text"),
+    ("Cannot open %s for reading", "Impossible d'ouvrir %s en lecture", "placeholder"),
+    ("Cannot open the file %1$s", "Impossible d'ouvrir le fichier %1$s", "placeholder"),
+    ("Cannot open %(name)s now", "Impossible d'ouvrir %(name)s", "placeholder"),
+    ("Cannot open file {0} now", "Impossible d'ouvrir le fichier {0}", "placeholder"),
+    ("Cannot open file {name} now", "Impossible d'ouvrir {name}", "placeholder"),
+    ("Cannot open the file $x", "Impossible d'ouvrir le fichier $x", "placeholder"),
+    ("Cannot open the file ${x}", "Impossible d'ouvrir le fichier ${x}", "placeholder"),
+    ("Open the selected file", "Ouvrir le fichier %d", "placeholder"),
+    ("Show <b>bold</b> text here", "Afficher le texte <b>gras</b> ici", "markup"),
+    ("Tom &amp; Jerry show", "Le spectacle de Tom &amp; Jerry", "markup"),
+    ("Set the file_name option", "Définir l'option file_name", "code"),
+    ("Call getValue on the object", "Appeler getValue sur l'objet", "code"),
+    ("Read the /etc/passwd file", "Lire le fichier /etc/passwd", "code"),
+    ("Visit https://example.org for help", "Visitez https://example.org pour l'aide", "code"),
+    ("Use the --verbose flag", "Utiliser l'option --verbose", "code"),
+    ("Set the width=3 value", "Définir la valeur width=3", "code"),
+    ("Bonjour tout le monde", "Bonjour tout le monde", "identical"),
+    ("Open the file now", "Ouvrir le fichier maintenant, puis encore une fois le fichier "
+                          "et encore une fois", "length_ratio"),
+    ("Open the selected file", "Open the selected fichier", "not_target_language"),
+    ("Windows Media Player file", "Fichier Windows Media Player", "not_target_language"),
+    (*GOOD, None),
+    ("Are you sure you want to quit?", "Voulez-vous vraiment quitter ?", None),
+    ("constant expression expected", "expression constante attendue", None),
+]
+
+
+@pytest.mark.parametrize("english, target, rule", REJECT_CASES)
+def test_reject_reason(english, target, rule):
+    assert reject_reason(english, target, "fr") == rule
+
+
+def test_every_rule_is_exercised():
+    covered = {rule for _, _, rule in REJECT_CASES}
+    assert set(REJECT_RULES) <= covered
+
+
+def test_german_target_check():
+    assert reject_reason("Open the selected file", "Die ausgewählte Datei öffnen", "de") is None
+    assert reject_reason(GOOD[0], "Open the selected Datei", "de") == "not_target_language"
+    with pytest.raises(ValueError, match="lang"):
+        reject_reason(*GOOD, "xx")
+
+
+# -------------------------------------------------------------------------------- dedup
+
+def test_deduplicate_picks_most_frequent_then_smallest_independent_of_order():
+    pairs = [("Open the file", "Ouvrir le fichier"), ("Open the file", "Ouvre le fichier"),
+             ("Open the file", "Ouvrir le fichier"), ("Close it now", "Fermer maintenant"),
+             ("Close it now", "Fermez maintenant")]
+    expected = [("Close it now", "Fermer maintenant"), ("Open the file", "Ouvrir le fichier")]
+    for seed in range(5):
+        shuffled = pairs[:]
+        random.Random(seed).shuffle(shuffled)
+        assert deduplicate(shuffled) == expected
+
+
+# -------------------------------------------------------------------------------- split
+
+def test_split_key_folds_case_digits_and_punctuation():
+    assert split_key("Copying file 12 of 300...") == "copying file 0 of 0"
+    assert split_key("COPYING, file 7 of 9!") == split_key("Copying file 12 of 300...")
+
+
+def test_templates_differing_by_digits_share_a_split():
+    for template in ["Copying file {} of {}", "Page {} is blank", "Track {} could not load"]:
+        splits = {split_of(template.format(a, b)) for a in range(30) for b in range(3)}
+        assert len(splits) == 1
+
+
+def test_split_fractions_are_about_one_percent():
+    counts = {"train": 0, "valid": 0, "test": 0}
+    for i in range(20000):
+        counts[split_of(f"sentence number {i:x} with words {i * 7919:x}")] += 1
+    assert 120 <= counts["test"] <= 280 and 120 <= counts["valid"] <= 280
+
+
+# ------------------------------------------------------------------------------- build
+
+COLORS = [("red", "rouge"), ("blue", "bleu"), ("green", "vert"), ("black", "noir"),
+          ("white", "blanc"), ("grey", "gris"), ("yellow", "jaune"), ("pink", "rose")]
+NOUNS = [("box", "cadre"), ("line", "trait"), ("label", "libellé"), ("button", "bouton"),
+         ("panel", "panneau"), ("frame", "cadre"), ("border", "bord"), ("arrow", "curseur"),
+         ("marker", "repère"), ("icon", "symbole")]
+PLACES = [("toolbar", "barre d'outils"), ("sidebar", "panneau latéral"),
+          ("status bar", "barre d'état"), ("header", "bandeau"), ("menu", "menu général")]
+
+
+def generated_pairs(verb_en, verb_fr):
+    return [(f"{verb_en} the {c} {n} in the {p}", f"{verb_fr} le {nf} {cf} dans le {pf}")
+            for c, cf in COLORS for n, nf in NOUNS for p, pf in PLACES]
+
+
+CATALOG_A = [
+    (None, "_Open the selected file...", None, ("_Ouvrir le fichier sélectionné…",)),
+    ("menu", "_Open the selected file...", None, ("Ouvrir le fichier sélectionné",)),
+    (None, "Are you sure you want to quit?", None, (f"Voulez-vous vraiment quitter{NNBSP}?",)),
+    (None, "Deleted one message from the list", "Deleted %d messages from the list",
+     ("Un message supprimé de la liste", "%d messages supprimés de la liste")),
+    (None, "Cannot open %s for reading", None, ("Impossible d'ouvrir %s en lecture",)),
+    (None, "Show <b>bold</b> text here", None, ("Afficher le texte <b>gras</b> ici",)),
+    (None, "Set the file_name option", None, ("Définir l'option file_name",)),
+    (None, "&Print the current page", None, ("&Imprimer la page actuelle",)),
+    (None, "Untranslated but present", None, ("",)),
+    (None, "Copying file 1 of 3", None, ("Copie du fichier 1 sur 3",)),
+    (None, "Copying file 2 of 3", None, ("Copie du fichier 2 sur 3",)),
+]
+CATALOG_B = [  # ISO-8859-1, big-endian, duplicates of A
+    (None, "Are you sure you want to quit?", None, ("Voulez-vous vraiment quitter ?",)),
+    (None, "Print the current page", None, ("Imprimer la page courante",)),
+    (None, "Check for new mail now", None, ("Vérifier les nouveaux messages maintenant",)),
+]
+
+
+@pytest.fixture
+def locale_root(tmp_path):
+    root = tmp_path / "root"
+    locale = root / "usr" / "share" / "locale"
+    write_mo(locale / "fr" / "LC_MESSAGES" / "alpha.mo",
+             CATALOG_A + [(None, e, None, (f,)) for e, f in generated_pairs("Show", "Afficher")])
+    write_mo(locale / "fr_FR" / "LC_MESSAGES" / "beta.mo", CATALOG_B, charset="ISO-8859-1",
+             byteorder=">")
+    write_mo(locale / "fr_CA" / "LC_MESSAGES" / "gamma.mo", CATALOG_B)
+    write_mo(locale / "de" / "LC_MESSAGES" / "alpha.mo", CATALOG_B)
+    write_mo(locale / "fr" / "LC_TIME" / "dates.mo", CATALOG_B)
+    write_mo(root / "app" / "po" / "fr.mo", [(None, "Hide the main window", None,
+                                              ("Masquer la fenêtre principale",))])
+    truncated = struct.pack("<7I", 0x950412DE, 0, 1000, 28, 8028, 0, 0) + b"\0" * 64
+    (locale / "fr" / "LC_MESSAGES" / "corrupt.mo").write_bytes(truncated)
+    return root
+
+
+def test_find_catalogs_picks_language_dirs(locale_root):
+    found = [p.relative_to(locale_root).as_posix() for p in find_catalogs(locale_root, "fr")]
+    assert found == ["app/po/fr.mo", "usr/share/locale/fr/LC_MESSAGES/alpha.mo",
+                     "usr/share/locale/fr/LC_MESSAGES/corrupt.mo",
+                     "usr/share/locale/fr_FR/LC_MESSAGES/beta.mo"]
+    assert [p.name for p in find_catalogs(locale_root, "de")] == ["alpha.mo"]
+
+
+def build(root, data_dir, **kwargs):
+    return build_corpus("fr", [root], data_dir=data_dir, lookup_packages=False, **kwargs)
+
+
+def read_split(result, name):
+    return [tuple(line.split("\t")) for line in
+            (result.path / f"{name}.tsv").read_text(encoding="utf-8").splitlines()]
+
+
+def test_build_writes_clean_deduplicated_splits(locale_root, tmp_path):
+    result = build(locale_root, tmp_path / "data")
+    assert result.built and result.path == tmp_path / "data" / "gettext-en-fr"
+    pairs = {en: fr for name in ("train", "valid", "test") for en, fr in read_split(result, name)}
+    assert pairs["Open the selected file"] in {"Ouvrir le fichier sélectionné"}
+    assert pairs["Are you sure you want to quit?"] == "Voulez-vous vraiment quitter ?"
+    assert pairs["Print the current page"] == "Imprimer la page actuelle"  # tie -> smallest
+    assert pairs["Check for new mail now"] == "Vérifier les nouveaux messages maintenant"
+    assert pairs["Deleted one message from the list"] == "Un message supprimé de la liste"
+    assert pairs["Hide the main window"] == "Masquer la fenêtre principale"
+    for rejected in ["Cannot open %s for reading", "Set the file_name option",
+                     "Untranslated but present"]:
+        assert rejected not in pairs and normalize(rejected) not in pairs
+    assert not any("<b>" in en for en in pairs)
+    assert len(pairs) == 8 + len(generated_pairs("Show", "Afficher"))
+    for name in ("train", "valid", "test"):
+        for en, fr in read_split(result, name):
+            assert split_of(en) == name and "\t" not in fr and fr == normalize(fr)
+
+
+def test_manifest_records_sources_stages_and_hashes(locale_root, tmp_path):
+    manifest = build(locale_root, tmp_path / "data").manifest
+    on_disk = json.loads((tmp_path / "data" / "gettext-en-fr" / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["attnkit_version"] == __import__("attnkit").__version__
+    assert manifest["target_language"] == "fr" and manifest["catalogs"] == 4
+    assert manifest["catalogs_skipped"] == 1
+    paths = [s["path"] for s in manifest["sources"]]
+    assert paths == sorted(paths) and all(p.startswith(str(locale_root)) for p in paths)
+    corrupt = next(s for s in manifest["sources"] if s["path"].endswith("corrupt.mo"))
+    assert "truncated" in corrupt["error"] and corrupt["package"] is None
+    beta = next(s for s in manifest["sources"] if s["path"].endswith("beta.mo"))
+    assert beta["entries"] == 3 and beta["accepted"] == 3
+    stages = manifest["stages"]
+    assert [s["stage"] for s in stages] == ["entries", "untranslated", *REJECT_RULES,
+                                            "duplicates"]
+    for before, after in zip(stages, stages[1:], strict=False):
+        assert after["remaining"] == before["remaining"] - after["removed"]
+    assert stages[0]["remaining"] == sum(s.get("entries", 0) for s in manifest["sources"])
+    assert stages[-1]["remaining"] == sum(v["pairs"] for v in manifest["splits"].values())
+    assert {s["stage"]: s["removed"] for s in stages}["untranslated"] == 1
+    for split in manifest["splits"].values():
+        data = (tmp_path / "data" / "gettext-en-fr" / split["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == split["sha256"]
+    assert set(manifest) == {  # nothing time- or machine-dependent beyond the sources
+        "name", "format", "attnkit_version", "source_language", "target_language",
+        "language_dirs", "filters", "split", "catalogs", "catalogs_skipped", "stages",
+        "splits", "sources"}
+
+
+def test_rebuild_is_byte_identical_and_skipped_without_force(locale_root, tmp_path):
+    first = build(locale_root, tmp_path / "a")
+    files = {p.name: p.read_bytes() for p in first.path.iterdir()}
+    again = build(locale_root, tmp_path / "a")
+    assert not again.built and again.manifest == first.manifest
+    assert build(locale_root, tmp_path / "a", force=True).built
+    assert {p.name: p.read_bytes() for p in first.path.iterdir()} == files
+    other = build(locale_root, tmp_path / "b")
+    assert {p.name: p.read_bytes() for p in other.path.iterdir()} == files
+
+
+def test_adding_unrelated_pairs_moves_no_existing_pair(locale_root, tmp_path):
+    before = build(locale_root, tmp_path / "a")
+    write_mo(locale_root / "extra" / "fr" / "LC_MESSAGES" / "extra.mo",
+             [(None, e, None, (f,)) for e, f in generated_pairs("Hide", "Masquer")])
+    after = build(locale_root, tmp_path / "b")
+    old = {en: name for name in ("train", "valid", "test") for en, _ in read_split(before, name)}
+    new = {en: name for name in ("train", "valid", "test") for en, _ in read_split(after, name)}
+    assert len(new) == len(old) + len(generated_pairs("Hide", "Masquer"))
+    assert all(new[en] == name for en, name in old.items())
+    assert {"valid", "test"} <= set(new.values())  # the split files are not all train
+
+
+def test_extracted_package_roots_record_install_paths(locale_root, tmp_path):
+    root = CatalogRoot(locale_root, package="demo-l10n", version="1:2.0-1")
+    manifest = build_corpus("fr", [root], data_dir=tmp_path, lookup_packages=False).manifest
+    alpha = next(s for s in manifest["sources"] if s["path"].endswith("alpha.mo"))
+    assert alpha["path"] == "/usr/share/locale/fr/LC_MESSAGES/alpha.mo"
+    assert (alpha["package"], alpha["version"]) == ("demo-l10n", "1:2.0-1")
+
+
+def test_build_errors(tmp_path):
+    with pytest.raises(DataError, match="not a folder"):
+        build(tmp_path / "missing", tmp_path / "d")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no fr catalogs"):
+        build(tmp_path / "empty", tmp_path / "d")
+    (tmp_path / "bad" / "fr" / "LC_MESSAGES").mkdir(parents=True)
+    (tmp_path / "bad" / "fr" / "LC_MESSAGES" / "x.mo").write_bytes(b"nope")
+    with pytest.raises(DataError, match="none of the 1 fr catalogs"):
+        build(tmp_path / "bad", tmp_path / "d")
+
+
+def test_unreadable_catalog_is_skipped_and_recorded(tmp_path):
+    messages = tmp_path / "root" / "fr" / "LC_MESSAGES"
+    write_mo(messages / "good.mo", [(None, *GOOD[:1], None, GOOD[1:])])
+    (messages / "broken.mo").symlink_to(tmp_path / "nowhere.mo")
+    manifest = build(tmp_path / "root", tmp_path / "data").manifest
+    broken = next(s for s in manifest["sources"] if s["path"].endswith("broken.mo"))
+    assert "cannot read" in broken["error"] and manifest["catalogs_skipped"] == 1
+    assert manifest["splits"]["train"]["pairs"] + manifest["splits"]["valid"]["pairs"] + \
+        manifest["splits"]["test"]["pairs"] == 1
+
+
+def test_installed_packages_from_dpkg(monkeypatch):
+    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
+    assert corpus_module._installed_packages(["/usr/share/locale/fr/LC_MESSAGES/x.mo"]) == {}
+    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: "/usr/bin/" + name)
+    outputs = {"dpkg": "libc-l10n:amd64: /a.mo\ndiversion by x from: /b.mo\nfoo, bar: /c.mo\n",
+               "dpkg-query": "libc-l10n\t2.36-9\nfoo\t1.0\n"}
+
+    def fake_run(command, **kwargs):
+        return subprocess.CompletedProcess(command, 0, outputs[command[0]], "")
+
+    monkeypatch.setattr(corpus_module.subprocess, "run", fake_run)
+    assert corpus_module._installed_packages(["/a.mo", "/b.mo", "/c.mo"]) == {
+        "/a.mo": ("libc-l10n", "2.36-9"), "/c.mo": ("foo", "1.0")}
+
+
+# -------------------------------------------------------------------------------- load
+
+def test_load_corpus_round_trip_and_verification(locale_root, tmp_path):
+    result = build(locale_root, tmp_path)
+    loaded = load_corpus("fr", tmp_path)
+    assert loaded.train == read_split(result, "train") and loaded.split("test") == loaded.test
+    assert loaded.manifest == result.manifest
+    with pytest.raises(ValueError, match="name"):
+        loaded.split("dev")
+    (result.path / "valid.tsv").write_text("tampered\tfalsifié\n", encoding="utf-8")
+    with pytest.raises(DataError, match="manifest hash"):
+        load_corpus("fr", tmp_path)
+    with pytest.raises(CorpusNotFoundError, match="attnkit data fetch --lang de"):
+        load_corpus("de", tmp_path)
+
+
+def test_data_dir_defaults_to_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNKIT_DATA", str(tmp_path))
+    assert corpus_module.corpus_dir("de") == tmp_path / "gettext-en-de"
+    with pytest.raises(ValueError, match="lang"):
+        corpus_module.corpus_dir("es")
+
+
+# ------------------------------------------------------------------------------ batches
+
+class CharTokenizer:
+    """One token per character (ids >= 4), enough to test batching without training."""
+
+    def encode_batch(self, texts):
+        return [[4 + ord(ch) % 60 for ch in text] for text in texts]
+
+
+def pairs_for_batches(n=300, seed=0):
+    rng = random.Random(seed)
+    return [("s" * rng.randint(1, 40), "t" * rng.randint(1, 40)) for _ in range(n)]
+
+
+def rows(batch):
+    """Each row's (source ids, target ids) without padding."""
+    out = []
+    for src, length, tgt in zip(batch["src"], batch["src_lengths"], batch["tgt_out"],
+                                strict=True):
+        target = tgt[tgt != PAD_ID].tolist()
+        out.append((tuple(src[:length].tolist()), tuple(target[:-1])))
+    return out
+
+
+def test_batches_layout_and_budget():
+    batches = TranslationBatches(pairs_for_batches(), CharTokenizer(), max_tokens=200,
+                                 max_len=64)
+    seen = 0
+    for step in range(len(batches)):
+        batch = batches(step)
+        src, lengths, tgt_in, tgt_out = (batch[k] for k in ("src", "src_lengths", "tgt_in",
+                                                             "tgt_out"))
+        assert src.dtype == tgt_in.dtype == tgt_out.dtype == lengths.dtype == torch.long
+        assert tgt_in.shape == tgt_out.shape and src.shape[0] == tgt_in.shape[0]
+        assert src.shape[0] * max(src.shape[1], tgt_in.shape[1]) <= 200
+        assert src.shape[1] == int(lengths.max())
+        for row in range(src.shape[0]):
+            n = int(lengths[row])
+            assert (src[row, :n] != PAD_ID).all() and (src[row, n:] == PAD_ID).all()
+            target_len = int((tgt_out[row] != PAD_ID).sum())
+            assert tgt_in[row, 0] == BOS_ID and tgt_out[row, target_len - 1] == EOS_ID
+            assert torch.equal(tgt_in[row, 1:target_len], tgt_out[row, :target_len - 1])
+            assert (tgt_in[row, target_len:] == PAD_ID).all()
+        seen += src.shape[0]
+    assert seen == batches.num_pairs == 300 and batches.num_dropped == 0
+
+
+def test_batches_are_deterministic_and_reshuffled_per_epoch():
+    pairs = pairs_for_batches()
+    a = TranslationBatches(pairs, CharTokenizer(), max_tokens=200, seed=3)
+    b = TranslationBatches(pairs, CharTokenizer(), max_tokens=200, seed=3)
+    n = len(a)
+    for step in [0, 5, n - 1, n, 3 * n + 2]:
+        assert all(torch.equal(a(step)[k], b(step)[k]) for k in a(step))
+    first = [tuple(a.batch_rows(s)) for s in range(n)]
+    second = [tuple(a.batch_rows(s)) for s in range(n, 2 * n)]
+    assert sorted(first) == sorted(second) and first != second
+    other = TranslationBatches(pairs, CharTokenizer(), max_tokens=200, seed=4)
+    assert [tuple(other.batch_rows(s)) for s in range(n)] != first
+
+
+def test_rank_slices_are_disjoint_and_cover_the_global_batch():
+    batches = TranslationBatches(pairs_for_batches(), CharTokenizer(), max_tokens=400)
+    for step in range(6):
+        whole = rows(batches(step))
+        for world_size in (2, 3):
+            parts = [rows(batches(step, rank, world_size)) for rank in range(world_size)]
+            assert [r for part in parts for r in part] == whole
+            assert all(parts)
+
+
+def test_long_pairs_are_dropped_and_counted():
+    pairs = [("s" * 10, "t" * 10), ("s" * 30, "t" * 5), ("s" * 5, "t" * 20)]
+    batches = TranslationBatches(pairs, CharTokenizer(), max_tokens=100, max_len=20)
+    assert batches.num_dropped == 2 and batches.num_pairs == 1
+    assert TranslationBatches(pairs, CharTokenizer(), max_tokens=100,
+                              max_len=None).num_dropped == 0
+
+
+def test_batches_bad_arguments():
+    pairs = pairs_for_batches(20)
+    with pytest.raises(ValueError, match="max_tokens"):
+        TranslationBatches(pairs, CharTokenizer(), max_tokens=0)
+    with pytest.raises(ValueError, match="max_len"):
+        TranslationBatches(pairs, CharTokenizer(), max_tokens=64, max_len=65)
+    with pytest.raises(ValueError, match="pairs"):
+        TranslationBatches([], CharTokenizer())
+    batches = TranslationBatches(pairs, CharTokenizer(), max_tokens=64, max_len=64)
+    with pytest.raises(ValueError, match="rank"):
+        batches(0, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="step"):
+        batches(-1)
+    with pytest.raises(ValueError, match="world_size"):
+        batches(0, rank=0, world_size=100)
