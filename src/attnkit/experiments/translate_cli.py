@@ -60,6 +60,9 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
                         help="corpus cache (default $ATTNKIT_DATA or ~/.cache/attnkit)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--amp", choices=["auto", "bf16", "off"], default=d.amp,
+                        help="bf16 autocast: auto = where the hardware has native bf16 "
+                             "(default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -69,7 +72,7 @@ def _base(args: argparse.Namespace) -> dict:
             "warmup_steps": args.warmup_steps, "eval_every": args.eval_every,
             "checkpoint_every": args.checkpoint_every, "beam_size": args.beam_size,
             "test_limit": args.test_limit, "seed": args.seed, "data_dir": args.data_dir,
-            "progress": not args.no_progress}
+            "progress": not args.no_progress, "amp": args.amp}
 
 
 def _fail(message: str) -> int:
