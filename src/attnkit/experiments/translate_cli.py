@@ -104,6 +104,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model = getattr(args, "model", "transformer")
     config = TranslateConfig(**_base(args), model=model, minutes=args.minutes, out=args.out)
     metrics = train(config, resume=args.resume)
+    if "samples" not in metrics:  # a torchrun worker other than rank 0: no evaluation
+        return 0
     print("\nsamples from the test split:")
     for sample in metrics["samples"][:5]:
         print(f"  en:  {sample['source']}\n  ref: {sample['reference']}\n"
