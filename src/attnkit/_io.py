@@ -13,6 +13,8 @@ __all__ = ["atomic_write_text", "atomic_write_json", "atomic_write_bytes"]
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected str, got {type(text).__name__}")
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
