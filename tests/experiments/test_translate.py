@@ -178,3 +178,20 @@ def test_config_validation():
 def test_corpus_round_trip(data_dir):
     corpus = load_corpus("fr", data_dir)
     assert len(corpus.train) + len(corpus.valid) + len(corpus.test) == len(_entries())
+
+
+def test_compare_writes_table_and_plots(data_dir, tmp_path, capsys):
+    out = tmp_path / "compare"
+    code, stdout, _ = _run(["translate", "compare", "--models", "rnn-none", "transformer",
+                            "--size", "tiny", "--vocab-size", "300", "--max-steps", "2",
+                            "--max-tokens", "400", "--test-limit", "3", "--beam-size", "1",
+                            "--no-progress", "--data-dir", str(data_dir), "--out", str(out)],
+                           capsys)
+    assert code == 0 and "rnn-none" in stdout and "transformer" in stdout
+    summary = json.loads((out / "comparison.json").read_text())
+    assert list(summary["models"]) == ["rnn-none", "transformer"]
+    assert all(row["updates"] == 2 for row in summary["models"].values())
+    for name in ("bleu_by_length.png", "alignments.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    table = (out / "README.md").read_text()
+    assert "| rnn-none |" in table and "| transformer |" in table

@@ -589,6 +589,8 @@ def _plot_length_curve(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from attnkit.interp.alignment import save_png
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, r in results.items():
         points = [(i, b["bleu"]) for i, b in enumerate(r["by_length"]) if "bleu" in b]
@@ -602,12 +604,4 @@ def _plot_length_curve(results: dict, path: Path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
+    save_png(fig, path)

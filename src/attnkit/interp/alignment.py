@@ -10,6 +10,7 @@ extra).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Alignment", "format_alignment", "plot_alignments"]
+__all__ = ["Alignment", "format_alignment", "plot_alignments", "save_png"]
 
 
 @dataclass
@@ -140,15 +141,18 @@ def plot_alignments(rows: Sequence[Sequence[Alignment]], path: str | os.PathLike
             ax.set_yticklabels([_label(t) for t in item.target_tokens], fontsize=7)
             ax.set_title(item.title, fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    return save_png(fig, path, dpi=dpi)
+
+
+def save_png(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG in memory, write it atomically, close the figure."""
+    import matplotlib.pyplot as plt
+
+    from attnkit._io import atomic_write_bytes
+
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        fig.savefig(buffer, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
