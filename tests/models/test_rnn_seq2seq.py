@@ -14,8 +14,8 @@ from attnkit.models.rnn_seq2seq import (
     RNNSeq2SeqConfig,
     build_rnn_seq2seq,
 )
-from attnkit.nn.additive import AdditiveAttention
-from attnkit.nn.luong import LuongAttention
+from attnkit.nn.seq2seq.additive import AdditiveAttention
+from attnkit.nn.seq2seq.luong import LuongAttention
 
 KINDS = sorted(ATTENTION_KINDS)
 PAD, BOS, EOS = 0, 1, 2
@@ -309,7 +309,7 @@ def test_bad_names_list_the_choices():
     with pytest.raises(ValueError, match=r"cell must be one of \['gru', 'lstm'\].*'rnn'"):
         RNNSeq2SeqConfig(5, 5, cell="rnn")
     config = RNNSeq2SeqConfig(5, 5, embed_dim=4, hidden_dim=8)
-    with pytest.raises(ValueError, match=r"style must be one of \('bahdanau', 'luong'\)"):
+    with pytest.raises(ValueError, match=r"style must be one of \['bahdanau', 'luong'\]"):
         RNNSeq2Seq(config, AdditiveAttention(8, 8, 8), style="cho")
     with pytest.raises(ValueError, match="needs an attention module"):
         RNNSeq2Seq(config, None, style="luong")
@@ -317,16 +317,19 @@ def test_bad_names_list_the_choices():
         build_rnn_seq2seq(config, "none", window=3)
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"hidden_dim": 7}, "must be even"),
-    ({"hidden_dim": 0}, "hidden_dim must be an int >= 1"),
-    ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
-    ({"teacher_forcing_ratio": 1.5}, r"teacher_forcing_ratio must be a number in \[0, 1\]"),
-    ({"pad_id": 5}, "pad_id must be a valid id"),
-    ({"input_feeding": "yes"}, "input_feeding must be None, True or False"),
+@pytest.mark.parametrize("fields, error, message", [
+    ({"hidden_dim": 7}, ValueError, "must be even"),
+    ({"hidden_dim": 0}, ValueError, "hidden_dim must be >= 1"),
+    ({"hidden_dim": 8.0}, TypeError, "hidden_dim must be an int"),
+    ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\)"),
+    ({"dropout": float("nan")}, ValueError, "dropout must be a finite number"),
+    ({"teacher_forcing_ratio": 1.5}, ValueError, r"teacher_forcing_ratio must be in \[0, 1\]"),
+    ({"pad_id": 5}, ValueError, "pad_id must be a valid id"),
+    ({"input_feeding": "yes"}, TypeError, r"input_feeding \(None, True or False\) must be"),
+    ({"bidirectional": 1}, TypeError, "bidirectional must be a bool"),
 ])
-def test_bad_config(fields, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_config(fields, error, message):
+    with pytest.raises(error, match=message):
         RNNSeq2SeqConfig(5, 5, **fields)
 
 
@@ -337,12 +340,12 @@ def test_bad_inputs():
         model(src, torch.tensor([7, 0, 5]), tgt_in)
     with pytest.raises(ValueError, match=r"src_lengths must be in \[1, S\]"):
         model(src, torch.tensor([8, 3, 5]), tgt_in)
-    with pytest.raises(ValueError, match="src must be a long tensor"):
+    with pytest.raises(TypeError, match="src must be an integer"):
         model(src.float(), src_lengths, tgt_in)
-    with pytest.raises(ValueError, match="tgt_in must be a long tensor"):
+    with pytest.raises(ValueError, match="tgt_in must have B = 3 rows"):
         model(src, src_lengths, tgt_in[:2])
     state = model.start_decoding(src, src_lengths)
-    with pytest.raises(ValueError, match=r"tokens must be a long tensor of shape \(B,\)"):
+    with pytest.raises(ValueError, match=r"tokens must have shape \(B,\) = \(3,\)"):
         model.decode_step(tgt_in[:2, 0], state)
     with pytest.raises(ValueError, match=r"index values must be in \[0, 3\)"):
         model.reorder_state(state, torch.tensor([0, 3]))

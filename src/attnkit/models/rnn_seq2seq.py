@@ -70,33 +70,23 @@ Choices and deviations:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnkit.nn.additive import AdditiveAttention
-from attnkit.nn.hard import HardAttention
-from attnkit.nn.local import LocalAttention
-from attnkit.nn.location_sensitive import LocationSensitiveAttention
-from attnkit.nn.luong import LuongAttention
-from attnkit.nn.monotonic import MonotonicAttention
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit._validate import check_bool, check_choice, check_float, check_int
+from attnkit.nn._inputs import check_source, check_token_ids
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, source_padding_mask
+from attnkit.nn.seq2seq.registry import ATTENTION_KINDS, build_attention
 
 __all__ = ["RNNSeq2SeqConfig", "RNNSeq2Seq", "RNNDecodeState", "ATTENTION_KINDS",
            "build_rnn_seq2seq"]
 
 CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 STYLES = ("bahdanau", "luong")
-# Mechanisms defined on the current target state h_t (Luong et al. 2015, sections 3.1-3.2).
-LUONG_STYLE_TYPES: tuple[type[Seq2SeqAttention], ...] = (LuongAttention, LocalAttention)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"RNNSeq2SeqConfig: {name} must be an int >= {minimum}, got {value!r}")
+_WHO = "RNNSeq2SeqConfig"
 
 
 @dataclass
@@ -118,32 +108,24 @@ class RNNSeq2SeqConfig:
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_dim",
                      "num_layers"):
-            _check_int(name, getattr(self, name), 1)
-        if self.cell not in CELLS:
-            raise ValueError(f"RNNSeq2SeqConfig: cell must be one of {sorted(CELLS)}, "
-                             f"got {self.cell!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"RNNSeq2SeqConfig: bidirectional must be a bool, got "
-                             f"{self.bidirectional!r}")
+            check_int(getattr(self, name), name, minimum=1, owner=_WHO)
+        check_choice(self.cell, "cell", sorted(CELLS), owner=_WHO)
+        check_bool(self.bidirectional, "bidirectional", owner=_WHO)
         if self.bidirectional and self.hidden_dim % 2:
-            raise ValueError(f"RNNSeq2SeqConfig: a bidirectional encoder splits hidden_dim "
-                             f"over two directions, so it must be even, got {self.hidden_dim}")
-        if self.input_feeding is not None and not isinstance(self.input_feeding, bool):
-            raise ValueError(f"RNNSeq2SeqConfig: input_feeding must be None, True or False, "
-                             f"got {self.input_feeding!r}")
-        for name, in_range, bound in (
-                ("dropout", lambda v: 0.0 <= v < 1.0, "[0, 1)"),
-                ("teacher_forcing_ratio", lambda v: 0.0 <= v <= 1.0, "[0, 1]")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not in_range(value):
-                raise ValueError(f"RNNSeq2SeqConfig: {name} must be a number in {bound}, "
-                                 f"got {value!r}")
-        _check_int("pad_id", self.pad_id, 0)
+            raise ValueError(f"{_WHO}: a bidirectional encoder splits hidden_dim over two "
+                             f"directions, so it must be even, got {self.hidden_dim}")
+        if self.input_feeding is not None:
+            check_bool(self.input_feeding, "input_feeding (None, True or False)", owner=_WHO)
+        self.dropout = check_float(self.dropout, "dropout", low=0.0, high=1.0, high_open=True,
+                                   owner=_WHO)
+        self.teacher_forcing_ratio = check_float(self.teacher_forcing_ratio,
+                                                 "teacher_forcing_ratio", low=0.0, high=1.0,
+                                                 owner=_WHO)
+        check_int(self.pad_id, "pad_id", minimum=0, owner=_WHO)
         if self.pad_id >= min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(f"RNNSeq2SeqConfig: pad_id must be a valid id in both "
-                             f"vocabularies (< {min(self.src_vocab_size, self.tgt_vocab_size)})"
-                             f", got {self.pad_id}")
+            raise ValueError(f"{_WHO}: pad_id must be a valid id in both vocabularies "
+                             f"(< {min(self.src_vocab_size, self.tgt_vocab_size)}), got "
+                             f"{self.pad_id}")
 
 
 @dataclass
@@ -175,7 +157,7 @@ class RNNSeq2Seq(nn.Module):
 
     Args:
         config: :class:`RNNSeq2SeqConfig`.
-        attention: a :class:`~attnkit.nn.seq2seq_base.Seq2SeqAttention` with
+        attention: a :class:`~attnkit.nn.seq2seq.base.Seq2SeqAttention` with
             ``query_dim = key_dim = value_dim = config.hidden_dim``, or None for the
             fixed-vector baseline. :func:`build_rnn_seq2seq` builds one by name.
         style: ``"bahdanau"`` or ``"luong"`` decoder; None picks by mechanism.
@@ -203,9 +185,8 @@ class RNNSeq2Seq(nn.Module):
             raise TypeError(f"RNNSeq2Seq: attention must be a Seq2SeqAttention or None, got "
                             f"{type(attention).__name__}")
         if style is None:
-            style = "luong" if isinstance(attention, LUONG_STYLE_TYPES) else "bahdanau"
-        if style not in STYLES:
-            raise ValueError(f"RNNSeq2Seq: style must be one of {STYLES} or None, got {style!r}")
+            style = "bahdanau" if attention is None else attention.decoder_style
+        check_choice(style, "style", STYLES, owner="RNNSeq2Seq")
         if style == "luong" and attention is None:
             raise ValueError("RNNSeq2Seq: style 'luong' attends after the RNN step and needs an "
                              "attention module; attention=None uses style 'bahdanau'")
@@ -234,10 +215,10 @@ class RNNSeq2Seq(nn.Module):
     # ----------------------------------------------------------------- encoder
     def start_decoding(self, src: torch.Tensor, src_lengths: torch.Tensor) -> RNNDecodeState:
         """Encode once: ``src (B, S)`` long, ``src_lengths (B,)`` -> the first decoder state."""
-        self._check_source(src, src_lengths)
-        batch, src_len = src.shape
+        batch, src_len = check_source(src, src_lengths, vocab_size=self.config.src_vocab_size,
+                                      who="RNNSeq2Seq")
         embedded = self.dropout(self.src_embed(src))  # (B, S, E)
-        packed = pack_padded_sequence(embedded, src_lengths.cpu(), batch_first=True,
+        packed = pack_padded_sequence(embedded, src_lengths.cpu().long(), batch_first=True,
                                       enforce_sorted=False)
         packed_out, final = self.encoder(packed)
         memory, _ = pad_packed_sequence(packed_out, batch_first=True,
@@ -248,7 +229,7 @@ class RNNSeq2Seq(nn.Module):
         cell = None
         if final_c is not None:
             cell = torch.tanh(self.bridge_cell(self._join_directions(final_c)))
-        src_mask = torch.arange(src_len, device=src.device) < src_lengths[:, None]  # (B, S)
+        src_mask = source_padding_mask(src_lengths, src_len)  # (B, S)
         attn_state = {} if self.attention is None else \
             self.attention.init_state(memory, memory, src_mask)
         feed = memory.new_zeros(batch, self.config.hidden_dim) if self.input_feeding else None
@@ -314,12 +295,11 @@ class RNNSeq2Seq(nn.Module):
             raise TypeError(f"RNNSeq2Seq: state must come from start_decoding, got "
                             f"{type(state).__name__}")
         batch = state.memory.shape[0]
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long \
-                or tuple(tokens.shape) != (batch,):
-            got = (tokens.dtype, tuple(tokens.shape)) if isinstance(tokens, torch.Tensor) \
-                else type(tokens).__name__
-            raise ValueError(f"RNNSeq2Seq: tokens must be a long tensor of shape (B,) = "
-                             f"({batch},), got {got}")
+        check_token_ids(tokens, "tokens", layout="(B,)", vocab_size=self.config.tgt_vocab_size,
+                        who="RNNSeq2Seq")
+        if tuple(tokens.shape) != (batch,):
+            raise ValueError(f"RNNSeq2Seq: tokens must have shape (B,) = ({batch},) (the "
+                             f"state's batch), got {tuple(tokens.shape)}")
         out, state, weights = self._step(tokens, state)
         logits = self.generator(self.dropout(out))  # (B, V)
         return logits, state, weights if return_alignment else None
@@ -347,17 +327,15 @@ class RNNSeq2Seq(nn.Module):
             teacher_forcing_ratio: overrides ``config.teacher_forcing_ratio`` (training
                 mode only; eval mode always feeds ``tgt_in``).
         """
-        ratio = self.config.teacher_forcing_ratio if teacher_forcing_ratio is None \
-            else float(teacher_forcing_ratio)
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"RNNSeq2Seq: teacher_forcing_ratio must be in [0, 1], got {ratio}")
-        if not isinstance(tgt_in, torch.Tensor) or tgt_in.dtype != torch.long \
-                or tgt_in.dim() != 2 or tgt_in.shape[1] < 1 or tgt_in.shape[0] != src.shape[0]:
-            got = (tgt_in.dtype, tuple(tgt_in.shape)) if isinstance(tgt_in, torch.Tensor) \
-                else type(tgt_in).__name__
-            raise ValueError(f"RNNSeq2Seq: tgt_in must be a long tensor (B, T) with B = "
-                             f"{src.shape[0]} and T >= 1, got {got}")
+        ratio = self.config.teacher_forcing_ratio if teacher_forcing_ratio is None else \
+            check_float(teacher_forcing_ratio, "teacher_forcing_ratio", low=0.0, high=1.0,
+                        owner="RNNSeq2Seq")
         state = self.start_decoding(src, src_lengths)
+        check_token_ids(tgt_in, "tgt_in", layout="(B, T)", vocab_size=self.config.tgt_vocab_size,
+                        who="RNNSeq2Seq")
+        if tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"RNNSeq2Seq: tgt_in must have B = {src.shape[0]} rows (as src), "
+                             f"got shape {tuple(tgt_in.shape)}")
         sample = self.training and ratio < 1.0
         if not sample and self.style == "luong" and not self.input_feeding:
             return self._forward_parallel(tgt_in, state)
@@ -380,57 +358,6 @@ class RNNSeq2Seq(nn.Module):
         out = torch.tanh(self.output_proj(torch.cat([context, top], -1)))  # (B, T, H)
         return self.generator(self.dropout(out))  # (B, T, V)
 
-    def _check_source(self, src: torch.Tensor, src_lengths: torch.Tensor) -> None:
-        if not isinstance(src, torch.Tensor) or src.dtype != torch.long or src.dim() != 2 \
-                or src.shape[1] < 1:
-            got = (src.dtype, tuple(src.shape)) if isinstance(src, torch.Tensor) \
-                else type(src).__name__
-            raise ValueError(f"RNNSeq2Seq: src must be a long tensor (B, S) with S >= 1, "
-                             f"got {got}")
-        batch, src_len = src.shape
-        if not isinstance(src_lengths, torch.Tensor) or src_lengths.dtype != torch.long \
-                or tuple(src_lengths.shape) != (batch,):
-            got = (src_lengths.dtype, tuple(src_lengths.shape)) \
-                if isinstance(src_lengths, torch.Tensor) else type(src_lengths).__name__
-            raise ValueError(f"RNNSeq2Seq: src_lengths must be a long tensor of shape (B,) = "
-                             f"({batch},), got {got}")
-        low, high = int(src_lengths.min()), int(src_lengths.max())
-        if low < 1 or high > src_len:
-            raise ValueError(f"RNNSeq2Seq: src_lengths must be in [1, S] = [1, {src_len}], got "
-                             f"values in [{low}, {high}]")
-
-
-def _luong(mode: str) -> Callable[..., Seq2SeqAttention]:
-    return lambda dim, **options: LuongAttention(dim, dim, mode=mode, **options)
-
-
-def _local(mode: str) -> Callable[..., Seq2SeqAttention]:
-    return lambda dim, **options: LocalAttention(dim, dim, mode=mode, **options)
-
-
-def _no_attention(dim: int, **options: object) -> None:
-    if options:
-        raise ValueError(f"build_rnn_seq2seq: attention='none' takes no options, got "
-                         f"{sorted(options)}")
-    return None
-
-
-# name -> constructor(hidden_dim, **options); options override the defaults shown.
-ATTENTION_KINDS: dict[str, Callable[..., Seq2SeqAttention | None]] = {
-    "bahdanau": lambda dim, **options: AdditiveAttention(dim, dim, dim, **options),
-    "luong-dot": _luong("dot"),
-    "luong-general": _luong("general"),
-    "luong-concat": _luong("concat"),
-    "luong-location": _luong("location"),  # needs max_source_len=
-    "local-m": _local("monotonic"),
-    "local-p": _local("predictive"),
-    "location": lambda dim, **options: LocationSensitiveAttention(dim, dim, dim, **options),
-    "monotonic": lambda dim, **options: MonotonicAttention(dim, dim, dim, **options),
-    "hard": lambda dim, **options: HardAttention(dim, dim, dim,
-                                                 **{"estimator": "gumbel", **options}),
-    "none": _no_attention,
-}
-
 
 def build_rnn_seq2seq(config: RNNSeq2SeqConfig, attention: str = "bahdanau",
                       **attention_options: object) -> RNNSeq2Seq:
@@ -446,10 +373,7 @@ def build_rnn_seq2seq(config: RNNSeq2SeqConfig, attention: str = "bahdanau",
         **attention_options: keyword arguments for the attention's constructor, e.g.
             ``window=4`` for local attention or ``kernel_size=5`` for ``"location"``.
     """
-    if not isinstance(attention, str) or attention not in ATTENTION_KINDS:
-        raise ValueError(f"build_rnn_seq2seq: attention must be one of "
-                         f"{sorted(ATTENTION_KINDS)}, got {attention!r}")
     if not isinstance(config, RNNSeq2SeqConfig):
         raise TypeError(f"build_rnn_seq2seq: config must be an RNNSeq2SeqConfig, got "
                         f"{type(config).__name__}")
-    return RNNSeq2Seq(config, ATTENTION_KINDS[attention](config.hidden_dim, **attention_options))
+    return RNNSeq2Seq(config, build_attention(attention, config.hidden_dim, **attention_options))

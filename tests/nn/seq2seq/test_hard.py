@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.nn.hard import HardAttention
+from attnkit.nn.seq2seq.hard import HardAttention
 
 ESTIMATORS = ["reinforce", "gumbel", "straight_through"]
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attnkit.nn.local import LocalAttention
+from attnkit.nn.seq2seq.local import LocalAttention
 
 F64 = torch.float64
 MODES = ["monotonic", "predictive"]

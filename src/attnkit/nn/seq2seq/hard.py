@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.functional.normalizers import compute_dtype, masked_softmax
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
 __all__ = ["HardAttention"]
 

@@ -12,7 +12,7 @@ from attnkit.functional.additive import (
     additive_scores_broadcast,
     additive_scores_chunked,
 )
-from attnkit.nn.additive import AdditiveAttention
+from attnkit.nn.seq2seq.additive import AdditiveAttention
 from conftest import assert_oracle_close
 
 PATHS = {"chunked": 0, "broadcast": None}  # chunk_threshold for each score path

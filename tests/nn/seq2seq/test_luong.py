@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnkit.nn.luong import LuongAttention
+from attnkit.nn.seq2seq.luong import LuongAttention
 from conftest import assert_oracle_close
 
 F64 = torch.float64

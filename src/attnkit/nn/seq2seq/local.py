@@ -10,7 +10,7 @@ only to the window ``[p_t - D, p_t + D]`` around an aligned position ``p_t``:
   ``sigma = D / 2``, where ``align`` is the softmax of the scores over the window.
 
 ``score`` is one of Luong's ``dot``, ``general`` or ``concat`` (see
-:mod:`attnkit.nn.luong`).
+:mod:`attnkit.nn.seq2seq.luong`).
 
 Where the paper leaves a choice, this module picks:
 
@@ -43,8 +43,9 @@ import torch
 from torch import nn
 
 from attnkit.functional.normalizers import compute_dtype, masked_softmax
-from attnkit.nn.luong import LUONG_SCORES, _key_projection, _positive_int
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit._validate import check_int
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
+from attnkit.nn.seq2seq.luong import LUONG_SCORES, _key_projection
 
 __all__ = ["LocalAttention"]
 
@@ -65,7 +66,7 @@ class LocalAttention(Seq2SeqAttention):
         hidden_dim: size of the ``tanh`` layer of the ``concat`` score.
         predict_dim: rows of ``W_p`` (local-p), default ``query_dim``.
 
-    Shapes (see :mod:`attnkit.nn.seq2seq_base`): ``query (B, Lq, Dq)``, ``keys
+    Shapes (see :mod:`attnkit.nn.seq2seq.base`): ``query (B, Lq, Dq)``, ``keys
     (B, Lk, Dk)``, ``values (B, Lk, Dv)``, ``mask (B, Lk)`` or ``(B, Lq, Lk)`` ->
     ``context (B, Lq, Dv)``, ``weights (B, Lq, Lk)`` (zero outside the window; for
     local-p the rows sum to less than 1, see the module docstring), ``state`` with
@@ -81,6 +82,8 @@ class LocalAttention(Seq2SeqAttention):
         (True, [1])
     """
 
+    decoder_style = "luong"  # p_t and the scores come from the current state h_t (3.2)
+
     def __init__(self, query_dim: int, key_dim: int, *, window: int = 10,
                  mode: str = "predictive", score: str = "general",
                  value_dim: int | None = None, hidden_dim: int | None = None,
@@ -88,18 +91,18 @@ class LocalAttention(Seq2SeqAttention):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.query_dim = _positive_int(query_dim, "query_dim", name)
-        self.key_dim = _positive_int(key_dim, "key_dim", name)
-        self.value_dim = key_dim if value_dim is None else _positive_int(value_dim,
-                                                                         "value_dim", name)
-        self.window = _positive_int(window, "window", name)
+        self.query_dim = check_int(query_dim, "query_dim", minimum=1, owner=name)
+        self.key_dim = check_int(key_dim, "key_dim", minimum=1, owner=name)
+        self.value_dim = key_dim if value_dim is None else check_int(
+            value_dim, "value_dim", minimum=1, owner=name)
+        self.window = check_int(window, "window", minimum=1, owner=name)
         if mode not in _MODES:
             raise ValueError(f"{name}: mode must be one of {_MODES}, got {mode!r}")
         if score not in _SCORES:
             raise ValueError(f"{name}: score must be one of {_SCORES}, got {score!r}")
         for arg, value in (("hidden_dim", hidden_dim), ("predict_dim", predict_dim)):
             if value is not None:
-                _positive_int(value, arg, name)
+                check_int(value, arg, minimum=1, owner=name)
         self.mode = mode
         factory = {"device": device, "dtype": dtype}
         self.score = LUONG_SCORES[score](query_dim, key_dim, hidden_dim=hidden_dim,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attnkit.nn.location_sensitive import LocationSensitiveAttention
+from attnkit.nn.seq2seq.location_sensitive import LocationSensitiveAttention
 
 
 def _scalar_module(cumulative: bool) -> LocationSensitiveAttention:

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from attnkit.functional.normalizers import compute_dtype
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
 __all__ = ["MonotonicAttention", "expected_alignment", "hard_alignment"]
 

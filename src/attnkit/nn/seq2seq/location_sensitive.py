@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
 __all__ = ["LocationSensitiveAttention"]
 

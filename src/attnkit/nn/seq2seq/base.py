@@ -21,25 +21,64 @@ The decoder calls ``init_state(keys, values, mask)`` once per source sentence
 (mechanisms put per-source precomputation there, e.g. the key projection ``U k``
 of additive attention) and then feeds each returned state into the next step.
 Mechanisms that need no state return the state they were given (or ``{}``).
+
+``decoder_style`` tells an RNN decoder which query the mechanism's paper uses:
+``"bahdanau"`` (the previous decoder state, before the RNN step) or ``"luong"`` (the
+current one, after it).
+
+Padding: a model holds source lengths and passes the key-padding mask as one dense
+``(B, Lk)`` bool tensor made by :func:`source_padding_mask` (the materialized
+``attnkit.masks.key_padding(lengths)``). These mechanisms compute every score anyway,
+so there are no tiles to skip and a dense mask is the simplest contract.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-__all__ = ["Seq2SeqAttention", "State"]
+from attnkit import masks
+
+__all__ = ["Seq2SeqAttention", "State", "source_padding_mask"]
 
 State = dict[str, torch.Tensor]
+
+
+def source_padding_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
+    """``(B, S)`` bool, True at the first ``lengths[b]`` positions of row ``b``: the dense
+    form of ``attnkit.masks.key_padding(lengths)`` for ``S = length`` keys."""
+    padding = masks.key_padding(lengths)
+    dense = masks.materialize(padding, lengths.shape[0], 1, 1, length,
+                              device=lengths.device)  # (B, 1, 1, S)
+    return dense[:, 0, 0]  # (B, S)
 
 
 class Seq2SeqAttention(nn.Module):
     """Base class: input checking and the default (stateless) ``init_state``."""
 
+    decoder_style: ClassVar[str] = "bahdanau"
+
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """Per-source state for the first decoder step (default: empty)."""
         return {}
+
+    def _check_state(self, state: object) -> State:
+        """``state`` as a dict (``{}`` for None); TypeError unless it is a dict of tensors,
+        so that a state from another mechanism or a stray object fails here, by name."""
+        if state is None:
+            return {}
+        name = type(self).__name__
+        if not isinstance(state, dict):
+            raise TypeError(f"{name}: state must be None or the dict returned by init_state() "
+                            f"or a previous call, got {type(state).__name__}")
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name}: state[{key!r}] must be a tensor, got "
+                                f"{type(value).__name__}")
+        return state
 
     def _check_keys(self, keys: torch.Tensor, key_dim: int) -> None:
         """``keys`` must be ``(B, Lk, key_dim)``; ValueError naming the module otherwise."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnkit.nn.squeeze_excitation import check_feature_map, hidden_width
+from attnkit.nn.vision.squeeze_excitation import check_feature_map, hidden_width
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM"]
 

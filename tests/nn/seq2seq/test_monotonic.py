@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from attnkit.nn.monotonic import MonotonicAttention, expected_alignment, hard_alignment
+from attnkit.nn.seq2seq.monotonic import MonotonicAttention, expected_alignment, hard_alignment
 
 
 def recursive_alignment(p: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:

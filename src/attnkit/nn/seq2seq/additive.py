@@ -31,7 +31,7 @@ from torch import nn
 
 from attnkit.functional.additive import DEFAULT_CHUNK_THRESHOLD, additive_scores
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State, autocast_like
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, autocast_like
 
 __all__ = ["AdditiveAttention"]
 
@@ -56,7 +56,7 @@ class AdditiveAttention(Seq2SeqAttention):
             chunked kernel stopped being slower than the broadcast one on a 2-core
             CPU; above it the chunked kernel is faster and uses far less memory.
 
-    Shapes (see :mod:`attnkit.nn.seq2seq_base`): ``query (B, Lq, Dq)``, ``keys
+    Shapes (see :mod:`attnkit.nn.seq2seq.base`): ``query (B, Lq, Dq)``, ``keys
     (B, Lk, Dk)``, ``values (B, Lk, Dv)``, ``mask (B, Lk)`` or ``(B, Lq, Lk)`` ->
     ``context (B, Lq, Dv)``, ``weights (B, Lq, Lk)``, ``state`` with
     ``"key_proj": (B, Lk, d)``.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit.nn.cbam import CBAM, ChannelAttention, SpatialAttention
-from attnkit.nn.squeeze_excitation import SqueezeExcitation
+from attnkit.nn.vision.cbam import CBAM, ChannelAttention, SpatialAttention
+from attnkit.nn.vision.squeeze_excitation import SqueezeExcitation
 
 
 def sig(x: float) -> float:

@@ -37,9 +37,10 @@ import math
 import torch
 from torch import nn
 
+from attnkit._validate import check_int
 from attnkit.functional.additive import DEFAULT_CHUNK_THRESHOLD, additive_scores
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.nn.seq2seq_base import Seq2SeqAttention, State, autocast_like
+from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, autocast_like
 
 __all__ = ["LuongAttention", "DotScore", "GeneralScore", "ConcatScore", "LocationScore",
            "LUONG_SCORES"]
@@ -140,12 +141,6 @@ LUONG_SCORES: dict[str, type[nn.Module]] = {
 }
 
 
-def _positive_int(value: object, name: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
-
-
 class LuongAttention(Seq2SeqAttention):
     """Luong global attention ``softmax_s(score(h_t, h_s))`` with a choice of score.
 
@@ -159,7 +154,7 @@ class LuongAttention(Seq2SeqAttention):
         max_source_len: longest source for ``location`` (required there).
         scale: learn a scalar multiplier of the ``dot``/``general`` scores (init 1).
 
-    Shapes (see :mod:`attnkit.nn.seq2seq_base`): ``query (B, Lq, Dq)``, ``keys
+    Shapes (see :mod:`attnkit.nn.seq2seq.base`): ``query (B, Lq, Dq)``, ``keys
     (B, Lk, Dk)``, ``values (B, Lk, Dv)``, ``mask (B, Lk)`` or ``(B, Lq, Lk)`` ->
     ``context (B, Lq, Dv)``, ``weights (B, Lq, Lk)``, ``state`` with
     ``"key_proj"``: the per-source key projection (the keys for dot/location).
@@ -172,6 +167,8 @@ class LuongAttention(Seq2SeqAttention):
         (torch.Size([2, 3, 6]), torch.Size([2, 3, 5]))
     """
 
+    decoder_style = "luong"  # attends with the current target state h_t (section 3.1)
+
     def __init__(self, query_dim: int, key_dim: int, *, mode: str = "general",
                  value_dim: int | None = None, hidden_dim: int | None = None,
                  max_source_len: int | None = None, scale: bool = False,
@@ -179,12 +176,12 @@ class LuongAttention(Seq2SeqAttention):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.query_dim = _positive_int(query_dim, "query_dim", name)
-        self.key_dim = _positive_int(key_dim, "key_dim", name)
-        self.value_dim = key_dim if value_dim is None else _positive_int(value_dim,
-                                                                         "value_dim", name)
+        self.query_dim = check_int(query_dim, "query_dim", minimum=1, owner=name)
+        self.key_dim = check_int(key_dim, "key_dim", minimum=1, owner=name)
+        self.value_dim = key_dim if value_dim is None else check_int(
+            value_dim, "value_dim", minimum=1, owner=name)
         if hidden_dim is not None:
-            _positive_int(hidden_dim, "hidden_dim", name)
+            check_int(hidden_dim, "hidden_dim", minimum=1, owner=name)
         if mode not in LUONG_SCORES:
             raise ValueError(f"{name}: mode must be one of {sorted(LUONG_SCORES)}, got {mode!r}")
         if scale and mode not in ("dot", "general"):
