@@ -1,3 +1,5 @@
+"""``python -m attnkit``: the same command line as the ``attnkit`` script."""
+
 import sys
 
 from attnkit.cli import main

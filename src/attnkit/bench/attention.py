@@ -29,14 +29,24 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from attnkit.bench.timing import attention_flops, measure, peak_memory, write_report
+from attnkit._validate import check_bool, check_choice, check_float, check_int
+from attnkit.bench.timing import (
+    attention_flops,
+    check_lengths,
+    check_report_name,
+    measure,
+    peak_memory,
+    write_report,
+)
 from attnkit.functional import masks, score_mods
 from attnkit.functional.attention import attention
 
-__all__ = ["run", "CASES", "CANDIDATES", "setup"]
+__all__ = ["run", "memory_curve", "CASES", "CANDIDATES", "MODES", "setup"]
 
 CASES = ("dense", "causal", "sliding_window", "document", "alibi")
 CANDIDATES = ("sdpa-flash", "sdpa-math", "reference", "tiled", "flex", "triton")
+MODES = ("fwd", "fwd+bwd")
+DEVICES = ("cpu", "cuda")
 WINDOW = 256
 DOCUMENTS = 4
 COLUMNS = ("case", "L", "mode", "candidate", "median_ms", "ratio_vs_sdpa", "gflops",
@@ -112,6 +122,7 @@ def setup(case: str, L: int, candidate: str, backward: bool, heads: int = 8,
           head_dim: int = 64, dtype: str = "float32", device: str = "cpu",
           seed: int = 0) -> Callable[[], None]:
     """Build inputs and return the zero-argument callable one timed run executes."""
+    check_int(L, "L", minimum=1)
     torch.manual_seed(seed)
     torch_dtype = getattr(torch, dtype)
     q, k, v = (torch.randn(1, heads, L, head_dim, dtype=torch_dtype, device=device,
@@ -154,14 +165,56 @@ def _repeats_for(L: int, repeats: int) -> tuple[int, int]:
     return 2, repeats
 
 
+def _check_choices(values: Sequence[str], name: str, choices: Sequence[str]) -> list[str]:
+    if isinstance(values, str) or not values:
+        raise TypeError(f"{name} must be a non-empty sequence of names from {list(choices)}, "
+                        f"got {values!r}")
+    return [check_choice(value, name, choices) for value in values]
+
+
+def _check_shape(heads: int, head_dim: int, device: str) -> None:
+    check_int(heads, "heads", minimum=1)
+    check_int(head_dim, "head_dim", minimum=1)
+    check_choice(device, "device", DEVICES)
+
+
 def run(*, lengths: Sequence[int] = (1024, 4096), cases: Sequence[str] = CASES,
-        modes: Sequence[str] = ("fwd", "fwd+bwd"), candidates: Sequence[str] | None = None,
+        modes: Sequence[str] = MODES, candidates: Sequence[str] | None = None,
         repeats: int = 5, memory: bool = False, max_dense_gib: float = 6.0,
         out_dir: str = "benchmarks/results", name: str = "attention", heads: int = 8,
         head_dim: int = 64, device: str = "cpu", command: str = "attnkit bench attention",
         log: Callable[[str], None] = print) -> list[dict]:
+    """Time every candidate on every (length, case, mode); write ``<name>.{json,md}``.
+
+    Args:
+        lengths: sequence lengths ``L = Lq = Lk`` (positive).
+        cases, modes, candidates: subsets of :data:`CASES`, :data:`MODES` and
+            :data:`CANDIDATES`; candidates default to all that run on ``device``
+            (``triton`` needs ``device="cuda"``).
+        repeats: timed runs per row (at least 1; long sequences use fewer).
+        memory: also measure each row's peak extra memory in a subprocess.
+        max_dense_gib: skip candidates that would materialize more (positive, finite).
+        out_dir, name: the report goes to ``out_dir/name.json`` and ``.md``.
+        heads, head_dim: ``H`` and ``D`` of ``q, k, v: (1, H, L, D)``.
+        device: ``"cpu"`` or ``"cuda"``.
+        command: the command line recorded in the report.
+
+    Returns:
+        One row per (length, case, mode, candidate), as written to the report.
+    """
+    lengths = check_lengths(lengths)
+    cases = _check_choices(cases, "cases", CASES)
+    modes = _check_choices(modes, "modes", MODES)
+    _check_shape(heads, head_dim, device)
     if candidates is None:
-        candidates = [c for c in CANDIDATES if c != "triton" or torch.cuda.is_available()]
+        candidates = [c for c in CANDIDATES if c != "triton" or device == "cuda"]
+    candidates = _check_choices(candidates, "candidates", CANDIDATES)
+    if "triton" in candidates and device != "cuda":
+        raise ValueError(f"candidates: 'triton' needs device='cuda', got device={device!r}")
+    check_int(repeats, "repeats", minimum=1)
+    check_bool(memory, "memory")
+    check_float(max_dense_gib, "max_dense_gib", low=0.0, low_open=True)
+    check_report_name(name)
     rows: list[dict] = []
     for L in lengths:
         for case in cases:
@@ -227,7 +280,16 @@ def memory_curve(lengths: Sequence[int] = (4096, 8192, 16384, 32768), case: str 
                  heads: int = 8, head_dim: int = 64, out_dir: str = "benchmarks/results",
                  command: str = "attnkit bench attention --memory-curve",
                  log: Callable[[str], None] = print) -> list[dict]:
-    """Peak extra memory of one tiled forward+backward per length (each in a subprocess)."""
+    """Peak extra memory of one tiled forward+backward per length (each in a subprocess).
+
+    Args:
+        lengths: sequence lengths (positive); case: one of :data:`CASES`.
+        heads, head_dim: ``H`` and ``D`` of ``q, k, v: (1, H, L, D)``.
+        out_dir: the report goes to ``out_dir/memory_curve.json`` and ``.md``.
+    """
+    lengths = check_lengths(lengths)
+    check_choice(case, "case", CASES)
+    _check_shape(heads, head_dim, "cpu")
     rows = []
     for L in lengths:
         mem = peak_memory("attnkit.bench.attention:setup",

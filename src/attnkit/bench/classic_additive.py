@@ -13,7 +13,7 @@ a case whose estimate exceeds the memory available is not run (its row says so)
 rather than left to the out-of-memory killer, and the memory child runs under an
 address-space limit so a wrong estimate fails cleanly.
 
-Run: ``python -c "from attnkit.bench.classic_additive import run; run()"``.
+Run: ``attnkit bench classic`` (with the linear-attention suite), or :func:`run`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from attnkit.bench.timing import measure, peak_memory, write_report
+from attnkit._validate import check_bool, check_choice, check_int
+from attnkit.bench.timing import check_lengths, measure, peak_memory, write_report
 
 __all__ = ["run", "setup"]
 
@@ -66,7 +67,7 @@ def setup(impl: str, batch: int, length: int, dim: int, device: str = "cpu", see
             current size (used in the memory child so an overrun raises instead of
             swapping or waking the OOM killer); None for no cap.
     """
-    from attnkit.nn.additive import AdditiveAttention
+    from attnkit.nn import AdditiveAttention
 
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {sorted(IMPLS)}, got {impl!r}")
@@ -90,7 +91,8 @@ def setup(impl: str, batch: int, length: int, dim: int, device: str = "cpu", see
 
 def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
         batch: int | None = None, lengths: Sequence[int] | None = None, dim: int | None = None,
-        threads: int | None = None, device: str = "cpu") -> list[dict[str, Any]]:
+        threads: int | None = None, device: str = "cpu",
+        command: str | None = None) -> list[dict[str, Any]]:
     """Measure both implementations; write ``classic_additive.{json,md}`` to ``out_dir``.
 
     Args:
@@ -99,17 +101,20 @@ def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
         batch, lengths, dim: override the sizes (full: B=8, L in {256, 1024}, d=256).
         threads: ``torch.set_num_threads`` for the run (None keeps the current value).
         device: ``"cpu"`` or ``"cuda"``.
+        command: the command line recorded in the report (default: this call).
 
     Returns:
         One row per (length, impl): ``median_s``, ``peak_extra_mib`` (None when the
         case was not run or failed, see ``status``); chunked rows add
         ``time_ratio`` and ``memory_ratio`` (broadcast / chunked, > 1 = chunked better).
     """
+    check_bool(quick, "quick")
+    batch = (2 if quick else 8) if batch is None else check_int(batch, "batch", minimum=1)
+    lengths = check_lengths(((16,) if quick else (256, 1024)) if lengths is None else lengths)
+    dim = (8 if quick else 256) if dim is None else check_int(dim, "dim", minimum=1)
+    check_choice(device, "device", ("cpu", "cuda"))
     if threads is not None:
-        torch.set_num_threads(threads)
-    batch = batch or (2 if quick else 8)
-    lengths = tuple(lengths or ((16,) if quick else (256, 1024)))
-    dim = dim or (8 if quick else 256)
+        torch.set_num_threads(check_int(threads, "threads", minimum=1))
     warmup, repeats = (1, 1) if quick else (1, 5)
     rows: list[dict[str, Any]] = []
     for length in lengths:
@@ -141,9 +146,10 @@ def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
             if chunked[key] and broadcast[key]:
                 chunked[ratio] = broadcast[key] / chunked[key]
         rows += [broadcast, chunked]
-    command = (f"attnkit.bench.classic_additive.run(quick={quick}, batch={batch}, "
-               f"lengths={lengths}, dim={dim}, threads={torch.get_num_threads()}, "
-               f"device={device!r})")
+    if command is None:
+        command = (f"attnkit.bench.classic_additive.run(quick={quick}, batch={batch}, "
+                   f"lengths={lengths}, dim={dim}, threads={torch.get_num_threads()}, "
+                   f"device={device!r})")
     write_report(rows, _COLUMNS, out_dir, "classic_additive",
                  title="Additive attention: chunked kernel vs textbook broadcast "
                        "(forward + backward)", command=command)

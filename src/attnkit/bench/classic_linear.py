@@ -19,18 +19,18 @@ Each timed sample runs ``inner`` identical decode steps at the same position
 (steps are idempotent: they write the same cache slot, or return a new state
 without touching the old one) and the reported latency is the median per step.
 
-Run: ``python -m attnkit.bench.classic_linear [--quick] [--out-dir DIR]``.
+Run: ``attnkit bench classic`` (with the additive-attention suite), or :func:`run`.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from attnkit._validate import check_bool, check_choice
 from attnkit.bench.timing import measure, write_report
 from attnkit.functional.attention import attention
 from attnkit.functional.linear import (
@@ -88,7 +88,8 @@ def _linear_case(batch: int, heads: int, head_dim: int, step: int, feature_map: 
 
 
 def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
-        device: str = "cpu") -> list[dict[str, Any]]:
+        device: str = "cpu", command: str | None = None,
+        log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Measure per-token decoding latency at an early and a late step.
 
     Args:
@@ -96,12 +97,16 @@ def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
             run (steps 10 and 4000).
         out_dir: where ``classic_linear.json`` and ``classic_linear.md`` are written.
         device: ``"cpu"`` or ``"cuda"``.
+        command: the command line recorded in the report (default: this call).
+        log: prints one line per row.
 
     Returns:
         One row per (mechanism, step): ``median_us``/``min_us`` per decode step,
         ``vs_first_step`` (median relative to the same mechanism at the first step)
         and ``state_bytes`` (the cache or recurrent state the step reads).
     """
+    check_bool(quick, "quick")
+    check_choice(device, "device", ("cpu", "cuda"))
     batch, heads, head_dim = 1, 8, 64
     steps = (10, 200) if quick else (10, 4000)
     inner, repeats = (2, 3) if quick else (50, 15)
@@ -132,25 +137,13 @@ def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
                              "batch": batch, "heads": heads, "head_dim": head_dim,
                              "favor_features": favor.num_features if name == "linear_favor"
                              else None, "device": device})
-    command = "python -m attnkit.bench.classic_linear" + (" --quick" if quick else "")
+    for row in rows:
+        log(f"{row['mechanism']:>17} step {row['step']:>5}: {row['median_us']:8.1f} us/token "
+            f"({row['vs_first_step']:.2f}x step {rows[0]['step']}), state "
+            f"{row['state_bytes']:,} B")
+    if command is None:
+        command = f"attnkit.bench.classic_linear.run(quick={quick}, device={device!r})"
     write_report(rows, COLUMNS, out_dir, "classic_linear",
                  title="Per-token decoding latency: recurrent linear attention vs softmax "
                        "with a KV cache", command=command)
     return rows
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke-test size")
-    parser.add_argument("--out-dir", default="benchmarks/results", help="report folder")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args(argv)
-    rows = run(quick=args.quick, out_dir=args.out_dir, device=args.device)
-    for row in rows:
-        print(f"{row['mechanism']:>17} step {row['step']:>5}: {row['median_us']:8.1f} us/token "
-              f"({row['vs_first_step']:.2f}x step {rows[0]['step']}), state "
-              f"{row['state_bytes']:,} B")
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from attnkit.bench.timing import attention_flops, measure_interleaved, write_report
+from attnkit._validate import check_int
+from attnkit.bench.timing import (
+    attention_flops,
+    check_lengths,
+    measure_interleaved,
+    write_report,
+)
 from attnkit.functional.attention import attention
 
 __all__ = ["run"]
@@ -41,7 +47,18 @@ def _callables(L: int, causal: bool, backward: bool, heads: int = 8, head_dim: i
 
 
 def run(lengths: Sequence[int] = (1024, 4096), repeats: int = 7,
-        out_dir: str = "benchmarks/results", write: bool = True) -> list[dict]:
+        out_dir: str = "benchmarks/results", write: bool = True, *,
+        command: str | None = None) -> list[dict]:
+    """Time both callables per (length, dense/causal, fwd/fwd+bwd) and print each row.
+
+    Args:
+        lengths: sequence lengths (positive).
+        repeats: timed runs per row (at least 1).
+        out_dir: where ``overhead.json`` and ``overhead.md`` go (when ``write``).
+        command: the command line recorded in the report (default: this call).
+    """
+    lengths = check_lengths(lengths)
+    check_int(repeats, "repeats", minimum=1)
     rows = []
     for L in lengths:
         for causal in (False, True):
@@ -58,8 +75,8 @@ def run(lengths: Sequence[int] = (1024, 4096), repeats: int = 7,
                       f"  attnkit {row['attnkit_ms']:9.2f} ms  ratio {row['ratio_vs_sdpa']:.3f}",
                       flush=True)
     if write:
-        command = ("attnkit bench overhead --lengths " + " ".join(map(str, lengths))
-                   + f" --repeats {repeats}")
+        if command is None:
+            command = f"attnkit.bench.overhead.run(lengths={lengths}, repeats={repeats})"
         json_path, md_path = write_report(
             rows, COLUMNS, out_dir, "overhead",
             title="attnkit.attention(backend='auto') vs torch SDPA called directly "

@@ -7,6 +7,7 @@
   ``torch.cuda.max_memory_allocated`` over the allocation before the call).
 * :func:`attention_flops` - the FLOP count convention of DESIGN.md section 5.
 * :func:`write_report` - JSON plus a markdown table, written atomically.
+* :func:`check_lengths`, :func:`check_report_name` - argument checks every suite shares.
 """
 
 from __future__ import annotations
@@ -27,9 +28,26 @@ from typing import Any
 import torch
 
 from attnkit._io import atomic_write_json, atomic_write_text
+from attnkit._validate import check_int
 
 __all__ = ["measure", "measure_interleaved", "peak_memory", "attention_flops", "machine",
-           "write_report", "markdown_table"]
+           "write_report", "markdown_table", "check_lengths", "check_report_name"]
+
+
+def check_lengths(lengths: Sequence[int], name: str = "lengths") -> tuple[int, ...]:
+    """``lengths`` as a non-empty tuple of positive ints; ``ValueError``/``TypeError``
+    naming ``name`` otherwise (a zero length used to kill the process with SIGFPE)."""
+    if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence) or not lengths:
+        raise TypeError(f"{name} must be a non-empty sequence of ints, got {lengths!r}")
+    return tuple(check_int(length, name, minimum=1) for length in lengths)
+
+
+def check_report_name(name: str) -> str:
+    """``name`` if it is a plain file name, so that a report cannot land outside its folder;
+    ``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"name must be a plain file name (no folders), got {name!r}")
+    return name
 
 
 def _sync(device: str | None) -> None:
@@ -39,11 +57,13 @@ def _sync(device: str | None) -> None:
 
 def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7,
             device: str | None = None) -> dict[str, float]:
-    """Run ``fn`` ``warmup`` times, then ``repeats`` timed times.
+    """Run ``fn`` ``warmup`` times, then ``repeats`` (at least 1) timed times.
 
     Returns:
         ``{"median_s", "min_s", "max_s", "repeats"}``.
     """
+    check_int(warmup, "warmup", minimum=0)
+    check_int(repeats, "repeats", minimum=1)
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -61,6 +81,8 @@ def measure_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 2,
                         repeats: int = 7, device: str | None = None) -> dict[str, dict]:
     """Time several candidates round-robin (A, B, A, B, ...) so that drift in the
     machine's speed affects them alike. Returns :func:`measure`'s dict per name."""
+    check_int(warmup, "warmup", minimum=0)
+    check_int(repeats, "repeats", minimum=1)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -185,7 +207,11 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
 
 def write_report(rows: Sequence[dict[str, Any]], columns: Sequence[str], out_dir: str | Path,
                  name: str, *, title: str, command: str) -> tuple[Path, Path]:
-    """Write ``<name>.json`` (rows + machine + command) and ``<name>.md`` atomically."""
+    """Write ``<name>.json`` (rows + machine + command) and ``<name>.md`` atomically.
+
+    ``name`` is a plain file name: nothing it says can place the files outside ``out_dir``.
+    """
+    check_report_name(name)
     out_dir = Path(out_dir)
     info = machine()
     json_path = atomic_write_json(out_dir / f"{name}.json",

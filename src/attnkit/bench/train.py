@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnkit._validate import check_bool, check_int
 from attnkit.bench.timing import measure, measure_interleaved, write_report
 from attnkit.models.gpt import GPT, GPTConfig
 
@@ -173,8 +174,17 @@ def decode_rows(positions: tuple[int, ...], repeats: int, tokens: int) -> list[d
 
 
 def run(*, repeats: int = 7, quick: bool = False, out_dir: str = "benchmarks/results",
-        write: bool = True) -> dict[str, list[dict]]:
-    """Measure both tables, print them, and (``write``) save JSON + markdown reports."""
+        write: bool = True, command: str | None = None) -> dict[str, list[dict]]:
+    """Measure both tables, print them, and (``write``) save JSON + markdown reports.
+
+    Args:
+        repeats: timed runs per candidate (at least 1; ``quick`` uses 3).
+        quick: smoke-test sizes.
+        out_dir: where ``train_gpt`` and ``decode_gpt`` (``.json``, ``.md``) go.
+        command: the command line recorded in the reports (default: this call).
+    """
+    check_int(repeats, "repeats", minimum=1)
+    check_bool(quick, "quick")
     steps_per_sample = 2 if quick else 10
     train = train_rows(repeats=3 if quick else repeats, steps_per_sample=steps_per_sample)
     for row in train:
@@ -185,7 +195,8 @@ def run(*, repeats: int = 7, quick: bool = False, out_dir: str = "benchmarks/res
         print(f"t={row['position']:<5} {row['mode']:<17} {row['ms_per_token']:8.3f} ms/token "
               f"({row['speedup_vs_recompute']:.1f}x)", flush=True)
     if write:
-        command = "attnkit bench train" + (" --quick" if quick else f" --repeats {repeats}")
+        if command is None:
+            command = f"attnkit.bench.train.run(repeats={repeats}, quick={quick})"
         config = asdict(GPTConfig(vocab_size=65, context_len=64, num_layers=4, num_heads=4,
                                   d_model=128, dropout=0.0))
         write_report(train, TRAIN_COLUMNS, out_dir, "train_gpt",

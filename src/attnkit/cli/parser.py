@@ -1,0 +1,21 @@
+"""The one argument-parser class of the command line.
+
+Every parser of ``attnkit`` is a :class:`Parser`: the top-level one creates its subparsers
+with ``parser_class=Parser``, and nested ``add_subparsers`` calls inherit the class, so a
+command module never names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+__all__ = ["Parser"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus the pointer to ``--help``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -1,0 +1,113 @@
+"""``attnkit bench``: each suite runs (smallest sizes) or is wired to its library call, the
+report records the command that reproduces it, and the library refuses bad arguments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attnkit import cli
+from attnkit.bench import attention, classic_additive, classic_linear, overhead, train
+from attnkit.bench.timing import check_lengths, measure, write_report
+
+
+def test_bench_overhead_writes_json_and_markdown(tmp_path, capsys):
+    assert cli.main(["bench", "overhead", "--lengths", "32", "--repeats", "1",
+                     "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "overhead.json").read_text())
+    assert len(report["rows"]) == 4  # dense/causal x fwd/fwd+bwd
+    assert all(row["ratio_vs_sdpa"] > 0 for row in report["rows"])
+    assert "machine" in report
+    assert report["command"] == f"attnkit bench overhead --lengths 32 --repeats 1 --out {tmp_path}"
+    assert "| case |" in (tmp_path / "overhead.md").read_text()
+
+
+def test_bench_attention_writes_named_report_with_its_command(tmp_path, capsys):
+    out = tmp_path / "with space"
+    assert cli.main(["bench", "attention", "--lengths", "1", "17", "--cases", "document",
+                     "alibi", "--modes", "fwd+bwd", "--candidates", "sdpa-math", "tiled",
+                     "--repeats", "1", "--name", "tiny", "--out", str(out)]) == 0
+    report = json.loads((out / "tiny.json").read_text())
+    rows = report["rows"]
+    assert len(rows) == 2 * 2 * 2
+    assert all(row["median_ms"] > 0 for row in rows), rows
+    assert report["command"] == (
+        "attnkit bench attention --lengths 1 17 --cases document alibi --modes fwd+bwd "
+        "--candidates sdpa-math tiled --repeats 1 --max-dense-gib 6.0 --name tiny "
+        f"--out '{out}'")
+
+
+def _recorder(monkeypatch, module, name="run"):
+    calls = []
+    monkeypatch.setattr(module, name, lambda *args, **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_bench_attention_memory_curve_is_wired(monkeypatch, tmp_path):
+    calls = _recorder(monkeypatch, attention, "memory_curve")
+    assert cli.main(["bench", "attention", "--memory-curve", "--lengths", "64",
+                     "--out", str(tmp_path)]) == 0
+    assert calls == [{"lengths": [64], "out_dir": str(tmp_path), "command":
+                      f"attnkit bench attention --lengths 64 --cases dense causal "
+                      f"sliding_window document alibi --modes fwd fwd+bwd --repeats 5 "
+                      f"--max-dense-gib 6.0 --memory-curve --name attention --out {tmp_path}"}]
+
+
+def test_bench_classic_runs_both_suites(monkeypatch, tmp_path):
+    additive = _recorder(monkeypatch, classic_additive)
+    linear = _recorder(monkeypatch, classic_linear)
+    assert cli.main(["bench", "classic", "--quick", "--out", str(tmp_path)]) == 0
+    expected = {"quick": True, "out_dir": str(tmp_path),
+                "command": f"attnkit bench classic --quick --out {tmp_path}"}
+    assert additive == [expected] and linear == [expected]
+
+
+def test_bench_train_is_wired(monkeypatch, tmp_path):
+    calls = _recorder(monkeypatch, train)
+    assert cli.main(["bench", "train", "--repeats", "2", "--out", str(tmp_path)]) == 0
+    assert calls == [{"repeats": 2, "quick": False, "out_dir": str(tmp_path),
+                      "command": f"attnkit bench train --repeats 2 --out {tmp_path}"}]
+
+
+# --- the library: bad arguments raise ValueError/TypeError naming the argument -------------
+
+@pytest.mark.parametrize("call, name", [
+    (lambda out: overhead.run(lengths=[0], out_dir=out), "lengths"),
+    (lambda out: overhead.run(lengths=[-5], out_dir=out), "lengths"),
+    (lambda out: overhead.run(lengths=[], out_dir=out), "lengths"),
+    (lambda out: overhead.run(lengths=[2.5], out_dir=out), "lengths"),
+    (lambda out: overhead.run(lengths=[8], repeats=0, out_dir=out), "repeats"),
+    (lambda out: attention.run(lengths=[0], out_dir=out), "lengths"),
+    (lambda out: attention.run(lengths=[8], repeats=0, out_dir=out), "repeats"),
+    (lambda out: attention.run(lengths=[8], cases=["nope"], out_dir=out), "cases"),
+    (lambda out: attention.run(lengths=[8], cases="dense", out_dir=out), "cases"),
+    (lambda out: attention.run(lengths=[8], modes=["bwd"], out_dir=out), "modes"),
+    (lambda out: attention.run(lengths=[8], candidates=["nope"], out_dir=out), "candidates"),
+    (lambda out: attention.run(lengths=[8], candidates=["triton"], out_dir=out), "triton"),
+    (lambda out: attention.run(lengths=[8], max_dense_gib=0.0, out_dir=out), "max_dense_gib"),
+    (lambda out: attention.run(lengths=[8], max_dense_gib=float("nan"), out_dir=out),
+     "max_dense_gib"),
+    (lambda out: attention.run(lengths=[8], max_dense_gib=float("inf"), out_dir=out),
+     "max_dense_gib"),
+    (lambda out: attention.run(lengths=[8], name="../x", out_dir=out), "name"),
+    (lambda out: attention.run(lengths=[8], heads=0, out_dir=out), "heads"),
+    (lambda out: attention.run(lengths=[8], device="tpu", out_dir=out), "device"),
+    (lambda out: attention.memory_curve(lengths=[0], out_dir=out), "lengths"),
+    (lambda out: attention.setup("dense", 0, "tiled", False), "L"),
+    (lambda out: classic_additive.run(batch=0, out_dir=out), "batch"),
+    (lambda out: classic_additive.run(lengths=[0], out_dir=out), "lengths"),
+    (lambda out: classic_additive.run(dim=-1, out_dir=out), "dim"),
+    (lambda out: classic_additive.run(threads=0, out_dir=out), "threads"),
+    (lambda out: classic_linear.run(quick="yes", out_dir=out), "quick"),
+    (lambda out: classic_linear.run(device="tpu", out_dir=out), "device"),
+    (lambda out: train.run(repeats=0, out_dir=out), "repeats"),
+    (lambda out: measure(lambda: None, repeats=0), "repeats"),
+    (lambda out: check_lengths(8), "lengths"),
+    (lambda out: write_report([], ["a"], out, "../escape", title="t", command="c"), "name"),
+    (lambda out: write_report([], ["a"], out, "", title="t", command="c"), "name"),
+])
+def test_library_refuses_bad_arguments_before_any_work(call, name, tmp_path):
+    with pytest.raises((ValueError, TypeError), match=name):
+        call(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
