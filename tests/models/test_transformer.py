@@ -263,9 +263,9 @@ def test_decode_step_validation():
 def test_input_validation_names_the_argument():
     model = _model()
     src, lengths, tgt_in = _batch()
-    with pytest.raises(ValueError, match=r"src_lengths must be in \[0, 6\]"):
+    with pytest.raises(ValueError, match=r"src_lengths must be in \[1, S\] = \[1, 6\]"):
         model(src, torch.tensor([7, 1, 1]), tgt_in)
-    with pytest.raises(ValueError, match=r"src_lengths must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"src_lengths must have shape \(B,\) = \(3,\)"):
         model(src, lengths[:2], tgt_in)
     with pytest.raises(TypeError, match="src must be an integer"):
         model(src.double(), lengths, tgt_in)

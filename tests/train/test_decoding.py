@@ -488,10 +488,10 @@ def test_empty_batch():
 SRC, LENGTHS = _batch([[3, 4], [5]])
 BAD_BEAM_ARGUMENTS = [
     (dict(beam_size=0), ValueError, "beam_size"),
-    (dict(beam_size=2.0), ValueError, "beam_size"),
-    (dict(beam_size=True), ValueError, "beam_size"),
+    (dict(beam_size=2.0), TypeError, "beam_size"),
+    (dict(beam_size=True), TypeError, "beam_size"),
     (dict(length_penalty=math.nan), ValueError, "length_penalty"),
-    (dict(length_penalty="1"), ValueError, "length_penalty"),
+    (dict(length_penalty="1"), TypeError, "length_penalty"),
 ]
 BAD_ARGUMENTS = [
     (dict(max_len=0), ValueError, "max_len"),
@@ -503,7 +503,8 @@ BAD_ARGUMENTS = [
     (dict(src=SRC.float()), TypeError, "src"),
     (dict(src=SRC.tolist()), TypeError, "src"),
     (dict(src_lengths=LENGTHS[:1]), ValueError, "src_lengths"),
-    (dict(src_lengths=LENGTHS.int()), TypeError, "src_lengths"),
+    (dict(src_lengths=LENGTHS.float()), TypeError, "src_lengths"),
+    (dict(src_lengths=torch.tensor([2, 0])), ValueError, r"src_lengths must be in \[1, S\]"),
     (dict(src_lengths=torch.tensor([3, 1])), ValueError, "src_lengths"),
     (dict(src_lengths=torch.tensor([2, -1])), ValueError, "src_lengths"),
     (dict(eos_id=0), ValueError, "eos_id"),

@@ -21,10 +21,12 @@ Shape legend: ``B`` batch, ``L`` target/sequence length, ``S`` source length,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from attnkit._validate import check_choice, check_float, check_int
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.multihead import MultiHeadAttention
 from attnkit.nn.positional import (
@@ -34,43 +36,30 @@ from attnkit.nn.positional import (
 )
 
 __all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "TokenEmbedding", "make_rotary",
-           "POSITIONAL_KINDS", "ACTIVATIONS"]
+           "check_common", "POSITIONAL_KINDS", "ACTIVATIONS"]
 
 POSITIONAL_KINDS = ("sinusoidal", "learned", "rotary")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
-def check_int(who: str, field: str, value: object, minimum: int) -> None:
-    """Config check: ``value`` is an int ``>= minimum``; the error names ``who.field``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{who}.{field} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{who}.{field} must be >= {minimum}, got {value}")
-
-
 def check_common(who: str, config) -> None:
     """Checks shared by the model configs: heads, dropout, positional kind, rotary dims."""
     for field in ("d_model", "num_heads", "ffn_dim"):
-        check_int(who, field, getattr(config, field), 1)
+        check_int(getattr(config, field), field, minimum=1, owner=who)
     if config.d_model % config.num_heads:
-        raise ValueError(f"{who}.num_heads ({config.num_heads}) must divide d_model "
+        raise ValueError(f"{who}: num_heads ({config.num_heads}) must divide d_model "
                          f"({config.d_model})")
     if config.num_kv_heads is not None:
-        check_int(who, "num_kv_heads", config.num_kv_heads, 1)
+        check_int(config.num_kv_heads, "num_kv_heads", minimum=1, owner=who)
         if config.num_heads % config.num_kv_heads:
-            raise ValueError(f"{who}.num_kv_heads ({config.num_kv_heads}) must divide "
+            raise ValueError(f"{who}: num_kv_heads ({config.num_kv_heads}) must divide "
                              f"num_heads ({config.num_heads})")
-    dropout = config.dropout
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-        raise TypeError(f"{who}.dropout must be a float, got {type(dropout).__name__}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{who}.dropout must be in [0, 1), got {dropout}")
-    if config.positional not in POSITIONAL_KINDS:
-        raise ValueError(f"{who}.positional must be one of {POSITIONAL_KINDS}, got "
-                         f"{config.positional!r}")
+    config.dropout = check_float(config.dropout, "dropout", low=0.0, high=1.0, high_open=True,
+                                 owner=who)
+    check_choice(config.positional, "positional", POSITIONAL_KINDS, owner=who)
     head_dim = config.d_model // config.num_heads
     if config.positional == "rotary" and head_dim % 2:
-        raise ValueError(f"{who}.positional='rotary' needs an even head dim, got d_model // "
+        raise ValueError(f"{who}: positional='rotary' needs an even head dim, got d_model // "
                          f"num_heads = {head_dim}; change d_model or num_heads")
 
 
@@ -137,12 +126,14 @@ class EncoderLayer(nn.Module):
     def _attend(self, x, mask, causal, kv_cache):
         return self.dropout(self.self_attn(x, mask=mask, causal=causal, kv_cache=kv_cache)[0])
 
-    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | Callable | None = None,
                 causal: bool | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
         """Args:
             x: ``(B, L, E)``.
-            mask: True = may attend, broadcastable to ``(B, Hq, L, Lk)``; e.g. a key
-                padding mask ``(B, 1, 1, L)``. ``Lk = L`` (plus the cached length).
+            mask: True = may attend: a ``mask_mod`` such as
+                ``attnkit.masks.key_padding(lengths)`` (what the models pass, so the
+                kernels can skip padded tiles) or a bool tensor broadcastable to
+                ``(B, Hq, L, Lk)``. ``Lk = L`` (plus the cached length).
             causal: True for decoder-only models (lower-right with a cache).
             kv_cache: a :class:`KVCache` for incremental decoding, or None.
 
@@ -177,14 +168,14 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None, *,
-                memory_mask: torch.Tensor | None = None, self_cache: KVCache | None = None,
+                memory_mask: torch.Tensor | Callable | None = None, self_cache: KVCache | None = None,
                 cross_cache: StaticKVCache | None = None, return_weights: bool = False,
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Args:
             x: ``(B, L, E)`` target states.
             memory: ``(B, S, E)`` encoder output; may be None once ``cross_cache`` is set.
-            memory_mask: True = real source token, broadcastable to ``(B, Hq, L, S)``,
-                e.g. ``(B, 1, 1, S)``.
+            memory_mask: True = real source token: ``attnkit.masks.key_padding(lengths)``
+                (what the models pass) or a bool tensor broadcastable to ``(B, Hq, L, S)``.
             self_cache: :class:`KVCache` of the causal self-attention, or None.
             cross_cache: :class:`StaticKVCache` of the projected memory, or None.
             return_weights: also return the cross-attention weights.

@@ -30,13 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from attnkit.models._blocks import (
-    EncoderLayer,
-    TokenEmbedding,
-    check_common,
-    check_int,
-    make_rotary,
-)
+from attnkit._validate import check_bool, check_float, check_int
+from attnkit.models._blocks import EncoderLayer, TokenEmbedding, check_common, make_rotary
+from attnkit.nn._inputs import check_token_ids
 from attnkit.nn.kv_cache import KVCache
 
 __all__ = ["GPTConfig", "GPT"]
@@ -62,29 +58,17 @@ class GPTConfig:
     tie_embeddings: bool = True  # output head shares the token embedding matrix
 
     def __post_init__(self) -> None:
-        check_int(_WHO, "vocab_size", self.vocab_size, 1)
-        check_int(_WHO, "context_len", self.context_len, 1)
-        check_int(_WHO, "num_layers", self.num_layers, 1)
+        for field in ("vocab_size", "context_len", "num_layers"):
+            check_int(getattr(self, field), field, minimum=1, owner=_WHO)
         if self.ffn_dim is None:
             self.ffn_dim = 4 * self.d_model if isinstance(self.d_model, int) else self.d_model
         check_common(_WHO, self)
         for field in ("bias", "tie_embeddings"):
-            if not isinstance(getattr(self, field), bool):
-                raise TypeError(f"{_WHO}.{field} must be a bool, got "
-                                f"{type(getattr(self, field)).__name__}")
+            check_bool(getattr(self, field), field, owner=_WHO)
 
     def to_dict(self) -> dict:
         """JSON-able fields (for checkpoints); ``GPTConfig(**d)`` rebuilds it."""
         return dataclasses.asdict(self)
-
-
-def _check_idx(idx: object) -> None:
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"idx must be a torch.Tensor, got {type(idx).__name__}")
-    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
-        raise TypeError(f"idx must be an integer (long) tensor, got {idx.dtype}")
-    if idx.dim() != 2 or 0 in idx.shape:
-        raise ValueError(f"idx must be a non-empty (B, T) tensor, got shape {tuple(idx.shape)}")
 
 
 class GPT(nn.Module):
@@ -148,7 +132,8 @@ class GPT(nn.Module):
         Returns:
             logits ``(B, T, V)``; position ``t`` depends on tokens ``<= t`` only.
         """
-        _check_idx(idx)
+        check_token_ids(idx, "idx", layout="(B, T)", vocab_size=self.config.vocab_size,
+                        who="GPT")
         if kv_caches is not None:
             if not isinstance(kv_caches, (list, tuple)) or len(kv_caches) != len(self.blocks) \
                     or not all(isinstance(cache, KVCache) for cache in kv_caches):
@@ -193,16 +178,13 @@ class GPT(nn.Module):
         Returns:
             ``(B, T + max_new_tokens)`` long: the prompt followed by the new tokens.
         """
-        _check_idx(idx)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                                  or top_k < 1):
-            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        check_token_ids(idx, "idx", layout="(B, T)", vocab_size=self.config.vocab_size,
+                        who="GPT")
+        check_int(max_new_tokens, "max_new_tokens", minimum=0, owner="GPT.generate")
+        temperature = check_float(temperature, "temperature", low=0.0, owner="GPT.generate")
+        if top_k is not None:
+            check_int(top_k, "top_k (None or an int)", minimum=1, owner="GPT.generate")
+        check_bool(use_cache, "use_cache", owner="GPT.generate")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got "
                             f"{type(generator).__name__}")

@@ -32,15 +32,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attnkit import masks
+from attnkit._validate import check_bool, check_choice, check_int
 from attnkit.models._blocks import (
     ACTIVATIONS,
     DecoderLayer,
     EncoderLayer,
     TokenEmbedding,
     check_common,
-    check_int,
     make_rotary,
 )
+from attnkit.nn._inputs import check_lengths, check_source, check_token_ids
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 
 __all__ = ["TransformerConfig", "Transformer", "TransformerDecodeState"]
@@ -70,26 +72,21 @@ class TransformerConfig:
     activation: str = "relu"  # feed-forward activation: "relu" (the paper) or "gelu"
 
     def __post_init__(self) -> None:
-        for field in ("src_vocab_size", "tgt_vocab_size", "max_len"):
-            check_int(_WHO, field, getattr(self, field), 1)
-        for field in ("num_encoder_layers", "num_decoder_layers"):
-            check_int(_WHO, field, getattr(self, field), 1)
+        for field in ("src_vocab_size", "tgt_vocab_size", "max_len", "num_encoder_layers",
+                      "num_decoder_layers"):
+            check_int(getattr(self, field), field, minimum=1, owner=_WHO)
         check_common(_WHO, self)
         for field in ("norm_first", "share_embeddings"):
-            if not isinstance(getattr(self, field), bool):
-                raise TypeError(f"{_WHO}.{field} must be a bool, got "
-                                f"{type(getattr(self, field)).__name__}")
+            check_bool(getattr(self, field), field, owner=_WHO)
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
-            raise ValueError(f"{_WHO}.share_embeddings=True needs one vocabulary, got "
+            raise ValueError(f"{_WHO}: share_embeddings=True needs one vocabulary, got "
                              f"src_vocab_size={self.src_vocab_size} and "
                              f"tgt_vocab_size={self.tgt_vocab_size}")
-        check_int(_WHO, "pad_id", self.pad_id, 0)
+        check_int(self.pad_id, "pad_id", minimum=0, owner=_WHO)
         if self.pad_id >= min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(f"{_WHO}.pad_id ({self.pad_id}) must be a token id below both "
+            raise ValueError(f"{_WHO}: pad_id ({self.pad_id}) must be a token id below both "
                              f"vocabulary sizes")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"{_WHO}.activation must be one of {sorted(ACTIVATIONS)}, got "
-                             f"{self.activation!r}")
+        check_choice(self.activation, "activation", sorted(ACTIVATIONS), owner=_WHO)
 
     def to_dict(self) -> dict:
         """JSON-able fields (for checkpoints); ``TransformerConfig(**d)`` rebuilds it."""
@@ -101,42 +98,17 @@ class TransformerDecodeState:
     """What :meth:`Transformer.decode_step` carries between steps (mutated in place)."""
 
     memory: torch.Tensor | None  # (B, S, E) encoder output; None once the cross caches hold it
-    memory_mask: torch.Tensor  # (B, 1, 1, S) bool, True = real source token
+    src_lengths: torch.Tensor  # (B,) real source tokens per row (the cross-attention mask)
     self_caches: list[KVCache]  # one per decoder layer: keys/values of decoded tokens
     cross_caches: list[StaticKVCache]  # one per decoder layer: projected memory
     step: int = 0  # tokens decoded so far (the next token's position)
 
     @property
     def batch_size(self) -> int:
-        return self.memory_mask.shape[0]
+        return self.src_lengths.shape[0]
 
 
-def _check_ids(ids: object, name: str, dims: int) -> torch.Tensor:
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-        raise TypeError(f"{name} must be an integer (long) tensor, got {ids.dtype}")
-    if ids.dim() != dims or 0 in ids.shape:
-        layout = "(B,)" if dims == 1 else "(B, L)"
-        raise ValueError(f"{name} must be a non-empty {layout} tensor, got shape "
-                         f"{tuple(ids.shape)}")
-    return ids
-
-
-def _lengths_mask(src_lengths: object, batch: int, length: int,
-                  device: torch.device) -> torch.Tensor:
-    """``(B, 1, 1, S)`` bool, True where ``position < src_lengths[b]``."""
-    _check_ids(src_lengths, "src_lengths", 1)
-    if src_lengths.shape[0] != batch:
-        raise ValueError(f"src_lengths must have shape ({batch},) (the source batch), got "
-                         f"{tuple(src_lengths.shape)}")
-    low, high = int(src_lengths.min()), int(src_lengths.max())
-    if low < 0 or high > length:
-        raise ValueError(f"src_lengths must be in [0, {length}] (the source has {length} "
-                         f"positions), got min {low}, max {high}")
-    positions = torch.arange(length, device=device)  # (S,)
-    valid = positions < src_lengths.to(device)[:, None]  # (B, S)
-    return valid[:, None, None, :]  # (B, 1, 1, S)
+_WHO_MODEL = "Transformer"
 
 
 class Transformer(nn.Module):
@@ -194,27 +166,29 @@ class Transformer(nn.Module):
 
     # ------------------------------------------------------------------ full passes
 
-    def source_mask(self, src: torch.Tensor, src_lengths: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, 1, S)`` bool key mask, True at the first ``src_lengths[b]`` positions.
+    def source_mask(self, src: torch.Tensor, src_lengths: torch.Tensor) -> masks.KeyPadding:
+        """The source key-padding mask ``attnkit.masks.key_padding(src_lengths)``: keys at
+        positions ``>= src_lengths[b]`` are hidden. A structured mask (not a dense
+        ``(B, 1, 1, S)`` tensor), so the tiled and Triton kernels skip the padded tiles.
 
         Args:
-            src: ``(B, S)`` token ids (only its shape and device are used).
-            src_lengths: ``(B,)`` integer, each in ``[0, S]``.
+            src: ``(B, S)`` token ids (checked; only their shape and device are used).
+            src_lengths: ``(B,)`` integer, each in ``[1, S]``.
         """
-        B, S = _check_ids(src, "src", 2).shape
-        return _lengths_mask(src_lengths, B, S, src.device)
+        check_source(src, src_lengths, vocab_size=self.config.src_vocab_size, who=_WHO_MODEL)
+        return masks.key_padding(src_lengths)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> torch.Tensor:
         """Encode a right-padded source batch.
 
         Args:
             src: ``(B, S)`` long token ids.
-            src_lengths: ``(B,)`` long, real tokens per row.
+            src_lengths: ``(B,)`` long, real tokens per row, each in ``[1, S]``.
 
         Returns:
             memory ``(B, S, E)``; padded positions hold values that nothing attends to.
         """
-        mask = self.source_mask(src, src_lengths)  # (B, 1, 1, S)
+        mask = self.source_mask(src, src_lengths)
         x = self.src_embed(src)  # (B, S, E)
         for layer in self.encoder:
             x = layer(x, mask=mask)
@@ -227,14 +201,17 @@ class Transformer(nn.Module):
         Args:
             tgt_in: ``(B, T)`` long, BOS + target tokens.
             memory: ``(B, S, E)`` from :meth:`encode`.
-            src_lengths: ``(B,)`` long, real source tokens per row.
+            src_lengths: ``(B,)`` long, real source tokens per row, each in ``[1, S]``.
 
         Returns:
             logits ``(B, T, V)``; position ``t`` sees ``tgt_in[:, :t + 1]`` only.
         """
-        _check_ids(tgt_in, "tgt_in", 2)
+        check_token_ids(tgt_in, "tgt_in", layout="(B, T)", vocab_size=self.config.tgt_vocab_size,
+                        who=_WHO_MODEL)
         self._check_memory(memory, tgt_in.shape[0])
-        mask = _lengths_mask(src_lengths, *memory.shape[:2], memory.device)  # (B, 1, 1, S)
+        check_lengths(src_lengths, batch=memory.shape[0], width=memory.shape[1],
+                      device=memory.device, who=_WHO_MODEL)
+        mask = masks.key_padding(src_lengths)
         y = self.tgt_embed(tgt_in)  # (B, T, E)
         for layer in self.decoder:
             y, _ = layer(y, memory, memory_mask=mask)
@@ -248,10 +225,12 @@ class Transformer(nn.Module):
     def _check_memory(self, memory: object, batch: int) -> None:
         E = self.config.d_model
         if not isinstance(memory, torch.Tensor):
-            raise TypeError(f"memory must be a torch.Tensor, got {type(memory).__name__}")
-        if memory.dim() != 3 or memory.shape[0] != batch or memory.shape[2] != E:
-            raise ValueError(f"memory must be (B={batch}, S, E={E}), got shape "
-                             f"{tuple(memory.shape)}")
+            raise TypeError(f"{_WHO_MODEL}: memory must be a torch.Tensor, got "
+                            f"{type(memory).__name__}")
+        if memory.dim() != 3 or memory.shape[0] != batch or memory.shape[2] != E \
+                or memory.shape[1] < 1:
+            raise ValueError(f"{_WHO_MODEL}: memory must be (B={batch}, S >= 1, E={E}), got "
+                             f"shape {tuple(memory.shape)}")
 
     # ------------------------------------------------------------------ incremental decoding
 
@@ -261,7 +240,7 @@ class Transformer(nn.Module):
         memory = self.encode(src, src_lengths)  # (B, S, E)
         layers = len(self.decoder)
         return TransformerDecodeState(
-            memory=memory, memory_mask=self.source_mask(src, src_lengths),
+            memory=memory, src_lengths=src_lengths,
             self_caches=[KVCache() for _ in range(layers)],
             cross_caches=[StaticKVCache() for _ in range(layers)],
         )
@@ -285,17 +264,19 @@ class Transformer(nn.Module):
             positions get alignment 0.
         """
         if not isinstance(state, TransformerDecodeState):
-            raise TypeError(f"state must come from start_decoding(), got "
+            raise TypeError(f"{_WHO_MODEL}: state must come from start_decoding(), got "
                             f"{type(state).__name__}")
-        _check_ids(tokens, "tokens", 1)
+        check_token_ids(tokens, "tokens", layout="(B,)", vocab_size=self.config.tgt_vocab_size,
+                        who=_WHO_MODEL)
         if tokens.shape[0] != state.batch_size:
-            raise ValueError(f"tokens must have shape ({state.batch_size},) (the state's "
-                             f"batch), got {tuple(tokens.shape)}")
+            raise ValueError(f"{_WHO_MODEL}: tokens must have shape ({state.batch_size},) (the "
+                             f"state's batch), got {tuple(tokens.shape)}")
+        memory_mask = masks.key_padding(state.src_lengths)
         y = self.tgt_embed(tokens[:, None], offset=state.step)  # (B, 1, E)
         last = len(self.decoder) - 1
         weights = None
         for i, layer in enumerate(self.decoder):
-            y, weights = layer(y, state.memory, memory_mask=state.memory_mask,
+            y, weights = layer(y, state.memory, memory_mask=memory_mask,
                                self_cache=state.self_caches[i], cross_cache=state.cross_caches[i],
                                return_weights=return_alignment and i == last)
         logits = self.output(self.decoder_norm(y))[:, 0]  # (B, V)
@@ -316,16 +297,16 @@ class Transformer(nn.Module):
             index: ``(B',)`` long, each in ``[0, B)``.
         """
         if not isinstance(state, TransformerDecodeState):
-            raise TypeError(f"state must come from start_decoding(), got "
+            raise TypeError(f"{_WHO_MODEL}: state must come from start_decoding(), got "
                             f"{type(state).__name__}")
-        _check_ids(index, "index", 1)
+        check_token_ids(index, "index", layout="(B',)", who=_WHO_MODEL)
         B = state.batch_size
         low, high = int(index.min()), int(index.max())
         if low < 0 or high >= B:
-            raise ValueError(f"index values must be in [0, {B}) (the state's batch size), "
-                             f"got min {low}, max {high}")
-        index = index.to(state.memory_mask.device)
-        state.memory_mask = state.memory_mask.index_select(0, index)  # (B', 1, 1, S)
+            raise ValueError(f"{_WHO_MODEL}: index values must be in [0, {B}) (the state's "
+                             f"batch size), got min {low}, max {high}")
+        index = index.to(state.src_lengths.device)
+        state.src_lengths = state.src_lengths.index_select(0, index)  # (B',)
         if state.memory is not None:
             state.memory = state.memory.index_select(0, index)  # (B', S, E)
         for cache in (*state.self_caches, *state.cross_caches):

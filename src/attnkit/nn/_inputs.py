@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_token_ids", "check_source"]
+__all__ = ["check_token_ids", "check_source", "check_lengths"]
 
 _ID_DTYPES = (torch.int64, torch.int32)
 
@@ -79,6 +79,15 @@ def check_source(src: object, src_lengths: object, *, vocab_size: int | None = N
     if width < 1:
         raise ValueError(f"{_prefix(who)}src must have at least one position (S >= 1), got "
                          f"shape {tuple(src.shape)}")
+    check_lengths(src_lengths, batch=batch, width=width, device=src.device, who=who)
+    return batch, width
+
+
+def check_lengths(src_lengths: object, *, batch: int, width: int, device: torch.device,
+                  who: str | None = None) -> torch.Tensor:
+    """``src_lengths`` if it is an int64/int32 ``(batch,)`` tensor on ``device`` with every
+    length in ``[1, width]`` (the rule of :func:`check_source`, for callers that hold the
+    encoded source ``(B, S, E)`` rather than ``src``)."""
     if not isinstance(src_lengths, torch.Tensor):
         raise TypeError(f"{_prefix(who)}src_lengths must be a torch.Tensor (B,), got "
                         f"{type(src_lengths).__name__}")
@@ -86,14 +95,14 @@ def check_source(src: object, src_lengths: object, *, vocab_size: int | None = N
         raise TypeError(f"{_prefix(who)}src_lengths must be an integer (int64 or int32) "
                         f"tensor, got dtype {src_lengths.dtype}")
     if tuple(src_lengths.shape) != (batch,):
-        raise ValueError(f"{_prefix(who)}src_lengths must have shape (B,) = ({batch},) to "
-                         f"match src {tuple(src.shape)}, got {tuple(src_lengths.shape)}")
-    if src_lengths.device != src.device:
-        raise ValueError(f"{_prefix(who)}src_lengths is on {src_lengths.device} but src is "
-                         f"on {src.device}")
+        raise ValueError(f"{_prefix(who)}src_lengths must have shape (B,) = ({batch},) (the "
+                         f"source batch), got {tuple(src_lengths.shape)}")
+    if src_lengths.device != torch.device(device):
+        raise ValueError(f"{_prefix(who)}src_lengths is on {src_lengths.device} but the source "
+                         f"is on {device}")
     if batch:
         low, high = int(src_lengths.min()), int(src_lengths.max())
         if low < 1 or high > width:
             raise ValueError(f"{_prefix(who)}src_lengths must be in [1, S] = [1, {width}], "
                              f"got values in [{low}, {high}]")
-    return batch, width
+    return src_lengths

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from attnkit.functional.attention import attention
-from attnkit.kernels.dispatch import BACKENDS
+from attnkit.kernels import BACKENDS
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.positional import RotaryEmbedding
 

@@ -38,6 +38,9 @@ from dataclasses import dataclass
 
 import torch
 
+from attnkit._validate import check_bool, check_float, check_int
+from attnkit.nn._inputs import check_source
+
 __all__ = ["DecodeResult", "beam_search", "gnmt_length_penalty", "greedy_decode"]
 
 MaxLen = int | torch.Tensor | Callable[[torch.Tensor], "int | torch.Tensor"]
@@ -85,33 +88,10 @@ def _check_model(model: object) -> None:
 
 def _check_token_ids(bos_id: object, eos_id: object, pad_id: object) -> None:
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)):
-        if not _is_int(value) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        check_int(value, name, minimum=0)
     if eos_id in (bos_id, pad_id):
         raise ValueError(f"eos_id must differ from bos_id and pad_id (those are never "
                          f"generated), got eos_id={eos_id}, bos_id={bos_id}, pad_id={pad_id}")
-
-
-def _check_source(src: object, src_lengths: object) -> tuple[int, int]:
-    """``src (B, S)`` and ``src_lengths (B,)`` torch.long on one device, 0 <= lengths <= S."""
-    for name, value, rank, layout in (("src", src, 2, "(B, S)"),
-                                      ("src_lengths", src_lengths, 1, "(B,)")):
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor {layout}, got {type(value).__name__}")
-        if value.dim() != rank:
-            raise ValueError(f"{name} must be {layout}, got shape {tuple(value.shape)}")
-        if value.dtype != torch.long:
-            raise TypeError(f"{name} must be torch.long, got {value.dtype}")
-    batch, width = src.shape
-    if tuple(src_lengths.shape) != (batch,):
-        raise ValueError(f"src_lengths must be (B,) = ({batch},) to match src "
-                         f"{tuple(src.shape)}, got {tuple(src_lengths.shape)}")
-    if src_lengths.device != src.device:
-        raise ValueError(f"src_lengths is on {src_lengths.device} but src is on {src.device}")
-    if batch and (int(src_lengths.min()) < 0 or int(src_lengths.max()) > width):
-        raise ValueError(f"src_lengths must lie in [0, S={width}], got "
-                         f"{src_lengths.tolist()}")
-    return batch, width
 
 
 def _max_lengths(max_len: object, src_lengths: torch.Tensor) -> list[int]:
@@ -140,11 +120,6 @@ def _max_lengths(max_len: object, src_lengths: torch.Tensor) -> list[int]:
     if limits and min(limits) < 1:
         raise ValueError(f"{where} must be >= 1 for every sentence, got {limits}")
     return limits
-
-
-def _check_flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
 # --- one decoding step ----------------------------------------------------------------------
@@ -210,8 +185,9 @@ def greedy_decode(model, src: torch.Tensor, src_lengths: torch.Tensor, *, max_le
 
     Args:
         model: implements the seq2seq decoding protocol (module docstring).
-        src: (B, S) torch.long source ids, padded with ``pad_id``.
-        src_lengths: (B,) torch.long real source lengths, in [0, S].
+        src: (B, S) int64/int32 source ids, padded with ``pad_id``.
+        src_lengths: (B,) int64/int32 real source lengths, in [1, S] (the rule of
+            :func:`attnkit.nn._inputs.check_source`, shared with the models).
         max_len: the most decoding steps (generated tokens, EOS included) per sentence: an int,
             a (B,) integer tensor, or a callable ``src_lengths (B,) -> int | (B,) tensor``
             (e.g. ``lambda lengths: 2 * lengths + 10``). Every value must be >= 1.
@@ -224,8 +200,8 @@ def greedy_decode(model, src: torch.Tensor, src_lengths: torch.Tensor, *, max_le
     """
     _check_model(model)
     _check_token_ids(bos_id, eos_id, pad_id)
-    _check_flag("return_alignment", return_alignment)
-    batch, width = _check_source(src, src_lengths)
+    check_bool(return_alignment, "return_alignment")
+    batch, width = check_source(src, src_lengths, allow_empty=True)
     limits = _max_lengths(max_len, src_lengths)
     if batch == 0:
         return _empty_result(return_alignment)
@@ -325,8 +301,9 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, *, beam_siz
 
     Args:
         model: implements the seq2seq decoding protocol (module docstring).
-        src: (B, S) torch.long source ids, padded with ``pad_id``.
-        src_lengths: (B,) torch.long real source lengths, in [0, S].
+        src: (B, S) int64/int32 source ids, padded with ``pad_id``.
+        src_lengths: (B,) int64/int32 real source lengths, in [1, S] (the rule of
+            :func:`attnkit.nn._inputs.check_source`, shared with the models).
         beam_size: live hypotheses per sentence, >= 1.
         max_len: the most decoding steps (generated tokens, EOS included) per sentence: an int,
             a (B,) integer tensor, or a callable ``src_lengths (B,) -> int | (B,) tensor``
@@ -342,14 +319,10 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, *, beam_siz
     """
     _check_model(model)
     _check_token_ids(bos_id, eos_id, pad_id)
-    _check_flag("return_alignment", return_alignment)
-    if not _is_int(beam_size) or beam_size < 1:
-        raise ValueError(f"beam_size must be an int >= 1, got {beam_size!r}")
-    if not isinstance(length_penalty, numbers.Real) or isinstance(length_penalty, bool) \
-            or not math.isfinite(length_penalty):
-        raise ValueError(f"length_penalty must be a finite number (alpha of "
-                         f"((5 + T) / 6) ** alpha), got {length_penalty!r}")
-    batch, width = _check_source(src, src_lengths)
+    check_bool(return_alignment, "return_alignment")
+    check_int(beam_size, "beam_size", minimum=1)
+    length_penalty = check_float(length_penalty, "length_penalty (alpha of ((5 + T) / 6) ** alpha)")
+    batch, width = check_source(src, src_lengths, allow_empty=True)
     limits = _max_lengths(max_len, src_lengths)
     if batch == 0:
         return _empty_result(return_alignment)
