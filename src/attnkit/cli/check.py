@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _refusal_here(backend: str, dtype) -> str | None:
     """Why ``backend`` cannot run a plain CPU call of ``dtype`` here (the device and the
-    dtypes the check uses), or None. Asks the dispatcher, as ``attnkit.explain`` does."""
+    dtypes the check uses), or None: the dispatcher's message, which names the backend."""
     import torch
 
     from attnkit import explain
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             for dtype in dtypes:
                 reason = _refusal_here(name, dtype)
                 if reason is not None:
-                    raise UserError(f"--backends: {name} cannot run here: {reason}")
+                    raise UserError(f"--backends: {reason}")
     start = time.perf_counter()
     try:
         rows = run_check(default_cases(quick=args.quick), dtypes=dtypes, backends=backends)

@@ -14,8 +14,17 @@ __all__ = ["Parser"]
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus the pointer to ``--help``), exit 2."""
+    """argparse, but a usage error is one line (plus the pointer to ``--help``), exit 2,
+    reported by the (sub)command parser that met it."""
 
     def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
         message = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse API
+        # A subcommand's parser meets the unknown arguments first: reporting them here names
+        # the command and its --help, instead of handing them up to the top-level parser.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
