@@ -22,8 +22,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-import attnkit.models.bert as bert_module  # noqa: E402
-from attnkit.models.bert import (  # noqa: E402
+import attnkit.models.bert_hf as bert_hf  # noqa: E402
+from attnkit.models import (  # noqa: E402
     BertConfig,
     BertEncoder,
     hf_parameter_names,
@@ -541,4 +541,4 @@ def test_missing_safetensors_names_the_extra(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"attnkit\[train\]"):
-        bert_module._read_safetensors(tmp_path / "model.safetensors")
+        bert_hf._read_safetensors(tmp_path / "model.safetensors")

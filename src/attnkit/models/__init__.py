@@ -6,7 +6,8 @@ Each model is a small file with a typed config dataclass. The sequence-to-sequen
 :mod:`attnkit.train.decoding`.
 """
 
-from attnkit.models.bert import BertConfig, BertEncoder, BertOutput, mean_pool, minilm_path
+from attnkit.models.bert import BertConfig, BertEncoder, BertOutput, mean_pool
+from attnkit.models.bert_hf import hf_parameter_names, minilm_path
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.rnn_seq2seq import (
     ATTENTION_KINDS,
@@ -21,5 +22,6 @@ __all__ = [
     "Transformer", "TransformerConfig", "TransformerDecodeState",
     "GPT", "GPTConfig",
     "BertEncoder", "BertConfig", "BertOutput", "mean_pool", "minilm_path",
+    "hf_parameter_names",
     "RNNSeq2Seq", "RNNSeq2SeqConfig", "RNNDecodeState", "build_rnn_seq2seq", "ATTENTION_KINDS",
 ]

@@ -56,8 +56,8 @@ def check_token_ids(ids: object, name: str, *, layout: str = "(B, L)",
     if vocab_size is not None and ids.numel():
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
-            raise ValueError(f"{_prefix(who)}{name} must hold ids in [0, {vocab_size}) (the "
-                             f"vocabulary), got values in [{low}, {high}]")
+            raise ValueError(f"{_prefix(who)}{name} must lie in [0, {vocab_size}) (ids of a "
+                             f"{vocab_size}-entry table), got values in [{low}, {high}]")
     return ids
 
 
