@@ -78,6 +78,7 @@ def test_bench_train_is_wired(monkeypatch, tmp_path):
     (lambda out: overhead.run(lengths=[], out_dir=out), "lengths"),
     (lambda out: overhead.run(lengths=[2.5], out_dir=out), "lengths"),
     (lambda out: overhead.run(lengths=[8], repeats=0, out_dir=out), "repeats"),
+    (lambda out: overhead.run(lengths=[10**9], out_dir=out), "lengths"),
     (lambda out: attention.run(lengths=[0], out_dir=out), "lengths"),
     (lambda out: attention.run(lengths=[8], repeats=0, out_dir=out), "repeats"),
     (lambda out: attention.run(lengths=[8], cases=["nope"], out_dir=out), "cases"),

@@ -19,7 +19,7 @@ BAD_POSITIVE_FLOATS = ["0", "-1", "inf", "-inf", "nan", "abc", ""]
 BAD_NAMES = ["../../x", "/tmp/x", "a/b", "..", ".hidden", "", "a b"]
 # Output paths nobody can write: {file} is a regular file in tmp_path.
 BAD_OUT_DIRS = ["{file}", "{file}/sub", "/proc/attnkit-contract"]
-BAD_OUT_FILES = ["{tmp}", "{file}/sub/rows.json", "/proc/attnkit-contract/rows.json"]
+BAD_OUT_FILES = ["{tmp}", "", "{file}/sub/rows.json", "/proc/attnkit-contract/rows.json"]
 
 WORK = [  # (module, attribute): the calls that measure or check anything
     ("attnkit.check", "run_check"),
@@ -50,6 +50,7 @@ def _cases() -> list[list[str]]:
                   for value in BAD_POSITIVE_FLOATS]
         cases += [prefix + ["--out", path] for path in BAD_OUT_DIRS]
         cases += [prefix + ["--out"], prefix + ["--no-such-flag"], prefix + ["extra"]]
+    cases += [["bench", "overhead", "--lengths", "1000000000"]]  # inputs beyond memory
     attention = ["bench", "attention"]
     cases += [attention + ["--name", name] for name in BAD_NAMES]
     cases += [attention + ["--memory-curve", "--out", path] for path in BAD_OUT_DIRS]

@@ -18,7 +18,6 @@ Run: ``attnkit bench classic`` (with the linear-attention suite), or :func:`run`
 
 from __future__ import annotations
 
-import os
 import resource
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,25 +26,19 @@ from typing import Any
 import torch
 
 from attnkit._validate import check_bool, check_choice, check_int
-from attnkit.bench.timing import check_lengths, measure, peak_memory, write_report
+from attnkit.bench.timing import (
+    available_memory_bytes,
+    check_lengths,
+    measure,
+    peak_memory,
+    write_report,
+)
 
 __all__ = ["run", "setup"]
 
 IMPLS = {"chunked": 0, "broadcast": None}  # name -> AdditiveAttention(chunk_threshold=...)
 _COLUMNS = ["impl", "batch", "length", "dim", "median_s", "peak_extra_mib", "status",
             "time_ratio", "memory_ratio"]
-
-
-def _available_bytes() -> int:
-    """MemAvailable from /proc/meminfo (Linux), else total physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _estimate_bytes(impl: str, batch: int, length: int, dim: int) -> int:
@@ -122,7 +115,7 @@ def run(quick: bool = False, out_dir: str | Path = "benchmarks/results", *,
         for impl in ("broadcast", "chunked"):
             row: dict[str, Any] = {"impl": impl, "batch": batch, "length": length, "dim": dim,
                                    "median_s": None, "peak_extra_mib": None, "status": "ok"}
-            need, have = _estimate_bytes(impl, batch, length, dim), _available_bytes()
+            need, have = _estimate_bytes(impl, batch, length, dim), available_memory_bytes()
             if device == "cpu" and need > 0.8 * have:
                 row["status"] = (f"not run: needs ~{need / 2**30:.1f} GiB, "
                                  f"{have / 2**30:.1f} GiB available")

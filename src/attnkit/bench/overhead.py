@@ -18,15 +18,28 @@ import torch.nn.functional as F
 from attnkit._validate import check_int
 from attnkit.bench.timing import (
     attention_flops,
+    available_memory_bytes,
     check_lengths,
     measure_interleaved,
     write_report,
 )
 from attnkit.functional.attention import attention
 
-__all__ = ["run"]
+__all__ = ["run", "lengths_refusal"]
 
 COLUMNS = ("case", "L", "mode", "sdpa_ms", "attnkit_ms", "ratio_vs_sdpa", "attnkit_gflops")
+
+
+def lengths_refusal(lengths: Sequence[int], heads: int = 8, head_dim: int = 64) -> str | None:
+    """Why the inputs of the longest case would not fit in the memory available, or None.
+    A forward+backward case holds ``q, k, v``, their gradients and ``grad_out``: seven
+    ``(1, H, L, D)`` float32 tensors."""
+    need = 7 * heads * max(lengths) * head_dim * 4
+    have = available_memory_bytes()
+    if need > 0.8 * have:
+        return (f"L={max(lengths)} needs ~{need / 2**30:.1f} GiB for its inputs, "
+                f"{have / 2**30:.1f} GiB available")
+    return None
 
 
 def _callables(L: int, causal: bool, backward: bool, heads: int = 8, head_dim: int = 64):
@@ -59,6 +72,9 @@ def run(lengths: Sequence[int] = (1024, 4096), repeats: int = 7,
     """
     lengths = check_lengths(lengths)
     check_int(repeats, "repeats", minimum=1)
+    reason = lengths_refusal(lengths)
+    if reason is not None:
+        raise ValueError(f"lengths: {reason}")
     rows = []
     for L in lengths:
         for causal in (False, True):

@@ -54,8 +54,8 @@ def _add_attention(suites) -> None:
                         help="skip candidates that would materialize more than this many GiB "
                              "(default %(default)s)")
     parser.add_argument("--memory-curve", action="store_true",
-                        help="only measure tiled fwd+bwd peak memory at --lengths "
-                             "(report memory_curve)")
+                        help="only measure tiled causal fwd+bwd peak memory at --lengths "
+                             "(report memory_curve; the other options do not apply)")
     parser.add_argument("--name", default="attention",
                         help="report file name, without extension (default %(default)s)")
     _out(parser)
@@ -109,6 +109,9 @@ def command_line(args: argparse.Namespace) -> str:
 def _run_overhead(args: argparse.Namespace, command: str) -> None:
     from attnkit.bench import overhead
 
+    reason = overhead.lengths_refusal(args.lengths)
+    if reason is not None:
+        raise UserError(f"--lengths: {reason}")
     overhead.run(lengths=args.lengths, repeats=args.repeats, out_dir=args.out, command=command)
 
 
