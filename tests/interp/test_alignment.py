@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit.interp.alignment import Alignment, format_alignment, plot_alignments
+from attnkit.interp import Alignment, alignment_figure, format_alignment, plot_alignments
 
 
 def _example():
@@ -33,6 +33,16 @@ def test_shape_and_type_checks():
         Alignment(["a"], ["b"], [[1.0]])
     with pytest.raises(ValueError, match="width"):
         format_alignment(_example(), width=1)
+    with pytest.raises(ValueError, match="finite"):
+        Alignment(["a"], ["b"], torch.tensor([[float("nan")]]))
+    with pytest.raises(TypeError, match="floating"):
+        Alignment(["a"], ["b"], torch.tensor([[1]]))
+    with pytest.raises(TypeError, match="source_tokens"):
+        Alignment("ab", ["c"], None)
+    with pytest.raises(TypeError, match="target_tokens"):
+        Alignment(["a"], [1], None)
+    with pytest.raises(TypeError, match="title"):
+        Alignment(["a"], ["b"], None, title=None)
 
 
 def test_plot_writes_a_png_grid(tmp_path):
@@ -40,5 +50,9 @@ def test_plot_writes_a_png_grid(tmp_path):
     path = plot_alignments([[_example(), none], [_example()]], tmp_path / "sub" / "a.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
-    with pytest.raises(ValueError, match="rows"):
-        plot_alignments([], tmp_path / "b.png")
+    for bad in ([], [[]], "ab"):
+        with pytest.raises(ValueError, match="rows"):
+            plot_alignments(bad, tmp_path / "b.png")
+    with pytest.raises(TypeError, match="rows"):
+        alignment_figure([[_example(), "x"]])
+    assert not (tmp_path / "b.png").exists()

@@ -4,13 +4,12 @@ An :class:`Alignment` holds the source tokens (S), the output tokens (T) and a (
 weight matrix whose row ``t`` is the attention distribution the decoder used when it
 produced output token ``t`` (Bahdanau et al. 2014, arXiv:1409.0473, Figure 3 draws the
 same matrix transposed). :func:`format_alignment` prints it as a table in the terminal;
-:func:`plot_alignments` draws several side by side in one PNG (matplotlib, the ``viz``
-extra).
+:func:`alignment_figure` draws several side by side (matplotlib, the ``viz`` extra) and
+:func:`plot_alignments` writes that figure as a PNG.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Alignment", "format_alignment", "plot_alignments", "save_png"]
+from attnkit.interp.figures import pyplot, save_png
+
+__all__ = ["Alignment", "format_alignment", "alignment_figure", "plot_alignments"]
 
 
 @dataclass
@@ -39,6 +40,14 @@ class Alignment:
     title: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("source_tokens", "target_tokens"):
+            tokens = getattr(self, name)
+            if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str)
+                                                                for t in tokens):
+                raise TypeError(f"{name}: expected a list of str, got {tokens!r:.80}")
+            setattr(self, name, list(tokens))
+        if not isinstance(self.title, str):
+            raise TypeError(f"title: expected a str, got {type(self.title).__name__}")
         if self.weights is None:
             return
         if not isinstance(self.weights, torch.Tensor) or self.weights.dim() != 2:
@@ -48,6 +57,10 @@ class Alignment:
         if tuple(self.weights.shape) != expected:
             raise ValueError(f"weights: expected shape (T, S) = {expected} from the token "
                              f"lists, got {tuple(self.weights.shape)}")
+        if not self.weights.is_floating_point():
+            raise TypeError(f"weights: expected a floating-point tensor, got {self.weights.dtype}")
+        if not bool(self.weights.isfinite().all()):
+            raise ValueError("weights: expected finite values, got NaN or inf")
 
 
 def _label(token: str) -> str:
@@ -91,29 +104,25 @@ def format_alignment(alignment: Alignment, *, width: int = 6) -> str:
     return "\n".join(lines)
 
 
-def plot_alignments(rows: Sequence[Sequence[Alignment]], path: str | os.PathLike, *,
-                    dpi: int = 110) -> Path:
-    """Draw a grid of alignment heatmaps and save it as a PNG (atomically).
+def alignment_figure(rows: Sequence[Sequence[Alignment]]):
+    """A grid of alignment heatmaps as a matplotlib Figure.
 
     Args:
         rows: a grid, ``rows[i][j]`` the alignment of sentence i under model j (one row per
             sentence, one column per model); a ``weights=None`` entry is drawn as a note.
-        path: where to write the PNG.
-        dpi: resolution.
 
     Returns:
-        the written path.
+        the figure (render it with :func:`attnkit.interp.figures.figure_png`, which closes it).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("plot_alignments needs matplotlib: pip install 'attnkit[viz]'") \
-            from exc
-    if not rows or not all(rows):
-        raise ValueError("rows: expected a non-empty grid of alignments")
+    if (isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not rows
+            or not all(isinstance(r, Sequence) and r for r in rows)):
+        raise ValueError("rows: expected a non-empty grid (a list of non-empty lists) of "
+                         "alignments")
+    for row in rows:
+        for item in row:
+            if not isinstance(item, Alignment):
+                raise TypeError(f"rows: expected Alignment entries, got {type(item).__name__}")
+    plt = pyplot()
     num_rows, num_cols = len(rows), max(len(r) for r in rows)
     cell_w = max(max(len(a.source_tokens) for r in rows for a in r) * 0.38, 3.0)
     cell_h = max(max(len(a.target_tokens) for r in rows for a in r) * 0.32, 2.5)
@@ -141,18 +150,14 @@ def plot_alignments(rows: Sequence[Sequence[Alignment]], path: str | os.PathLike
             ax.set_yticklabels([_label(t) for t in item.target_tokens], fontsize=7)
             ax.set_title(item.title, fontsize=8)
     fig.tight_layout()
-    return save_png(fig, path, dpi=dpi)
+    return fig
 
 
-def save_png(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
-    """Render a matplotlib figure to PNG in memory, write it atomically, close the figure."""
-    import matplotlib.pyplot as plt
+def plot_alignments(rows: Sequence[Sequence[Alignment]], path: str | os.PathLike, *,
+                    dpi: int = 110) -> Path:
+    """Draw :func:`alignment_figure` of ``rows`` and write it to ``path`` as a PNG (atomically).
 
-    from attnkit._io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    Returns:
+        the written path.
+    """
+    return save_png(alignment_figure(rows), path, dpi=dpi)

@@ -1,0 +1,246 @@
+"""``attnkit translate``: flags onto :class:`TranslateConfig`, then train, eval, text or compare.
+
+``attnkit translate`` with no action is the main job: build the corpus if missing, train the
+default Transformer for its budget, evaluate, and write the report. ``--quick`` (every
+action that trains) is the preset of :data:`~attnkit.experiments.translate.config.PRESETS`:
+a tiny model, a one-minute budget and a small test set; flags given explicitly override it.
+
+Every flag is checked by argparse, and every path before training starts (an unwritable
+``--out``/``--json``/``--data-dir``, a ``--resume`` whose checkpoint was trained with another
+model or vocabulary): a mistake costs seconds, not the run. This module imports nothing
+heavy at module level; the work is in the modules of this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from attnkit._validate import arg_float, arg_int, output_file
+from attnkit.errors import UserError
+from attnkit.experiments.translate.config import (
+    AMP_MODES,
+    LANGS,
+    MAX_BEAM,
+    MAX_MINUTES,
+    MIN_VOCAB,
+    MODEL_KINDS,
+    PRESETS,
+    SIZES,
+    CompareConfig,
+    TranslateConfig,
+    preset,
+)
+
+__all__ = ["HELP", "add_parser", "run"]
+
+HELP = "the main job: English->French translation on gettext catalogs"
+
+MAX_BATCH_TOKENS = 1 << 20  # beyond this the logits alone outgrow any memory (a typo)
+MAX_VOCAB = 1_000_000  # the BPE trainer's counts are 32-bit; real vocabularies are far smaller
+MAX_SEED = 2**32 - 1
+
+# Flags whose value --quick may supply: argparse default None means "not given".
+_PRESET_FLAGS = ("minutes", "size", "vocab_size", "max_tokens", "warmup_steps", "eval_every",
+                 "checkpoint_every", "beam_size", "test_limit")
+_BASE_FLAGS = ("lang", "max_steps", "size", "vocab_size", "max_tokens", "lr", "warmup_steps",
+               "eval_every", "checkpoint_every", "beam_size", "test_limit", "seed", "data_dir",
+               "amp")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) -> None:
+    d = TranslateConfig()
+    quick = PRESETS["quick"]
+
+    def default(name: str, value=None) -> str:
+        value = getattr(d, name) if value is None else value
+        return f"(default {value}; --quick: {quick[name]})" if name in quick \
+            else f"(default {value})"
+
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run under 2 minutes on 2 CPU cores: tiny model, "
+                             "1-minute budget, 64 test sentences")
+    parser.add_argument("--lang", choices=LANGS, default=d.lang,
+                        help="target language (default %(default)s)")
+    parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
+                        default=None, help="training wall-clock budget per model "
+                                           + default("minutes", minutes))
+    parser.add_argument("--max-steps", type=arg_int(1), default=d.max_steps,
+                        help="stop after this many updates if the budget lasts longer")
+    parser.add_argument("--size", choices=SIZES, default=None,
+                        help="model size preset " + default("size"))
+    parser.add_argument("--vocab-size", type=arg_int(MIN_VOCAB, MAX_VOCAB), default=None,
+                        help="joint BPE vocabulary " + default("vocab_size"))
+    parser.add_argument("--max-tokens", type=arg_int(1, MAX_BATCH_TOKENS), default=None,
+                        help="padded tokens per batch " + default("max_tokens"))
+    parser.add_argument("--lr", type=arg_float(0.0, low_open=True), default=None,
+                        help="peak learning rate (default: 7e-4 transformer, 1e-3 RNNs)")
+    parser.add_argument("--warmup-steps", type=arg_int(0), default=None,
+                        help="linear warmup updates " + default("warmup_steps"))
+    parser.add_argument("--eval-every", type=arg_int(1), default=None,
+                        help="validation loss every N updates " + default("eval_every"))
+    parser.add_argument("--checkpoint-every", type=arg_int(1), default=None,
+                        help="checkpoint every N updates " + default("checkpoint_every"))
+    parser.add_argument("--beam-size", type=arg_int(1, MAX_BEAM), default=None,
+                        help="test-set beam size " + default("beam_size"))
+    parser.add_argument("--test-limit", type=arg_int(1), default=None,
+                        help="evaluate on the first N test pairs only " + default(
+                            "test_limit", "all"))
+    parser.add_argument("--seed", type=arg_int(0, MAX_SEED), default=d.seed)
+    parser.add_argument("--data-dir", default=None,
+                        help="corpus cache (default $ATTNKIT_DATA or ~/.cache/attnkit)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--amp", choices=AMP_MODES, default=d.amp,
+                        help="bf16 autocast: auto = where the hardware has native bf16 "
+                             "(default %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(default_minutes=minutes)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``translate`` and its actions (train, eval, text, compare)."""
+    translate = subparsers.add_parser(
+        "translate", help=HELP,
+        description="English->French translation on a real corpus of gettext catalogs. "
+                    "Without an action: build the corpus if missing, train the default "
+                    "Transformer for --minutes, evaluate on the test split (sacreBLEU BLEU "
+                    "and chrF), and write a report directory (metrics.json, README.md, "
+                    "report.html, alignments.png, checkpoints/).")
+    _add_training_options(translate, minutes=12.0)
+    translate.add_argument("--out", default=None, help="report directory (default "
+                                                       "runs/translate-transformer)")
+    translate.set_defaults(action=None, model="transformer")
+    actions = translate.add_subparsers(dest="action", metavar="ACTION")
+
+    train = actions.add_parser("train", help="train one model and evaluate it")
+    train.add_argument("--model", choices=sorted(MODEL_KINDS), default="transformer",
+                       help="transformer | rnn-attention (Bahdanau) | rnn-luong | "
+                            "rnn-local-p | rnn-none (no attention)")
+    _add_training_options(train, minutes=12.0)
+    train.add_argument("--out", default=None, help="report directory "
+                                                   "(default runs/translate-<model>)")
+
+    evaluate = actions.add_parser("eval", help="BLEU/chrF of a checkpoint on the test split")
+    evaluate.add_argument("checkpoint", help="report directory, checkpoints/ or ckpt-* folder")
+    evaluate.add_argument("--beam-size", type=arg_int(1, MAX_BEAM), default=None)
+    evaluate.add_argument("--test-limit", type=arg_int(1), default=None)
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+
+    text = actions.add_parser("text", help="translate one sentence and show its alignment")
+    text.add_argument("checkpoint", help="report directory, checkpoints/ or ckpt-* folder")
+    text.add_argument("text", help='the English sentence, e.g. "Open the file"')
+    text.add_argument("--beam-size", type=arg_int(1, MAX_BEAM), default=4)
+    text.add_argument("--no-alignment", action="store_true", help="print the translation only")
+
+    comp = actions.add_parser(
+        "compare", help="rnn-none vs rnn-attention vs transformer under one budget",
+        description="Train several models on the same corpus, tokenizer and wall-clock "
+                    "budget; write BLEU/chrF per model, BLEU by source length, throughput "
+                    "and side-by-side alignment plots.")
+    comp.add_argument("--models", nargs="+", choices=sorted(MODEL_KINDS),
+                      default=["rnn-none", "rnn-attention", "transformer"])
+    _add_training_options(comp, minutes=10.0)
+    comp.add_argument("--out", default=None, help="report directory (default "
+                                                  "runs/translate-compare)")
+    return translate
+
+
+def _base(args: argparse.Namespace) -> dict:
+    """TranslateConfig fields from the flags: given flags, else the --quick preset, else
+    the config's defaults (fields left out)."""
+    values = preset("quick" if args.quick else None)
+    values.pop("minutes", None)  # per model: set by the caller
+    values.update({name: getattr(args, name) for name in _BASE_FLAGS
+                   if getattr(args, name) is not None})
+    values["progress"] = not args.no_progress
+    return values
+
+
+def _minutes(args: argparse.Namespace) -> float:
+    if args.minutes is not None:
+        return args.minutes
+    return PRESETS["quick"]["minutes"] if args.quick else args.default_minutes
+
+
+def _print_samples(metrics: dict) -> None:
+    print("\nsamples from the test split:")
+    for sample in metrics["samples"][:5]:
+        print(f"  en:  {sample['source']}\n  ref: {sample['reference']}\n"
+              f"  out: {sample['output']}\n")
+    print(f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  "
+          f"({metrics['bleu_signature']})")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from attnkit.experiments.translate.run import train
+
+    suffix = "-quick" if args.quick else ""
+    out = args.out if args.out is not None else f"runs/translate-{args.model}{suffix}"
+    config = TranslateConfig(**_base(args), model=args.model, minutes=_minutes(args), out=out)
+    metrics = train(config, resume=args.resume)
+    if "samples" in metrics:  # torchrun workers other than rank 0 do not evaluate
+        _print_samples(metrics)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from attnkit._io import atomic_write_json
+    from attnkit.experiments.translate.evaluate import evaluate
+
+    if args.json:
+        output_file(args.json, "--json")
+    metrics = evaluate(args.checkpoint, beam_size=args.beam_size, test_limit=args.test_limit,
+                       data_dir=args.data_dir)
+    for bucket in metrics["by_length"]:
+        bleu = f"{bucket['bleu']:6.2f}" if "bleu" in bucket else "     -"
+        print(f"  {bucket['bucket']:>6} words  {bucket['sentences']:5d} sentences  BLEU {bleu}")
+    print(f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  "
+          f"({metrics['bleu_signature']})")
+    if args.json:
+        atomic_write_json(args.json, metrics)
+    return 0
+
+
+def _cmd_text(args: argparse.Namespace) -> int:
+    from attnkit.experiments.translate.translator import translate_text
+    from attnkit.interp import format_alignment
+
+    output, alignment = translate_text(args.checkpoint, args.text, beam_size=args.beam_size)
+    print(output)
+    if not args.no_alignment:
+        print()
+        print(format_alignment(alignment))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from attnkit.experiments.translate.compare import compare
+
+    repeated = sorted({name for name in args.models if args.models.count(name) > 1})
+    if repeated:
+        raise UserError(f"--models: each model may appear once, got {', '.join(repeated)} "
+                        f"twice")
+    suffix = "-quick" if args.quick else ""
+    out = args.out if args.out is not None else f"runs/translate-compare{suffix}"
+    summary = compare(CompareConfig(models=list(args.models), minutes=_minutes(args), out=out,
+                                    base=_base(args)), resume=args.resume)
+    for name, row in summary["models"].items():
+        print(f"{name:<14} BLEU {row['bleu']:6.2f}  chrF {row['chrf']:6.2f}  "
+              f"{row['parameters'] / 1e6:5.2f}M params  {row['updates']} updates")
+    return 0
+
+
+_ACTIONS = {None: _cmd_train, "train": _cmd_train, "eval": _cmd_eval, "text": _cmd_text,
+            "compare": _cmd_compare}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the action ``args.action`` (None: the main job, ``train`` with its defaults)."""
+    try:
+        return _ACTIONS[args.action](args)
+    except KeyboardInterrupt:
+        print("attnkit translate: interrupted; the last checkpoint is saved, continue with "
+              "--resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,162 @@
+"""What a translate run is: the model kinds, the run configs and the presets.
+
+Pure data (no torch), so the command line can build its parser from it cheaply.
+
+Model kinds (built by :mod:`attnkit.experiments.translate.model`):
+
+- ``transformer``: :class:`attnkit.models.Transformer` (Vaswani et al. 2017,
+  arXiv:1706.03762), pre-norm, shared embeddings;
+- ``rnn-attention``: bidirectional GRU encoder-decoder with Bahdanau's additive attention
+  (Bahdanau et al. 2014, arXiv:1409.0473);
+- ``rnn-luong``: the same with Luong's global "general" attention and input feeding
+  (Luong et al. 2015, arXiv:1508.04025); ``rnn-local-p``: Luong's predictive local attention;
+- ``rnn-none``: the fixed-vector encoder-decoder (Cho et al. 2014, arXiv:1406.1078;
+  Sutskever et al. 2014, arXiv:1409.3215), the baseline attention was invented to beat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from attnkit._validate import check_bool, check_choice, check_float, check_int
+
+__all__ = ["MODEL_KINDS", "SIZES", "LANGS", "AMP_MODES", "PRESETS", "MIN_VOCAB", "MAX_MINUTES",
+           "MAX_BEAM", "RESUME_FIXED", "TranslateConfig", "CompareConfig", "preset"]
+
+#: model kind -> the seq2seq attention it uses ("transformer": its own multi-head attention)
+MODEL_KINDS: dict[str, str] = {
+    "transformer": "multi-head self/cross attention",
+    "rnn-attention": "bahdanau",
+    "rnn-luong": "luong-general",
+    "rnn-local-p": "local-p",
+    "rnn-none": "none",
+}
+SIZES = ("small", "tiny")
+LANGS = ("fr", "de")
+AMP_MODES = ("auto", "bf16", "off")
+MIN_VOCAB = 260  # the byte-level BPE's 4 special tokens + 256 bytes
+MAX_MINUTES = 1e6  # about two years: any longer budget is a typo (and overflows seconds)
+MAX_BEAM = 64  # beam search keeps beam x vocabulary scores per sentence
+
+#: fields a resumed run must share with its checkpoint: they define the model, the corpus
+#: and the batch stream, so changing them would silently train something else
+RESUME_FIXED = ("model", "size", "lang", "vocab_size", "max_len", "max_tokens", "seed")
+
+#: ``--quick``: a tiny model, a one-minute budget and a small test set; the whole run
+#: (training and evaluation) finishes in under two minutes on two CPU cores
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"size": "tiny", "minutes": 1.0, "vocab_size": 1000, "max_tokens": 1500,
+              "warmup_steps": 50, "eval_every": 100, "checkpoint_every": 100, "beam_size": 2,
+              "test_limit": 64},
+}
+
+_DEFAULT_LR = {"transformer": 7e-4}  # the recurrent models use 1e-3
+
+
+@dataclass
+class TranslateConfig:
+    """One training run of ``attnkit translate train``."""
+
+    model: str = "transformer"  # one of MODEL_KINDS
+    lang: str = "fr"  # target language of the corpus ("fr" or "de")
+    minutes: float = 12.0  # training wall-clock budget (evaluation comes after)
+    max_steps: int = 200_000  # stop earlier than the budget after this many updates
+    size: str = "small"  # "small" (the reported runs) or "tiny" (tests, smoke runs)
+    vocab_size: int = 8000  # joint BPE vocabulary, specials included
+    max_tokens: int = 3000  # padded tokens per batch
+    max_len: int = 96  # longest sentence kept for training, in tokens
+    lr: float | None = None  # peak learning rate (None: 7e-4 transformer, 1e-3 RNNs)
+    warmup_steps: int = 300  # linear warmup updates, then inverse-sqrt decay
+    label_smoothing: float = 0.1  # on the training loss
+    eval_every: int = 500  # validation loss every N updates
+    checkpoint_every: int = 500  # checkpoint every N updates (and at the end / on Ctrl-C)
+    beam_size: int = 4  # test-set decoding (1: greedy)
+    length_penalty: float = 0.6  # GNMT length-penalty alpha for beam search
+    seed: int = 0  # seeds model init, batch order and dropout
+    data_dir: str | None = None  # corpus cache (None: $ATTNKIT_DATA or ~/.cache/attnkit)
+    out: str | None = None  # report directory (None: runs/translate-<model>)
+    progress: bool = True  # tqdm progress bar when stderr is a terminal
+    amp: str = "auto"  # bf16 autocast where the hardware has native bf16 (see TrainConfig)
+    test_limit: int | None = None  # evaluate on the first N test pairs only (None: all)
+
+    def __post_init__(self) -> None:
+        check_choice(self.model, "model", sorted(MODEL_KINDS))
+        check_choice(self.lang, "lang", LANGS)
+        check_choice(self.size, "size", SIZES)
+        check_choice(self.amp, "amp", AMP_MODES)
+        self.minutes = check_float(self.minutes, "minutes", low=0.0, low_open=True,
+                                   high=MAX_MINUTES)
+        for name in ("max_steps", "max_tokens", "max_len", "eval_every", "checkpoint_every"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.vocab_size, "vocab_size", minimum=MIN_VOCAB)
+        check_int(self.beam_size, "beam_size", minimum=1, maximum=MAX_BEAM)
+        check_int(self.warmup_steps, "warmup_steps", minimum=0)
+        check_int(self.seed, "seed", minimum=0)
+        if self.test_limit is not None:
+            check_int(self.test_limit, "test_limit", minimum=1)
+        if self.lr is not None:
+            self.lr = check_float(self.lr, "lr", low=0.0, low_open=True)
+        self.label_smoothing = check_float(self.label_smoothing, "label_smoothing", low=0.0,
+                                           high=1.0, high_open=True)
+        self.length_penalty = check_float(self.length_penalty, "length_penalty", low=0.0)
+        check_bool(self.progress, "progress")
+        for name in ("data_dir", "out"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name}: expected a path string or None, got "
+                                f"{type(value).__name__}")
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.out if self.out is not None else f"runs/translate-{self.model}")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else _DEFAULT_LR.get(self.model, 1e-3)
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any], **overrides: Any) -> TranslateConfig:
+        """The config stored in a checkpoint (unknown keys dropped), with ``overrides``
+        that are not None applied."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in stored.items() if k in known}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class CompareConfig:
+    """``attnkit translate compare``: several models, same corpus/tokenizer/budget."""
+
+    models: list[str] = field(default_factory=lambda: ["rnn-none", "rnn-attention",
+                                                       "transformer"])
+    minutes: float = 10.0  # training budget per model
+    out: str = "runs/translate-compare"  # report directory (one subfolder per model)
+    base: dict[str, Any] = field(default_factory=dict)  # other TranslateConfig fields
+
+    def __post_init__(self) -> None:
+        if isinstance(self.models, str) or not self.models:
+            raise ValueError(f"models: expected a non-empty list of names from "
+                             f"{sorted(MODEL_KINDS)}, got {self.models!r}")
+        for name in self.models:
+            check_choice(name, "models[]", sorted(MODEL_KINDS))
+        repeated = sorted({name for name in self.models if self.models.count(name) > 1})
+        if repeated:
+            raise ValueError(f"models: each model may appear once, got {repeated} twice")
+        self.minutes = check_float(self.minutes, "minutes", low=0.0, low_open=True,
+                                   high=MAX_MINUTES)
+        if not isinstance(self.out, str):
+            raise TypeError(f"out: expected a path string, got {type(self.out).__name__}")
+        overlap = {"model", "minutes", "out"} & set(self.base)
+        if overlap:
+            raise ValueError(f"base: {sorted(overlap)} are set per model by compare")
+        TranslateConfig(**self.base)  # validates the shared fields once, up front
+
+
+def preset(name: str | None) -> dict[str, Any]:
+    """The TranslateConfig fields of preset ``name`` (None: no preset, the defaults)."""
+    if name is None:
+        return {}
+    return dict(PRESETS[check_choice(name, "preset", sorted(PRESETS))])

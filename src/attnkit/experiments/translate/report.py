@@ -1,0 +1,62 @@
+"""The report of one translate run: summary, BLEU by length, samples, alignment plots.
+
+Written with the shared :class:`attnkit.experiments.report.Report`: ``metrics.json``,
+``README.md``, ``alignments.png`` and ``report.html`` in the run's report directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attnkit.experiments.report import Report
+from attnkit.experiments.translate.evaluate import alignment_sentences
+from attnkit.experiments.translate.translator import Translator
+from attnkit.interp import alignment_figure
+
+__all__ = ["write_run_report", "by_length_rows"]
+
+
+def by_length_rows(by_length: list[dict[str, Any]]) -> list[list[Any]]:
+    """Rows (bucket, sentences, BLEU, chrF) of a ``by_length`` metrics list."""
+    return [[b["bucket"], b["sentences"], b.get("bleu"), b.get("chrf")] for b in by_length]
+
+
+def _summary(m: dict[str, Any]) -> list[str]:
+    t, corpus = m["training"], m["corpus"]
+    return [
+        f"corpus: {corpus['pairs']['train']} train / {corpus['pairs']['valid']} valid / "
+        f"{corpus['pairs']['test']} test pairs from {corpus['catalogs']} gettext catalogs "
+        f"({corpus['path']})",
+        f"model: {t['parameters'] / 1e6:.2f}M parameters, {t.get('step', 0)} updates "
+        f"({t['epochs']:.2f} epochs) in {t.get('elapsed_s', 0) / 60:.1f} min, "
+        f"{t.get('tokens_per_s', 0):.0f} tokens/s, {t['threads']} torch threads, "
+        f"autocast {t.get('autocast', 'off')}",
+        f"test: **BLEU {m['bleu']:.2f}**, **chrF {m['chrf']:.2f}** on {m['test_sentences']} "
+        f"sentences (beam {m['beam_size']}, length penalty {m['length_penalty']})",
+        f"signatures: `{m['bleu_signature']}`, `{m['chrf_signature']}`",
+    ]
+
+
+def write_run_report(out: Path, metrics: dict[str, Any], translator: Translator,
+                     test_pairs) -> Path:
+    """Plot the alignments of a few test sentences and write the run's report to ``out``.
+
+    ``metrics`` (from training and :func:`~attnkit.experiments.translate.evaluate.evaluate_split`)
+    gains ``alignment_sentences``, the sentences plotted.
+    """
+    sentences = alignment_sentences(test_pairs)
+    _, alignments = translator.translate(sentences, return_alignment=True)
+    metrics["alignment_sentences"] = sentences
+    report = Report(out, title=f"attnkit translate: {metrics['model']} "
+                               f"(en->{metrics['corpus']['lang']})")
+    report.add_list(_summary(metrics))
+    report.add_table(["words", "sentences", "BLEU", "chrF"], by_length_rows(metrics["by_length"]),
+                     title="BLEU by English source length (words)")
+    report.add_table(["source", "reference", "output"],
+                     [[s["source"], s["reference"], s["output"]] for s in metrics["samples"]],
+                     title="Samples")
+    report.add_figure("alignments", alignment_figure([[a] for a in alignments]),
+                      caption="attention of the decoder over the source, one test sentence "
+                              "per row")
+    return report.write(metrics)

@@ -1,0 +1,208 @@
+"""One translate run: corpus, tokenizer, model, training for a wall-clock budget, evaluation,
+report.
+
+The corpus is real software text (the English message ids and French/German translations of
+gettext catalogs, :mod:`attnkit.data`), built from this system's catalogs on first use; the
+tokenizer is a joint byte-level BPE trained on the train split. Training is
+:class:`attnkit.train.Trainer` (AdamW, inverse-sqrt warmup, label smoothing, checkpoints that
+resume exactly); evaluation is :func:`~attnkit.experiments.translate.evaluate.evaluate_split`
+on the test split. Under torchrun every process trains on its share of each batch and
+process 0 alone builds the corpus, evaluates and writes the report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnkit._validate import output_dir
+from attnkit.data import (
+    CorpusNotFoundError,
+    DataError,
+    TranslationBatches,
+    build_corpus,
+    default_roots,
+    load_corpus,
+)
+from attnkit.errors import UserError
+from attnkit.experiments.translate.config import RESUME_FIXED, TranslateConfig
+from attnkit.experiments.translate.evaluate import evaluate_split
+from attnkit.experiments.translate.model import build_model, num_parameters
+from attnkit.experiments.translate.report import write_run_report
+from attnkit.experiments.translate.translator import Translator
+from attnkit.train import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    distributed,
+    latest_checkpoint,
+    load_checkpoint,
+    seq2seq_loss_fn,
+    token_cross_entropy,
+)
+
+__all__ = ["train", "ensure_corpus", "check_run_dir"]
+
+
+def ensure_corpus(lang: str, data_dir: str | None, *, log: Callable[[str], None] = print):
+    """Load the cached corpus, building it from this system's catalogs if it is missing."""
+    try:
+        return load_corpus(lang, data_dir)
+    except CorpusNotFoundError:
+        pass
+    roots = default_roots()  # the same build as `attnkit data build`
+    if not roots:
+        raise DataError(f"no {lang} corpus cached and no system catalog folder (such as "
+                        f"/usr/share/locale) to build one from; run `attnkit data build "
+                        f"--lang {lang} --roots DIR`")
+    log(f"no {lang} corpus cached yet: building it from this system's gettext catalogs "
+        f"(`attnkit data fetch --lang {lang}` adds Debian's catalogs, about 4x more pairs)")
+    build_corpus(lang, roots, data_dir=data_dir, log=log)
+    return load_corpus(lang, data_dir)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_run_dir(config: TranslateConfig, *, resume: bool) -> None:
+    """Refuse, before any work, a report directory this run cannot use: unwritable, holding
+    another run (without ``resume``), or holding a run whose model or data differ from
+    ``config`` (with ``resume``). Raises :class:`UserError` naming the flag."""
+    report = output_dir(config.report_dir, "--out")
+    if config.data_dir is not None:
+        output_dir(config.data_dir, "--data-dir")
+    latest = latest_checkpoint(report / "checkpoints") if report.is_dir() else None
+    if latest is None:
+        return
+    if not resume:
+        raise UserError(f"{report} already holds a run; pass --resume to continue it or "
+                        f"--out to write somewhere else")
+    try:
+        stored = load_checkpoint(latest).state.get("model_config") or {}
+    except CheckpointError as exc:
+        raise UserError(f"--resume: {exc}") from None
+    saved = stored.get("translate_config")
+    if not isinstance(saved, dict):
+        raise UserError(f"--resume: {latest} was not written by `attnkit translate`")
+    wanted = asdict(config)
+    changed = [name for name in RESUME_FIXED if saved.get(name) != wanted[name]]
+    if changed:
+        was = ", ".join(f"{_flag(n)} {saved.get(n)}" for n in changed)
+        now = ", ".join(f"{_flag(n)} {wanted[n]}" for n in changed)
+        raise UserError(f"--resume: {report} was trained with {was}, not {now}; these must "
+                        f"match to resume (use another --out for a new run)")
+
+
+def _valid_loss_fn(pairs, tokenizer, config: TranslateConfig) -> Callable[[Any], dict]:
+    batches = TranslationBatches(pairs, tokenizer, max_tokens=config.max_tokens,
+                                 max_len=config.max_len, seed=0)
+
+    def evaluate_loss(model) -> dict[str, float]:
+        total, tokens = 0.0, 0
+        device = next(model.parameters()).device
+        for step in range(len(batches)):
+            batch = {k: v.to(device) for k, v in batches(step).items()}
+            logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+            loss, count = token_cross_entropy(logits, batch["tgt_out"], pad_id=0)
+            total, tokens = total + float(loss), tokens + int(count)
+        loss = total / max(tokens, 1)
+        return {"valid_loss": loss, "valid_ppl": math.exp(min(loss, 50.0))}
+
+    return evaluate_loss
+
+
+def _prepare(config: TranslateConfig, report: Path, log: Callable[[str], None]):
+    """Process 0 builds the corpus and the tokenizer; then every process loads them."""
+    checkpoints = report / "checkpoints"
+    if distributed.is_main_process():
+        corpus = ensure_corpus(config.lang, config.data_dir, log=log)
+        corpus.tokenizer(vocab_size=config.vocab_size)
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus.tokenizer_path, checkpoints / "tokenizer.json")
+        shutil.copyfile(corpus.tokenizer_path, report / "tokenizer.json")
+    distributed.barrier()
+    corpus = load_corpus(config.lang, config.data_dir)
+    return corpus, corpus.tokenizer(vocab_size=config.vocab_size, train=False)
+
+
+def train(config: TranslateConfig, *, resume: bool = False,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``config.model`` for the budget, evaluate it, write the report; return metrics.
+
+    Raises:
+        UserError: an unusable report or data directory (checked before any work), or a
+            ``resume`` whose checkpoint was trained with another model or data.
+        KeyboardInterrupt: training was interrupted (SIGINT/SIGTERM) after a checkpoint.
+    """
+    if not isinstance(config, TranslateConfig):
+        raise TypeError(f"config: expected a TranslateConfig, got {type(config).__name__}")
+    check_run_dir(config, resume=resume)
+    report = config.report_dir
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not distributed.is_distributed():
+        distributed.init_distributed()
+    corpus, tokenizer = _prepare(config, report, log)
+
+    torch.manual_seed(config.seed)
+    model, description = build_model(config.model, tokenizer.vocab_size, config.size)
+    if torch.cuda.is_available():
+        model = model.to(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+    batches = TranslationBatches(corpus.train, tokenizer, max_tokens=config.max_tokens,
+                                 max_len=config.max_len, seed=config.seed)
+    log(f"{config.model}: {num_parameters(model) / 1e6:.2f}M parameters; corpus "
+        f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} train/valid/test pairs "
+        f"({batches.num_dropped} train pairs over {config.max_len} tokens dropped), "
+        f"{len(batches)} batches per epoch, vocabulary {tokenizer.vocab_size}")
+    train_config = TrainConfig(
+        max_steps=config.max_steps, max_time_s=config.minutes * 60.0, lr=config.peak_lr,
+        warmup_steps=config.warmup_steps, schedule="inverse_sqrt",
+        label_smoothing=config.label_smoothing, eval_every=config.eval_every,
+        checkpoint_every=config.checkpoint_every, out_dir=str(report / "checkpoints"),
+        seed=config.seed, log_every=50, progress=config.progress, amp=config.amp)
+    model_config = {"kind": config.model, "size": config.size, "lang": config.lang,
+                    "vocab_size": tokenizer.vocab_size, **description,
+                    "translate_config": asdict(config)}
+    trainer = Trainer(model, train_config, batches,
+                      seq2seq_loss_fn(pad_id=0, label_smoothing=config.label_smoothing),
+                      eval_fn=_valid_loss_fn(corpus.valid, tokenizer, config),
+                      model_config=model_config, resume=resume)
+    summary = trainer.fit()
+    if summary.get("interrupted"):
+        raise KeyboardInterrupt
+    if not distributed.is_main_process():
+        return {"rank": distributed.get_rank(), "training": summary}
+    translator = Translator(model.eval(), tokenizer, config.model)
+    metrics = evaluate_split(translator, corpus.test, config, log=log)
+    metrics["training"] = _training_metrics(summary, batches, model)
+    metrics["training"]["autocast"] = str(trainer.amp_dtype or "off")
+    metrics["corpus"] = _corpus_metrics(corpus)
+    metrics["config"] = asdict(config)
+    write_run_report(report, metrics, translator, corpus.test)
+    log(f"wrote {report}/ (metrics.json, README.md, report.html, alignments.png, "
+        f"checkpoints/)")
+    return metrics
+
+
+def _training_metrics(summary: dict, batches, model) -> dict[str, Any]:
+    elapsed = summary["elapsed"]
+    return {"step": summary["step"], "elapsed_s": elapsed, "tokens": summary["tokens"],
+            "tokens_per_s": summary["tokens"] / max(elapsed, 1e-9), "loss": summary["loss"],
+            "out_of_time": summary.get("out_of_time", False), **(summary.get("eval") or {}),
+            "parameters": num_parameters(model),
+            "epochs": summary.get("step", 0) / max(len(batches), 1),
+            "threads": torch.get_num_threads()}
+
+
+def _corpus_metrics(corpus) -> dict[str, Any]:
+    manifest = corpus.manifest
+    return {"path": str(corpus.path), "lang": corpus.lang,
+            "pairs": {name: len(corpus.split(name)) for name in ("train", "valid", "test")},
+            "catalogs": len(manifest.get("sources", [])),
+            "splits_sha256": {k: v.get("sha256") for k, v in manifest.get("splits", {}).items()}}
