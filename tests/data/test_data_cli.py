@@ -1,73 +1,18 @@
-"""``attnkit data ...`` argument handling and the Debian fetch, without network or apt."""
+"""``attnkit data build | fetch | info`` end to end on catalogs and packages made here."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from attnkit.cli import _Parser
-from attnkit.data import cli as data_cli
-from attnkit.data import fetch as fetch_module
-from attnkit.data.fetch import (
-    DEBIAN_PACKAGES,
-    FetchError,
-    extract_debs,
-    fetch_debian,
-    packages_for,
-)
-from attnkit.data.gettext import write_mo
+from attnkit.data.translation import catalogs as catalogs_module
+from attnkit.data.translation.gettext import write_mo
 
-
-def parser():
-    root = _Parser(prog="attnkit")
-    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    data_cli.add_data_parser(sub)
-    return root
-
-
-def run(argv):
-    args = parser().parse_args(argv)
-    return args.func(args)
-
-
-def one_line(text):
-    return len(text.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("argv", [
-    ["data"], ["data", "build"], ["data", "build", "--lang", "es"],
-    ["data", "build", "--lang", "fr", "--vocab-size", "10"],
-    ["data", "build", "--lang", "fr", "--vocab-size", "many"],
-    ["data", "info", "--lang", "fr", "--bogus"], ["data", "fetch"],
-])
-def test_bad_arguments_exit_2_with_one_line(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parser().parse_args(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert one_line(err) and "error:" in err
-
-
-def test_help_works(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parser().parse_args(["data", "fetch", "--help"])
-    assert exit_info.value.code == 0 and "--keep-debs" in capsys.readouterr().out
-
-
-def test_build_errors_print_one_line(tmp_path, capsys):
-    code = run(["data", "build", "--lang", "fr", "--roots", str(tmp_path / "nope"),
-                "--data-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2 and one_line(err) and "not a folder" in err
-    code = run(["data", "info", "--lang", "de", "--data-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2 and one_line(err) and "attnkit data fetch --lang de" in err
-
+needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 
 SENTENCES = [
     ("Open the selected file", "Ouvrir le fichier sélectionné"),
@@ -75,109 +20,137 @@ SENTENCES = [
     ("Delete all selected messages", "Supprimer tous les messages sélectionnés"),
     ("Show hidden files and folders", "Afficher les fichiers et dossiers cachés"),
 ]
+CATALOG = [(None, en, None, (fr,)) for en, fr in SENTENCES]
 
 
-def test_build_then_info(tmp_path, capsys):
+def one_line(text):
+    return len(text.strip().splitlines()) == 1 and "Traceback" not in text
+
+
+def test_help_works(attnkit_main, capsys):
+    assert attnkit_main(["data", "fetch", "--help"]) == 0
+    assert "--keep-debs" in capsys.readouterr().out
+
+
+def test_build_then_info(attnkit_main, tmp_path, capsys):
     pytest.importorskip("tokenizers")
-    write_mo(tmp_path / "roots" / "fr" / "LC_MESSAGES" / "demo.mo",
-             [(None, en, None, (fr,)) for en, fr in SENTENCES])
+    write_mo(tmp_path / "roots" / "fr" / "LC_MESSAGES" / "demo.mo", CATALOG)
     argv = ["--lang", "fr", "--roots", str(tmp_path / "roots"), "--data-dir",
             str(tmp_path / "data"), "--vocab-size", "300"]
-    assert run(["data", "build", *argv]) == 0
+    assert attnkit_main(["data", "build", *argv]) == 0
     out = capsys.readouterr().out
     assert "tokenizer:" in out and (tmp_path / "data" / "gettext-en-fr" /
                                     "tokenizer.json").is_file()
-    assert run(["data", "build", *argv]) == 0
+    assert attnkit_main(["data", "build", *argv]) == 0
     assert "already built" in capsys.readouterr().out
-    assert run(["data", "info", "--lang", "fr", "--data-dir", str(tmp_path / "data")]) == 0
+    assert attnkit_main(["data", "info", "--lang", "fr", "--data-dir",
+                         str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
     assert "pairs: train" in out and "catalogs: 1 (0 unreadable)" in out and "vocab" in out
 
 
+def test_info_without_a_corpus_says_how_to_build_one(attnkit_main, tmp_path, capsys):
+    assert attnkit_main(["data", "info", "--lang", "de", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and "attnkit data fetch --lang de" in err
+
+
+def test_info_on_a_broken_manifest_is_one_line(attnkit_main, tmp_path, capsys):
+    corpus = tmp_path / "gettext-en-fr"
+    corpus.mkdir()
+    for content in ("{not json", "[]", json.dumps({"format": 1})):
+        (corpus / "manifest.json").write_text(content)
+        assert attnkit_main(["data", "info", "--lang", "fr", "--data-dir",
+                             str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert one_line(err) and "rebuild with --force" in err
+
+
+def test_info_with_a_broken_tokenizer_reports_it(attnkit_main, tmp_path, capsys):
+    pytest.importorskip("tokenizers")
+    write_mo(tmp_path / "roots" / "fr" / "LC_MESSAGES" / "demo.mo", CATALOG)
+    argv = ["--lang", "fr", "--data-dir", str(tmp_path / "data")]
+    assert attnkit_main(["data", "build", *argv, "--roots", str(tmp_path / "roots"),
+                         "--vocab-size", "300"]) == 0
+    (tmp_path / "data" / "gettext-en-fr" / "tokenizer.json").write_text("{broken")
+    capsys.readouterr()
+    assert attnkit_main(["data", "info", *argv]) == 0
+    assert "is not a tokenizer file" in capsys.readouterr().out
+
+
+def test_non_utf8_catalog_paths_build_and_print(attnkit_main, tmp_path, capsys):
+    pytest.importorskip("tokenizers")
+    root = Path(os.fsdecode(bytes(tmp_path / "roots") + b"/caf\xe9"))
+    write_mo(root / "fr" / "LC_MESSAGES" / "demo.mo", CATALOG)
+    (root / "fr" / "LC_MESSAGES" / "bad\xff.mo".encode("latin-1").decode(
+        "utf-8", "surrogateescape")).write_bytes(b"junk")
+    argv = ["--lang", "fr", "--data-dir", str(tmp_path / "data")]
+    assert attnkit_main(["data", "build", *argv, "--roots", str(root),
+                         "--vocab-size", "300"]) == 0
+    assert attnkit_main(["data", "info", *argv]) == 0
+    out = capsys.readouterr().out
+    assert "caf\\xe9" in out and "bad\\xff.mo" in out  # the skipped catalog, escaped
+    manifest = json.loads((tmp_path / "data" / "gettext-en-fr" / "manifest.json").read_text())
+    assert all("\\x" in s["path"] for s in manifest["sources"])
+
+
 # --------------------------------------------------------------------------------- fetch
 
-def test_package_list():
-    assert len(DEBIAN_PACKAGES) == 45 == len(set(DEBIAN_PACKAGES))
-    fr = packages_for("fr")
-    assert "libreoffice-l10n-fr" in fr and "libreoffice-l10n-de" not in fr
-    assert len(fr) == 44 and "git" in packages_for("de")
-    assert packages_for("de", ["a-l10n-fr", "b"]) == ["b"]
+def test_fetch_without_apt_is_a_clear_error(attnkit_main, monkeypatch, tmp_path, capsys):
+    from attnkit.data.translation import fetch as fetch_module
 
-
-def test_fetch_without_apt_is_a_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(fetch_module.shutil, "which", lambda name: None)
-    with pytest.raises(FetchError, match="needs apt-get") as info:
-        fetch_debian("fr", dest=tmp_path)
-    assert isinstance(info.value, RuntimeError)
-    code = run(["data", "fetch", "--lang", "fr", "--data-dir", str(tmp_path)])
+    code = attnkit_main(["data", "fetch", "--lang", "fr", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and one_line(err) and "apt-get" in err
-    assert [p for p in tmp_path.iterdir()] == []  # the work folder is cleaned up
-
-
-needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
-
-
-def make_deb(tmp_path, name, version, files):
-    """A real .deb (built with dpkg-deb) holding ``files`` ({install path: bytes})."""
-    tree = tmp_path / "tree" / name
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@t>\n"
-        f"Description: test\n")
-    for install_path, data in files.items():
-        path = tree / install_path.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    deb = tmp_path / "debs" / f"{name}_{version.replace(':', '%3a')}_all.deb"
-    deb.parent.mkdir(exist_ok=True)
-    subprocess.run(["dpkg-deb", "--build", "-Zgzip", "--root-owner-group", str(tree),
-                    str(deb)], check=True, capture_output=True)
-    return deb
+    assert list(tmp_path.iterdir()) == []  # the work folder is cleaned up
 
 
 @needs_dpkg
-def test_extract_debs_keeps_only_the_language(tmp_path):
-    data = write_mo(tmp_path / "c.mo", [(None, SENTENCES[0][0], None,
-                                         (SENTENCES[0][1],))]).read_bytes()
-    deb = make_deb(tmp_path, "demo-l10n", "1:2.0-1", {
-        "/usr/share/locale/fr/LC_MESSAGES/demo.mo": data,
-        "/usr/share/locale/de/LC_MESSAGES/demo.mo": data,
-        "/usr/share/locale/fr/LC_TIME/demo.mo": data,
-        "/usr/share/doc/demo/README": b"not a catalog"})
-    roots = extract_debs([deb], tmp_path / "out", "fr")
-    assert [(r.package, r.version) for r in roots] == [("demo-l10n", "1:2.0-1")]
-    files = sorted(p.relative_to(roots[0].path).as_posix()
-                   for p in Path(roots[0].path).rglob("*") if p.is_file())
-    assert files == ["usr/share/locale/fr/LC_MESSAGES/demo.mo"]
-    with pytest.raises(FetchError, match="no .deb"):
-        extract_debs([], tmp_path / "out", "fr")
-    bad = tmp_path / "bad.deb"
-    bad.write_bytes(b"not a deb")
-    with pytest.raises(FetchError, match="dpkg-deb -f"):
-        extract_debs([bad], tmp_path / "out2", "fr")
+def test_fetch_from_debs_refuses_members_outside_the_target(attnkit_main, make_raw_deb,
+                                                            tarball, monkeypatch, tmp_path,
+                                                            capsys):
+    """The security hole of issue 10: members with absolute names and '..' were written
+    where they said, and the command exited 0. Now they are refused and recorded."""
+    pytest.importorskip("tokenizers")
+    monkeypatch.setattr(catalogs_module, "default_roots", lambda: [])
+    outside = tmp_path / "outside"
+    good = write_mo(tmp_path / "good.mo", CATALOG).read_bytes()
+    make_raw_deb("evil-l10n", [
+        tarball.member(f"{outside}/fr/LC_MESSAGES/abs.mo", good),
+        tarball.member("./usr/share/locale/../../../../../../../../../../../.."
+                       f"{outside}/fr/LC_MESSAGES/dots.mo", good),
+        tarball.member("./usr/share/locale/fr/LC_MESSAGES/link.mo", kind=b"2",
+                       linkname="/etc/passwd"),
+        tarball.member("./usr/share/locale/fr/LC_MESSAGES/good.mo", good),
+    ])
+    data = tmp_path / "data"
+    code = attnkit_main(["data", "fetch", "--lang", "fr", "--debs", str(tmp_path / "raw-debs"),
+                         "--data-dir", str(data), "--vocab-size", "300"])
+    out = capsys.readouterr().out
+    assert code == 0 and not outside.exists()
+    assert "evil-l10n: refused 3 members" in out
+    manifest = json.loads((data / "gettext-en-fr" / "manifest.json").read_text())
+    reasons = {r["member"].rsplit("/", 1)[-1]: r["reason"] for r in manifest["refused_members"]}
+    assert reasons["abs.mo"] == "absolute path" and reasons["dots.mo"] == "'..' in the path"
+    assert reasons["link.mo"].startswith("symbolic link to '/etc/passwd'")
+    assert [s["path"] for s in manifest["sources"]] == [
+        "/usr/share/locale/fr/LC_MESSAGES/good.mo"]
+    assert [p.name for p in data.iterdir()] == ["gettext-en-fr"]  # work folder removed
 
 
 @needs_dpkg
-def test_fetch_with_fake_apt(tmp_path, monkeypatch, capsys):
-    catalog = write_mo(tmp_path / "c.mo", [(None, en, None, (fr,)) for en, fr in SENTENCES])
-    deb = make_deb(tmp_path, "demo-l10n-fr", "1.0-1",
+def test_fetch_with_fake_apt_keeps_debs(attnkit_main, make_deb, fake_apt, monkeypatch,
+                                        tmp_path):
+    pytest.importorskip("tokenizers")
+    monkeypatch.setattr(catalogs_module, "default_roots", lambda: [])
+    catalog = write_mo(tmp_path / "c.mo", CATALOG)
+    deb = make_deb("git", "1.0-1",  # one of DEBIAN_PACKAGES
                    {"/usr/share/locale/fr/LC_MESSAGES/demo.mo": catalog.read_bytes()})
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    scripts = {
-        "apt-cache": "#!/bin/sh\nshift\nfor p in \"$@\"; do echo \"$p:\"; "
-                     "if [ \"$p\" = demo-l10n-fr ]; then echo '  Candidate: 1.0-1'; "
-                     "else echo '  Candidate: (none)'; fi; done\n",
-        "apt-get": f"#!/bin/sh\ncp '{deb}' .\n",
-    }
-    for name, body in scripts.items():
-        (bin_dir / name).write_text(body)
-        (bin_dir / name).chmod(stat.S_IRWXU)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    result = fetch_debian("fr", ["demo-l10n-fr", "gone-pkg"], tmp_path / "work")
-    assert result.missing == ["gone-pkg"] and [d.name for d in result.debs] == [deb.name]
-    assert stat.S_IMODE((tmp_path / "work" / "debs").stat().st_mode) == 0o777
-    assert [(r.package, r.version) for r in result.roots] == [("demo-l10n-fr", "1.0-1")]
-    with pytest.raises(FetchError, match="apt-get update"):
-        fetch_debian("fr", ["gone-pkg"], tmp_path / "work2")
+    fake_apt(deb, "git")
+    data = tmp_path / "data"
+    assert attnkit_main(["data", "fetch", "--lang", "fr", "--keep-debs", "--data-dir",
+                         str(data), "--vocab-size", "300"]) == 0
+    assert (data / "debs" / deb.name).is_file()
+    manifest = json.loads((data / "gettext-en-fr" / "manifest.json").read_text())
+    assert manifest["sources"][0]["package"] == "git"

@@ -9,7 +9,6 @@ import pytest
 
 pytest.importorskip("tokenizers")
 
-from attnkit.data.corpus import normalize  # noqa: E402
 from attnkit.data.tokenizer import (  # noqa: E402
     BOS_ID,
     EOS_ID,
@@ -20,6 +19,7 @@ from attnkit.data.tokenizer import (  # noqa: E402
     load_tokenizer,
     train_tokenizer,
 )
+from attnkit.data.translation.normalize import normalize  # noqa: E402
 
 SENTENCES = [
     "Open the selected file", "Ouvrir le fichier sélectionné",

@@ -1,26 +1,44 @@
-"""Real corpora and tokenizers: EN->FR/DE pairs from gettext catalogs, BPE, batches.
+"""Real data for the experiments: a family of concept folders over shared plumbing.
 
-:func:`build_corpus` reads ``.mo`` catalogs (:mod:`attnkit.data.gettext`), normalizes and
-filters the pairs, deduplicates them and splits them by a hash; :func:`load_corpus` reads
-the cached result; :class:`TranslationBatches` serves token-budget batches as a
-``batch_fn(step, rank, world_size)`` for :class:`attnkit.train.Trainer`.
+- :mod:`attnkit.data.translation`: EN->FR/DE pairs from gettext catalogs (read, filter,
+  hash split, manifest), their token-budget batches, and the Debian catalog fetch;
+- :mod:`attnkit.data.tokenizer`: the joint byte-level BPE tokenizer;
+- :mod:`attnkit.data.archive`: safe, size-capped extraction from tar streams;
+- :mod:`attnkit.data.paths`: the data directory (``$ATTNKIT_DATA``).
+
+:func:`build_corpus` reads ``.mo`` catalogs, normalizes, filters, deduplicates and splits
+the pairs by a hash; :func:`load_corpus` reads the cached result; :class:`TranslationBatches`
+serves token-budget batches as a ``batch_fn(step, rank, world_size)`` for
+:class:`attnkit.train.Trainer`. Nothing is downloaded at run time except by
+``attnkit data fetch``.
 """
 
-from attnkit.data.corpus import (
+from attnkit.data.errors import CorpusNotFoundError, DataError
+from attnkit.data.paths import default_data_dir
+from attnkit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, load_tokenizer
+from attnkit.data.translation import (
+    DEFAULT_ROOTS,
     LANGUAGES,
-    CorpusNotFoundError,
-    DataError,
+    SPLITS,
     ParallelCorpus,
     TranslationBatches,
     build_corpus,
+    corpus_dir,
+    default_roots,
     load_corpus,
 )
-from attnkit.data.gettext import Catalog, CatalogEntry, CatalogError, read_mo, write_mo
-from attnkit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, load_tokenizer
+from attnkit.data.translation.gettext import (
+    Catalog,
+    CatalogEntry,
+    CatalogError,
+    read_mo,
+    write_mo,
+)
 
 __all__ = [
     "build_corpus", "load_corpus", "ParallelCorpus", "TranslationBatches", "LANGUAGES",
-    "DataError", "CorpusNotFoundError",
+    "SPLITS", "DataError", "CorpusNotFoundError", "default_roots", "DEFAULT_ROOTS",
+    "corpus_dir", "default_data_dir",
     "read_mo", "write_mo", "Catalog", "CatalogEntry", "CatalogError",
     "Tokenizer", "load_tokenizer", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
 ]

@@ -1,9 +1,11 @@
 """``attnkit data build | fetch | info``: the gettext parallel corpora from the command line.
 
 ``build`` reads catalogs already on disk, ``fetch`` adds the catalogs of the Debian packages
-in :data:`attnkit.data.fetch.DEBIAN_PACKAGES` (downloaded, unpacked, never installed), and
-``info`` summarizes a built corpus. Both builders then train the joint BPE tokenizer.
-Errors print one line and exit with code 2.
+in :data:`attnkit.data.translation.fetch.DEBIAN_PACKAGES` (downloaded, unpacked, never
+installed), and ``info`` summarizes a built corpus. Both builders then train the joint BPE
+tokenizer. Every path is checked before any work starts; problems the user can fix are
+raised as :class:`attnkit.errors.UserError` (one line, exit code 2, printed by
+:mod:`attnkit.cli`).
 """
 
 from __future__ import annotations
@@ -11,59 +13,38 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from attnkit.data.corpus import (
-    LANGUAGES,
-    SPLITS,
-    DataError,
-    build_corpus,
-    corpus_dir,
-    default_data_dir,
-    load_corpus,
-)
+from attnkit._validate import arg_int, existing_dir, output_dir
+from attnkit.errors import UserError
 
-__all__ = ["DEFAULT_ROOTS", "default_roots", "add_data_parser", "run_build", "run_fetch",
-           "run_info"]
+__all__ = ["HELP", "add_parser", "run"]
 
-#: where installed systems keep catalogs (the ones that exist are searched)
-DEFAULT_ROOTS = ("/usr/share/locale", "/usr/share/locale-langpack", "/usr/local/share/locale")
+HELP = "build and inspect the EN->FR/DE corpora from gettext catalogs"
+_LANGUAGES = ("fr", "de")  # attnkit.data.LANGUAGES, spelled here to keep --help light
 _MIN_VOCAB = 260  # 4 special tokens + 256 bytes
 
 
-def default_roots() -> list[Path]:
-    """The folders of :data:`DEFAULT_ROOTS` that exist here."""
-    return [Path(root) for root in DEFAULT_ROOTS if Path(root).is_dir()]
-
-
-def _vocab_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < _MIN_VOCAB:
-        raise argparse.ArgumentTypeError(f"expected at least {_MIN_VOCAB} (4 specials + 256 "
-                                         f"bytes), got {value}")
-    return value
-
-
-def add_data_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``data build``, ``data fetch`` and ``data info`` on ``subparsers`` (the object
-    ``ArgumentParser.add_subparsers`` returned); each sets ``func`` to its ``run_*``."""
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``data build``, ``data fetch`` and ``data info`` on ``subparsers``."""
     data = subparsers.add_parser(
-        "data", help="build and inspect the EN->FR/DE corpora from gettext catalogs",
+        "data", help=HELP,
         description="English->French/German parallel corpora from the translation catalogs "
                     "(.mo) that free software ships, and their BPE tokenizer. Corpora live "
                     "in $ATTNKIT_DATA (default ~/.cache/attnkit).")
-    actions = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--lang", required=True, choices=LANGUAGES, help="target language")
+        parser.add_argument("--lang", required=True, choices=_LANGUAGES, help="target language")
         parser.add_argument("--data-dir", metavar="DIR", default=None,
                             help="data directory (default $ATTNKIT_DATA or ~/.cache/attnkit)")
+
+    def vocab(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB), default=8000,
+                            help=f"tokenizer vocabulary size, at least {_MIN_VOCAB} (4 "
+                                 f"specials + 256 bytes; default 8000)")
 
     build = actions.add_parser(
         "build", help="build a corpus from catalogs on this machine",
@@ -71,12 +52,10 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
                     "system locale folders), then train its tokenizer.")
     common(build)
     build.add_argument("--roots", nargs="+", metavar="DIR", default=None,
-                       help=f"folders to search (default: those of {', '.join(DEFAULT_ROOTS)} "
-                            f"that exist)")
+                       help="folders to search (default: those of /usr/share/locale, "
+                            "/usr/share/locale-langpack, /usr/local/share/locale that exist)")
     build.add_argument("--force", action="store_true", help="rebuild an existing corpus")
-    build.add_argument("--vocab-size", type=_vocab_size, default=8000,
-                       help="tokenizer vocabulary size (default 8000)")
-    build.set_defaults(func=run_build)
+    vocab(build)
 
     fetch = actions.add_parser(
         "fetch", help="download catalog packages with apt, then build",
@@ -88,64 +67,77 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
                        help="keep the downloaded .deb files in DATA_DIR/debs")
     fetch.add_argument("--debs", metavar="DIR", default=None,
                        help="use the .deb files already in DIR instead of downloading")
-    fetch.add_argument("--vocab-size", type=_vocab_size, default=8000,
-                       help="tokenizer vocabulary size (default 8000)")
-    fetch.set_defaults(func=run_fetch)
+    vocab(fetch)
 
     info = actions.add_parser("info", help="summarize a built corpus",
                               description="Print the manifest summary of a built corpus.")
     common(info)
-    info.set_defaults(func=run_info)
     return data
 
 
-def _fail(args: argparse.Namespace, exc: BaseException) -> int:
-    message = " ".join(str(exc).split())
-    print(f"attnkit data {args.data_command}: error: {message}", file=sys.stderr)
-    return 2
+def run(args: argparse.Namespace) -> int:
+    """Run ``attnkit data <action>``; returns the exit code."""
+    from attnkit.data.paths import default_data_dir
+
+    base = default_data_dir() if args.data_dir is None else Path(args.data_dir).expanduser()
+    if args.data_command == "info":
+        return _info(args.lang, base)
+    output_dir(base, "--data-dir")
+    try:
+        if args.data_command == "build":
+            return _build(args, base)
+        return _fetch(args, base)
+    except OSError as exc:  # e.g. the disk filling up mid-build: the user's to fix
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise UserError(f"{exc.strerror or exc}{where}") from exc
+    except ImportError as exc:
+        raise UserError(str(exc)) from exc
 
 
-def _tokenizer_line(lang: str, data_dir, vocab_size: int) -> str:
+def _tokenizer_line(lang: str, data_dir: Path, vocab_size: int) -> str:
+    from attnkit.data.translation.corpus import load_corpus
+
     corpus = load_corpus(lang, data_dir)
     tokenizer = corpus.tokenizer(vocab_size=vocab_size)
     return f"tokenizer: {corpus.tokenizer_path} (vocab {tokenizer.vocab_size})"
 
 
-def run_build(args: argparse.Namespace) -> int:
-    """``attnkit data build``; returns the exit code."""
+def _build(args: argparse.Namespace, base: Path) -> int:
+    from attnkit.data.translation.build import build_corpus
+    from attnkit.data.translation.catalogs import DEFAULT_ROOTS, default_roots
+
     start = time.perf_counter()
-    try:
-        roots = args.roots if args.roots else default_roots()
+    if args.roots:
+        roots = [existing_dir(root, "--roots") for root in args.roots]
+    else:
+        roots = default_roots()
         if not roots:
-            raise DataError(f"none of the default catalog folders exist "
+            raise UserError(f"none of the default catalog folders exist "
                             f"({', '.join(DEFAULT_ROOTS)}); pass --roots DIR")
-        result = build_corpus(args.lang, roots, data_dir=args.data_dir, force=args.force,
-                              log=print)
-        if not result.built:
-            print(f"corpus already built at {result.path}; --force rebuilds it")
-        print(_tokenizer_line(args.lang, args.data_dir, args.vocab_size))
-    except (DataError, ImportError, OSError) as exc:
-        return _fail(args, exc)
+    result = build_corpus(args.lang, roots, data_dir=base, force=args.force, log=print)
+    if not result.built:
+        print(f"corpus already built at {result.path}; --force rebuilds it")
+    print(_tokenizer_line(args.lang, base, args.vocab_size))
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    """``attnkit data fetch``; returns the exit code."""
-    from attnkit.data.fetch import extract_debs, fetch_debian
+def _fetch(args: argparse.Namespace, base: Path) -> int:
+    from attnkit.data.translation.build import build_corpus
+    from attnkit.data.translation.catalogs import default_roots
+    from attnkit.data.translation.fetch import extract_debs, fetch_debian
 
     start = time.perf_counter()
-    base = default_data_dir() if args.data_dir is None else Path(args.data_dir).expanduser()
-    work = None
+    debs = None if args.debs is None else existing_dir(args.debs, "--debs")
+    if args.keep_debs and debs is not None:
+        raise UserError("--keep-debs keeps downloads; with --debs nothing is downloaded")
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=base))
     try:
-        if args.debs is not None and not Path(args.debs).is_dir():
-            raise DataError(f"--debs: {args.debs} is not a folder")
-        base.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=base))
         os.chmod(work, 0o755)  # let apt's _apt user reach the download folder
-        if args.debs is not None:
-            roots = extract_debs(sorted(Path(args.debs).glob("*.deb")), work / "extract",
-                                 args.lang, log=print)
+        if debs is not None:
+            roots = extract_debs(sorted(debs.glob("*.deb")), work / "extract", args.lang,
+                                 log=print)
         else:
             fetched = fetch_debian(args.lang, dest=work, log=print)
             roots = fetched.roots
@@ -158,21 +150,20 @@ def run_fetch(args: argparse.Namespace) -> int:
         build_corpus(args.lang, [*default_roots(), *roots], data_dir=base, force=True,
                      log=print)
         print(_tokenizer_line(args.lang, base, args.vocab_size))
-    except (DataError, ImportError, OSError) as exc:
-        return _fail(args, exc)
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
-def run_info(args: argparse.Namespace) -> int:
-    """``attnkit data info``; returns the exit code."""
-    try:
-        corpus = load_corpus(args.lang, args.data_dir, verify=False)
-    except (DataError, OSError) as exc:
-        return _fail(args, exc)
+def _info(lang: str, base: Path) -> int:
+    from attnkit.data.paths import display_path
+    from attnkit.data.translation.corpus import load_corpus
+    from attnkit.data.translation.split import SPLITS
+
+    if base.exists() and not base.is_dir():
+        raise UserError(f"--data-dir: {base} exists and is not a folder")
+    corpus = load_corpus(lang, base, verify=False)
     manifest = corpus.manifest
     packages = {s["package"] for s in manifest["sources"] if s.get("package")}
     print(f"{manifest['name']} at {corpus.path} (attnkit {manifest['attnkit_version']}, "
@@ -187,15 +178,17 @@ def run_info(args: argparse.Namespace) -> int:
           + f" = {manifest['stages'][-1]['remaining']}")
     for source in manifest["sources"]:
         if "error" in source:
-            print(f"skipped: {source['error']}")
-    tokenizer = corpus_dir(args.lang, args.data_dir) / "tokenizer.json"
-    if tokenizer.is_file():
+            print(f"skipped: {display_path(source['error'])}")
+    for refused in manifest.get("refused_members", []):
+        print(f"refused: {refused['package']}: {refused['member']} ({refused['reason']})")
+    if corpus.tokenizer_path.is_file():
         from attnkit.data.tokenizer import load_tokenizer
 
         try:
-            print(f"tokenizer: {tokenizer} (vocab {load_tokenizer(tokenizer).vocab_size})")
-        except ImportError as exc:
-            print(f"tokenizer: {tokenizer} ({exc})")
+            vocab = f"vocab {load_tokenizer(corpus.tokenizer_path).vocab_size}"
+        except (ImportError, UserError) as exc:
+            vocab = str(exc)
+        print(f"tokenizer: {corpus.tokenizer_path} ({vocab})")
     else:
         print("tokenizer: not trained yet (attnkit data build trains it)")
     return 0

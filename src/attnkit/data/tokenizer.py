@@ -22,6 +22,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from attnkit._validate import check_int
+from attnkit.data.errors import DataError
+
 __all__ = [
     "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID", "PAD", "BOS", "EOS", "UNK", "SPECIAL_TOKENS",
     "Tokenizer", "train_tokenizer", "load_tokenizer",
@@ -143,9 +146,8 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 8000,
     Returns:
         the trained :class:`Tokenizer`; the same texts in the same order give the same merges.
     """
-    if not isinstance(vocab_size, int) or vocab_size < len(SPECIAL_TOKENS) + 256:
-        raise ValueError(f"vocab_size: expected an int >= {len(SPECIAL_TOKENS) + 256} (4 "
-                         f"specials + 256 bytes), got {vocab_size!r}")
+    check_int(vocab_size, "vocab_size", minimum=len(SPECIAL_TOKENS) + 256)
+    check_int(min_frequency, "min_frequency", minimum=1)
     tk = _tokenizers()
     backend = tk.Tokenizer(tk.models.BPE())
     backend.normalizer = tk.normalizers.NFC()
@@ -166,4 +168,9 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise FileNotFoundError(f"path: no tokenizer at {path} (build one with "
                                 f"`attnkit data build --lang fr`)")
     tk = _tokenizers()
-    return Tokenizer(tk.Tokenizer.from_str(path.read_text(encoding="utf-8")))
+    try:
+        backend = tk.Tokenizer.from_str(path.read_text(encoding="utf-8"))
+        return Tokenizer(backend)
+    except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+        raise DataError(f"{path} is not a tokenizer file ({str(exc)[:200]}); delete it and "
+                        f"run `attnkit data build` again") from exc

@@ -9,7 +9,11 @@ package, so every catalog keeps its package name and version for the corpus mani
 
 Needs ``apt-get`` and ``dpkg-deb`` (a Debian-like system) and apt's package lists
 (``apt-get update``) for the network download; :func:`extract_debs` alone works on
-``.deb`` files obtained any other way.
+``.deb`` files obtained any other way. A ``.deb`` is untrusted input: its members go
+through :func:`attnkit.data.archive.extract_members` (nothing written outside the target,
+no links, size caps), the members it refuses are recorded on the returned roots (and so in
+the corpus manifest), and a package name that is not a Debian package name is refused
+before it names a folder.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from attnkit.data.corpus import LANGUAGES, CatalogRoot, DataError, is_catalog_path
+from attnkit._validate import check_choice
+from attnkit.data.archive import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, extract_members
+from attnkit.data.errors import DataError
+from attnkit.data.paths import display_path
+from attnkit.data.translation.catalogs import CatalogRoot, is_catalog_path
+from attnkit.data.translation.languages import LANGUAGES
 
 __all__ = ["DEBIAN_PACKAGES", "FetchError", "FetchResult", "packages_for", "fetch_debian",
            "extract_debs"]
@@ -43,6 +51,7 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
 )
 
 _L10N_SUFFIX = re.compile(r"-l10n-([a-z]{2,3})$")
+_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,127}$")  # Debian Policy 5.6.1
 
 
 class FetchError(DataError, RuntimeError):
@@ -60,8 +69,7 @@ class FetchResult:
 
 def packages_for(lang: str, packages: Iterable[str] | None = None) -> list[str]:
     """``packages`` (default :data:`DEBIAN_PACKAGES`) minus other languages' l10n packages."""
-    if lang not in LANGUAGES:
-        raise ValueError(f"lang: expected one of {LANGUAGES}, got {lang!r}")
+    check_choice(lang, "lang", LANGUAGES)
     names = DEBIAN_PACKAGES if packages is None else tuple(packages)
     chosen = []
     for name in names:
@@ -80,7 +88,8 @@ def _require(*tools: str) -> None:
 
 
 def _run(command: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(list(command), capture_output=True, text=True, check=False, **kwargs)
+    done = subprocess.run(list(command), capture_output=True, text=True, errors="replace",
+                          check=False, **kwargs)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.startswith("E:")]
         reason = (lines or done.stderr.strip().splitlines() or ["no message"])[-1]
@@ -138,78 +147,82 @@ def fetch_debian(lang: str, packages: Iterable[str] | None = None,
     return FetchResult(roots=roots, debs=debs, missing=missing)
 
 
-def _wanted(member: str, lang: str | None) -> PurePosixPath | None:
-    """The safe relative path of a ``.mo`` member for ``lang`` (any language if None)."""
-    path = PurePosixPath(member)
-    parts = [p for p in path.parts if p not in ("", ".")]
-    if not parts or ".." in parts or not parts[-1].endswith(".mo"):
-        return None
-    if lang is not None and not is_catalog_path(parts, lang):
-        return None
-    return PurePosixPath(*parts)
+def _package_info(deb: Path) -> tuple[str, str | None]:
+    """``(Package, Version)`` of ``deb``; the name is checked before it names a folder."""
+    fields = _run(["dpkg-deb", "-f", str(deb), "Package", "Version"]).stdout
+    info = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
+    if "Package" not in info:
+        raise FetchError(f"{display_path(deb)} has no Package field; is it a .deb?")
+    if not _PACKAGE_NAME.match(info["Package"]):
+        raise FetchError(f"{display_path(deb)}: Package field {info['Package']!r:.80} is not "
+                         f"a Debian package name")
+    return info["Package"], info.get("Version")
 
 
-def _unpack_catalogs(stream, target: Path, lang: str | None) -> int:
-    """Write the wanted ``.mo`` members of a tar stream under ``target``; returns how many."""
-    count = 0
-    with tarfile.open(fileobj=stream, mode="r|") as archive:
-        for member in archive:
-            relative = _wanted(member.name, lang) if member.isfile() else None
-            if relative is None:
-                continue
-            out = target.joinpath(*relative.parts)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(archive.extractfile(member).read())
-            count += 1
-    while stream.read(1 << 16):  # drain the end-of-archive padding so dpkg-deb exits cleanly
-        pass
-    return count
+def _unpack(deb: Path, target: Path, lang: str | None,
+            **limits: int) -> tuple[int, int, list[tuple[str, str]]]:
+    """Stream ``deb``'s file tree through :func:`extract_members` into ``target``."""
+    def wanted(path: PurePosixPath) -> bool:
+        return path.name.endswith(".mo") and (lang is None or is_catalog_path(path.parts, lang))
+
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                              stdout=subprocess.PIPE, stderr=errors) as unpack:
+            try:
+                result = extract_members(unpack.stdout, target, wanted,
+                                         source=display_path(deb), **limits)
+            except BaseException:
+                unpack.kill()
+                raise
+        errors.seek(0)
+        error = errors.read().decode(errors="replace").strip()
+    if unpack.returncode != 0:
+        raise FetchError(f"`dpkg-deb --fsys-tarfile {display_path(deb)}` failed: "
+                         f"{error or 'no message'}")
+    return result
 
 
 def extract_debs(debs: Iterable[str | os.PathLike], dest: str | os.PathLike,
-                 lang: str | None = None, *,
-                 log: Callable[[str], None] | None = None) -> list[CatalogRoot]:
+                 lang: str | None = None, *, log: Callable[[str], None] | None = None,
+                 max_member_bytes: int = MAX_MEMBER_BYTES,
+                 max_total_bytes: int = MAX_TOTAL_BYTES) -> list[CatalogRoot]:
     """Unpack the ``.mo`` catalogs of each ``.deb`` into ``dest/<package>/``.
 
     Args:
         debs: ``.deb`` files.
         dest: folder to unpack into (created).
         lang: keep only this language's catalogs (None: every ``.mo``).
-        log: called with one progress line.
+        log: called with one progress line (and one per package with refused members).
+        max_member_bytes: largest catalog extracted; a larger one is an error.
+        max_total_bytes: most bytes extracted from all the packages together.
 
     Returns:
         one :class:`CatalogRoot` per package, in package order, naming package and version
-        (read with ``dpkg-deb -f``).
+        (read with ``dpkg-deb -f``) and the members refused (unsafe paths, links). Raises
+        :class:`FetchError` (or :class:`attnkit.data.archive.ArchiveError`) for a file that
+        is not a package or goes past a size limit.
     """
     _require("dpkg-deb")
-    if lang is not None and lang not in LANGUAGES:
-        raise ValueError(f"lang: expected one of {LANGUAGES} or None, got {lang!r}")
-    debs = sorted(Path(d) for d in debs)
+    if lang is not None:
+        check_choice(lang, "lang", LANGUAGES)
+    debs = sorted(Path(d).absolute() for d in debs)  # absolute: a name never reads as a flag
     if not debs:
         raise FetchError("no .deb files to unpack")
     say = log or (lambda line: None)
-    roots, catalogs = [], 0
+    roots, catalogs, written = [], 0, 0
     for deb in debs:
-        fields = _run(["dpkg-deb", "-f", str(deb), "Package", "Version"]).stdout
-        info = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
-        if "Package" not in info:
-            raise FetchError(f"{deb} has no Package field; is it a .deb?")
-        target = Path(dest) / info["Package"]
+        package, version = _package_info(deb)
+        target = Path(dest) / package
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        with tempfile.TemporaryFile() as errors:
-            with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                  stdout=subprocess.PIPE, stderr=errors) as unpack:
-                try:
-                    catalogs += _unpack_catalogs(unpack.stdout, target, lang)
-                except tarfile.TarError as exc:
-                    unpack.kill()
-                    raise FetchError(f"{deb}: unreadable package contents ({exc})") from exc
-            errors.seek(0)
-            error = errors.read().decode(errors="replace").strip()
-        if unpack.returncode != 0:
-            raise FetchError(f"`dpkg-deb --fsys-tarfile {deb}` failed: {error or 'no message'}")
-        roots.append(CatalogRoot(target, info["Package"], info.get("Version")))
+        files, size, refused = _unpack(deb, target, lang, max_member_bytes=max_member_bytes,
+                                       max_total_bytes=max_total_bytes,
+                                       already_written=written)
+        catalogs, written = catalogs + files, written + size
+        if refused:
+            say(f"{package}: refused {len(refused)} members, e.g. {refused[0][0]} "
+                f"({refused[0][1]})")
+        roots.append(CatalogRoot(target, package, version, tuple(refused)))
     say(f"unpacked {catalogs} catalogs from {len(debs)} packages")
     return sorted(roots, key=lambda r: (r.package, r.version or ""))

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnkit.data.gettext import (
+from attnkit.data.translation.gettext import (
     MO_MAGIC,
     CatalogEntry,
     CatalogError,
     compile_mo,
     parse_mo,
     read_mo,
+    text_codec,
     write_mo,
 )
 
@@ -28,7 +29,8 @@ def mo_bytes(entries, *, charset="UTF-8", byteorder="<", header=True, revision=0
     unless ``header`` is False.
     """
     pairs = []
-    codec = "utf-8" if charset in ("CHARSET", "X-KLINGON") else charset
+    # Bogus, non-text and never-working ("undefined") charsets: the strings are UTF-8.
+    codec = "utf-8" if charset == "undefined" else text_codec(charset) or "utf-8"
     if header:
         head = f"Project-Id-Version: test 1.0\nContent-Type: text/plain; charset={charset}\n"
         pairs.append((b"", head.encode("ascii")))
@@ -110,9 +112,22 @@ def test_no_header_and_placeholder_charset_mean_utf8():
     assert parse_mo(mo_bytes(entries, charset="CHARSET")).charset == "utf-8"
 
 
-def test_unknown_charset_is_a_clear_error():
-    with pytest.raises(CatalogError, match="unknown charset 'X-KLINGON'"):
-        parse_mo(mo_bytes([(None, "a", None, ("b",))], charset="X-KLINGON"))
+@pytest.mark.parametrize("charset", ["X-KLINGON", "zlib", "base64", "rot13", "hex", "uu",
+                                     "bz2", "quopri"])
+def test_unknown_or_non_text_charset_is_a_catalog_error(charset):
+    """A codec that is not a text encoding used to escape as LookupError and abort a build."""
+    with pytest.raises(CatalogError, match=f"charset '{charset}' .* not a text encoding"):
+        parse_mo(mo_bytes([(None, "a", None, ("b",))], charset=charset))
+
+
+def test_a_codec_that_fails_on_any_input_is_a_catalog_error():
+    with pytest.raises(CatalogError, match="not valid undefined"):
+        parse_mo(mo_bytes([(None, "a", None, ("b",))], charset="undefined"))
+
+
+def test_writer_refuses_non_text_charsets():
+    with pytest.raises(ValueError, match="charset: expected the name of a text encoding"):
+        compile_mo([(None, "a", None, ("b",))], charset="zlib")
 
 
 def test_bytes_invalid_in_the_charset_are_a_clear_error():
@@ -159,3 +174,56 @@ def test_any_catalog_round_trips(entries, byteorder):
     catalog = parse_mo(mo_bytes(entries, byteorder=byteorder))
     assert sorted(catalog.entries, key=lambda e: (e.context or "", e.msgid)) == sorted(
         (CatalogEntry(*e) for e in entries), key=lambda e: (e.context or "", e.msgid))
+
+
+def test_overlapping_descriptors_are_refused_not_decoded_quadratically():
+    """N descriptors all pointing at one string of the file's whole length used to decode
+    to N x size bytes (a 64 KiB file peaked at 256 MiB)."""
+    size = 64 << 10
+    count = (size - 28) // 16 - 1
+    blob_at = 28 + 16 * count
+    length = size - blob_at
+    header = struct.pack("<7I", MO_MAGIC, 0, count, 28, 28 + 8 * count, 0, 0)
+    table = struct.pack("<2I", length, blob_at) * count
+    data = header + table + table + b"a" * length
+    with pytest.raises(CatalogError, match="overlapping strings"):
+        parse_mo(data, source="bomb.mo")
+
+
+@pytest.mark.parametrize("words, message", [
+    ((MO_MAGIC, 0, 0xFFFFFFFF, 28, 28, 0, 0), "truncated: the original table"),
+    ((MO_MAGIC, 0, 1, 0xFFFFFFF0, 28, 0, 0), "truncated: the original table"),
+    ((MO_MAGIC, 0, 1, 28, 36, 0, 0, 0xFFFFFFFF, 44, 1, 44), "truncated: original string 0"),
+    ((MO_MAGIC, 0, 1, 28, 36, 0, 0, 1, 44, 1, 0xFFFFFFFF), "translation string 0"),
+])
+def test_absurd_tables_are_catalog_errors(words, message):
+    data = struct.pack(f"<{len(words)}I", *words) + b"a\0b\0"
+    with pytest.raises(CatalogError, match=message):
+        parse_mo(data)
+
+
+def test_empty_and_header_only_files():
+    with pytest.raises(CatalogError, match="only 0 bytes"):
+        parse_mo(b"")
+    empty = parse_mo(struct.pack("<7I", MO_MAGIC, 0, 0, 28, 28, 0, 0))
+    assert empty.entries == () and empty.charset == "utf-8"
+
+
+def test_parse_mo_refuses_non_bytes():
+    with pytest.raises(TypeError, match="data: expected bytes, got str"):
+        parse_mo("not bytes")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_damaged_catalogs_raise_only_catalog_error(data):
+    """Random byte edits of a valid catalog either still parse or raise CatalogError."""
+    raw = bytearray(mo_bytes(ENTRIES, charset=data.draw(st.sampled_from(["UTF-8", "zlib"]))))
+    for _ in range(data.draw(st.integers(1, 8))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    try:
+        parse_mo(bytes(raw[:cut]))
+    except CatalogError:
+        pass

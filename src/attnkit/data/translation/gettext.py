@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["CatalogEntry", "Catalog", "CatalogError", "parse_mo", "read_mo", "compile_mo",
-           "write_mo", "MO_MAGIC"]
+           "write_mo", "text_codec", "MO_MAGIC"]
 
 MO_MAGIC = 0x950412DE
 _HEADER_WORDS = 7  # magic, revision, N, O, T, S, H
@@ -96,9 +96,10 @@ def parse_mo(data: bytes, *, source: str = "<bytes>") -> Catalog:
         try:
             orig_text = original.decode(charset)
             trans_text = translation.decode(charset)
-        except UnicodeDecodeError as exc:
-            raise CatalogError(f"{source}: a string is not valid {charset} "
-                               f"(byte offset {exc.start} of the string)") from exc
+        except ValueError as exc:  # UnicodeDecodeError, or UnicodeError from e.g. idna
+            where = (f" (byte offset {exc.start} of the string)"
+                     if isinstance(exc, UnicodeDecodeError) else "")
+            raise CatalogError(f"{source}: a string is not valid {charset}{where}") from exc
         if orig_text == "":
             headers = _parse_header(trans_text)
             continue
@@ -133,21 +134,28 @@ def _raw_pairs(data: bytes, source: str) -> list[tuple[bytes, bytes]]:
         raise CatalogError(f"{source}: unsupported .mo major revision {revision >> 16} "
                            f"(expected 0 or 1)")
     size = len(data)
+    tables = {}
     for name, offset in (("original", orig_offset), ("translation", trans_offset)):
         if offset + 8 * count > size:
             raise CatalogError(f"{source}: truncated: the {name} table ({count} entries at "
                                f"offset {offset}) runs past the end of the {size}-byte file")
-    originals = struct.unpack_from(f"{order}{2 * count}I", data, orig_offset)
-    translations = struct.unpack_from(f"{order}{2 * count}I", data, trans_offset)
-
-    def string(table: tuple[int, ...], index: int, name: str) -> bytes:
-        length, offset = table[2 * index], table[2 * index + 1]
-        if offset + length > size:
-            raise CatalogError(f"{source}: truncated: {name} string {index} (length {length} "
-                               f"at offset {offset}) runs past the end of the {size}-byte file")
-        return data[offset:offset + length]
-
-    return [(string(originals, i, "original"), string(translations, i, "translation"))
+        tables[name] = struct.unpack_from(f"{order}{2 * count}I", data, offset)
+        for index in range(count):
+            length, at = tables[name][2 * index], tables[name][2 * index + 1]
+            if at + length > size:
+                raise CatalogError(f"{source}: truncated: {name} string {index} (length "
+                                   f"{length} at offset {at}) runs past the end of the "
+                                   f"{size}-byte file")
+    # Every string is stored once, so all of them fit in the file. Descriptors that point
+    # at the same bytes again and again would make the decoded catalog grow with the
+    # square of the file size (a 64 KiB file decoding to 256 MiB): refuse them.
+    claimed = sum(tables["original"][0::2]) + sum(tables["translation"][0::2])
+    if claimed > size:
+        raise CatalogError(f"{source}: corrupt: its string descriptors claim {claimed} bytes "
+                           f"of text in a {size}-byte file (overlapping strings)")
+    originals, translations = tables["original"], tables["translation"]
+    return [(data[originals[2 * i + 1]:originals[2 * i + 1] + originals[2 * i]],
+             data[translations[2 * i + 1]:translations[2 * i + 1] + translations[2 * i]])
             for i in range(count)]
 
 
@@ -166,13 +174,24 @@ def _charset(header: bytes | None, source: str) -> str:
                 # "CHARSET" is the placeholder xgettext writes before anyone picks one.
                 if charset.upper() == "CHARSET" or not charset:
                     return "utf-8"
-                try:
-                    return codecs.lookup(charset).name
-                except LookupError:
-                    raise CatalogError(f"{source}: unknown charset {charset!r} in the header's "
-                                       f"Content-Type (expected a codec Python knows, e.g. "
-                                       f"UTF-8 or ISO-8859-1)") from None
+                codec = text_codec(charset)
+                if codec is None:
+                    raise CatalogError(f"{source}: charset {charset!r:.60} in the header's "
+                                       f"Content-Type is not a text encoding Python knows "
+                                       f"(expected e.g. UTF-8 or ISO-8859-1)")
+                return codec
     return "utf-8"
+
+
+def text_codec(name: str) -> str | None:
+    """The canonical name of text encoding ``name`` (bytes -> str); None when Python has
+    no such codec or it is not a text encoding (zlib, base64, rot13 and the like)."""
+    try:
+        codec = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
+        return None
+    # The flag bytes.decode itself consults to refuse "zlib" and friends with LookupError.
+    return codec.name if getattr(codec, "_is_text_encoding", True) else None
 
 
 def _parse_header(text: str) -> dict[str, str]:
@@ -199,10 +218,9 @@ def compile_mo(entries, *, charset: str = "UTF-8", byteorder: str = "<", header:
     """
     if byteorder not in ("<", ">"):
         raise ValueError(f"byteorder: expected '<' or '>', got {byteorder!r}")
-    try:
-        codec = codecs.lookup(charset).name
-    except LookupError:
-        raise ValueError(f"charset: unknown encoding {charset!r}") from None
+    codec = text_codec(charset) if isinstance(charset, str) else None
+    if codec is None:
+        raise ValueError(f"charset: expected the name of a text encoding, got {charset!r}")
     pairs = []
     if header:
         head = f"Project-Id-Version: attnkit\nContent-Type: text/plain; charset={charset}\n"
@@ -214,7 +232,11 @@ def compile_mo(entries, *, charset: str = "UTF-8", byteorder: str = "<", header:
         original = msgid if plural is None else f"{msgid}\0{plural}"
         if context is not None:
             original = f"{context}\x04{original}"
-        pairs.append((original.encode(codec), "\0".join(translations).encode(codec)))
+        try:
+            pairs.append((original.encode(codec), "\0".join(translations).encode(codec)))
+        except UnicodeError as exc:
+            raise ValueError(f"entries: message {msgid!r:.60} cannot be written in charset "
+                             f"{charset!r} ({exc})") from None
     pairs.sort()  # msgfmt sorts by original string
     count = len(pairs)
     originals_at, translations_at = 28, 28 + 8 * count

@@ -1,4 +1,4 @@
-"""Corpus building: normalization, filters, dedup, hash split, manifest, loading, batches."""
+"""Corpus building: normalization, filters, dedup, hash split, manifest, loading."""
 
 from __future__ import annotations
 
@@ -9,26 +9,14 @@ import struct
 import subprocess
 
 import pytest
-import torch
 
-from attnkit.data import corpus as corpus_module
-from attnkit.data.corpus import (
-    REJECT_RULES,
-    CatalogRoot,
-    CorpusNotFoundError,
-    DataError,
-    TranslationBatches,
-    build_corpus,
-    deduplicate,
-    find_catalogs,
-    load_corpus,
-    normalize,
-    reject_reason,
-    split_key,
-    split_of,
-)
-from attnkit.data.gettext import write_mo
-from attnkit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from attnkit.data import CorpusNotFoundError, DataError, build_corpus, corpus_dir, load_corpus
+from attnkit.data.translation import catalogs as catalogs_module
+from attnkit.data.translation.catalogs import CatalogRoot, find_catalogs
+from attnkit.data.translation.filters import REJECT_RULES, deduplicate, reject_reason
+from attnkit.data.translation.gettext import write_mo
+from attnkit.data.translation.normalize import normalize
+from attnkit.data.translation.split import split_key, split_of
 
 NNBSP, NBSP = "\u202f", "\u00a0"
 
@@ -285,7 +273,7 @@ def test_manifest_records_sources_stages_and_hashes(locale_root, tmp_path):
     assert set(manifest) == {  # nothing time- or machine-dependent beyond the sources
         "name", "format", "attnkit_version", "source_language", "target_language",
         "language_dirs", "filters", "split", "catalogs", "catalogs_skipped", "stages",
-        "splits", "sources"}
+        "splits", "sources", "refused_members"}
 
 
 def test_rebuild_is_byte_identical_and_skipped_without_force(locale_root, tmp_path):
@@ -343,17 +331,17 @@ def test_unreadable_catalog_is_skipped_and_recorded(tmp_path):
 
 
 def test_installed_packages_from_dpkg(monkeypatch):
-    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: None)
-    assert corpus_module._installed_packages(["/usr/share/locale/fr/LC_MESSAGES/x.mo"]) == {}
-    monkeypatch.setattr(corpus_module.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(catalogs_module.shutil, "which", lambda name: None)
+    assert catalogs_module.installed_packages(["/usr/share/locale/fr/LC_MESSAGES/x.mo"]) == {}
+    monkeypatch.setattr(catalogs_module.shutil, "which", lambda name: "/usr/bin/" + name)
     outputs = {"dpkg": "libc-l10n:amd64: /a.mo\ndiversion by x from: /b.mo\nfoo, bar: /c.mo\n",
                "dpkg-query": "libc-l10n\t2.36-9\nfoo\t1.0\n"}
 
     def fake_run(command, **kwargs):
         return subprocess.CompletedProcess(command, 0, outputs[command[0]], "")
 
-    monkeypatch.setattr(corpus_module.subprocess, "run", fake_run)
-    assert corpus_module._installed_packages(["/a.mo", "/b.mo", "/c.mo"]) == {
+    monkeypatch.setattr(catalogs_module.subprocess, "run", fake_run)
+    assert catalogs_module.installed_packages(["/a.mo", "/b.mo", "/c.mo"]) == {
         "/a.mo": ("libc-l10n", "2.36-9"), "/c.mo": ("foo", "1.0")}
 
 
@@ -375,102 +363,6 @@ def test_load_corpus_round_trip_and_verification(locale_root, tmp_path):
 
 def test_data_dir_defaults_to_env(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTNKIT_DATA", str(tmp_path))
-    assert corpus_module.corpus_dir("de") == tmp_path / "gettext-en-de"
+    assert corpus_dir("de") == tmp_path / "gettext-en-de"
     with pytest.raises(ValueError, match="lang"):
-        corpus_module.corpus_dir("es")
-
-
-# ------------------------------------------------------------------------------ batches
-
-class CharTokenizer:
-    """One token per character (ids >= 4), enough to test batching without training."""
-
-    def encode_batch(self, texts):
-        return [[4 + ord(ch) % 60 for ch in text] for text in texts]
-
-
-def pairs_for_batches(n=300, seed=0):
-    rng = random.Random(seed)
-    return [("s" * rng.randint(1, 40), "t" * rng.randint(1, 40)) for _ in range(n)]
-
-
-def rows(batch):
-    """Each row's (source ids, target ids) without padding."""
-    out = []
-    for src, length, tgt in zip(batch["src"], batch["src_lengths"], batch["tgt_out"],
-                                strict=True):
-        target = tgt[tgt != PAD_ID].tolist()
-        out.append((tuple(src[:length].tolist()), tuple(target[:-1])))
-    return out
-
-
-def test_batches_layout_and_budget():
-    batches = TranslationBatches(pairs_for_batches(), CharTokenizer(), max_tokens=200,
-                                 max_len=64)
-    seen = 0
-    for step in range(len(batches)):
-        batch = batches(step)
-        src, lengths, tgt_in, tgt_out = (batch[k] for k in ("src", "src_lengths", "tgt_in",
-                                                             "tgt_out"))
-        assert src.dtype == tgt_in.dtype == tgt_out.dtype == lengths.dtype == torch.long
-        assert tgt_in.shape == tgt_out.shape and src.shape[0] == tgt_in.shape[0]
-        assert src.shape[0] * max(src.shape[1], tgt_in.shape[1]) <= 200
-        assert src.shape[1] == int(lengths.max())
-        for row in range(src.shape[0]):
-            n = int(lengths[row])
-            assert (src[row, :n] != PAD_ID).all() and (src[row, n:] == PAD_ID).all()
-            target_len = int((tgt_out[row] != PAD_ID).sum())
-            assert tgt_in[row, 0] == BOS_ID and tgt_out[row, target_len - 1] == EOS_ID
-            assert torch.equal(tgt_in[row, 1:target_len], tgt_out[row, :target_len - 1])
-            assert (tgt_in[row, target_len:] == PAD_ID).all()
-        seen += src.shape[0]
-    assert seen == batches.num_pairs == 300 and batches.num_dropped == 0
-
-
-def test_batches_are_deterministic_and_reshuffled_per_epoch():
-    pairs = pairs_for_batches()
-    a = TranslationBatches(pairs, CharTokenizer(), max_tokens=200, seed=3)
-    b = TranslationBatches(pairs, CharTokenizer(), max_tokens=200, seed=3)
-    n = len(a)
-    for step in [0, 5, n - 1, n, 3 * n + 2]:
-        assert all(torch.equal(a(step)[k], b(step)[k]) for k in a(step))
-    first = [tuple(a.batch_rows(s)) for s in range(n)]
-    second = [tuple(a.batch_rows(s)) for s in range(n, 2 * n)]
-    assert sorted(first) == sorted(second) and first != second
-    other = TranslationBatches(pairs, CharTokenizer(), max_tokens=200, seed=4)
-    assert [tuple(other.batch_rows(s)) for s in range(n)] != first
-
-
-def test_rank_slices_are_disjoint_and_cover_the_global_batch():
-    batches = TranslationBatches(pairs_for_batches(), CharTokenizer(), max_tokens=400)
-    for step in range(6):
-        whole = rows(batches(step))
-        for world_size in (2, 3):
-            parts = [rows(batches(step, rank, world_size)) for rank in range(world_size)]
-            assert [r for part in parts for r in part] == whole
-            assert all(parts)
-
-
-def test_long_pairs_are_dropped_and_counted():
-    pairs = [("s" * 10, "t" * 10), ("s" * 30, "t" * 5), ("s" * 5, "t" * 20)]
-    batches = TranslationBatches(pairs, CharTokenizer(), max_tokens=100, max_len=20)
-    assert batches.num_dropped == 2 and batches.num_pairs == 1
-    assert TranslationBatches(pairs, CharTokenizer(), max_tokens=100,
-                              max_len=None).num_dropped == 0
-
-
-def test_batches_bad_arguments():
-    pairs = pairs_for_batches(20)
-    with pytest.raises(ValueError, match="max_tokens"):
-        TranslationBatches(pairs, CharTokenizer(), max_tokens=0)
-    with pytest.raises(ValueError, match="max_len"):
-        TranslationBatches(pairs, CharTokenizer(), max_tokens=64, max_len=65)
-    with pytest.raises(ValueError, match="pairs"):
-        TranslationBatches([], CharTokenizer())
-    batches = TranslationBatches(pairs, CharTokenizer(), max_tokens=64, max_len=64)
-    with pytest.raises(ValueError, match="rank"):
-        batches(0, rank=2, world_size=2)
-    with pytest.raises(ValueError, match="step"):
-        batches(-1)
-    with pytest.raises(ValueError, match="world_size"):
-        batches(0, rank=0, world_size=100)
+        corpus_dir("es")

@@ -1,0 +1,121 @@
+"""A built EN->FR/DE corpus read back from disk: :func:`load_corpus` and its splits.
+
+The corpus folder (``$ATTNKIT_DATA/gettext-en-<lang>/``, written by
+:func:`attnkit.data.build_corpus`) holds ``train.tsv``, ``valid.tsv`` and ``test.tsv``
+(``en<TAB>xx`` per line), ``manifest.json`` and, once trained, ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnkit._validate import check_bool, check_choice, check_int
+from attnkit.data.errors import DataError
+from attnkit.data.paths import default_data_dir
+from attnkit.data.translation.languages import LANGUAGES
+from attnkit.data.translation.manifest import read_manifest
+from attnkit.data.translation.split import SPLITS
+
+__all__ = ["corpus_dir", "ParallelCorpus", "load_corpus"]
+
+
+def corpus_dir(lang: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of the EN->``lang`` gettext corpus: ``<data_dir>/gettext-en-<lang>``.
+
+    Args:
+        lang: target language, one of :data:`LANGUAGES`.
+        data_dir: data directory (default :func:`default_data_dir`).
+    """
+    check_choice(lang, "lang", LANGUAGES)
+    base = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    return base / f"gettext-en-{lang}"
+
+
+@dataclass
+class ParallelCorpus:
+    """A built corpus: each split as a list of ``(english, target)`` pairs."""
+
+    path: Path  # the corpus folder
+    lang: str  # target language
+    manifest: dict  # content of manifest.json
+    train: list[tuple[str, str]] = field(repr=False)
+    valid: list[tuple[str, str]] = field(repr=False)
+    test: list[tuple[str, str]] = field(repr=False)
+
+    def split(self, name: str) -> list[tuple[str, str]]:
+        """The pairs of split ``name`` ("train", "valid" or "test")."""
+        return getattr(self, check_choice(name, "name", SPLITS))
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer.json"
+
+    def tokenizer(self, *, vocab_size: int = 8000, train: bool = True):
+        """The corpus tokenizer, trained on both sides of the train split on first use.
+
+        Args:
+            vocab_size: vocabulary size when training (an existing file of another size is
+                retrained); at least 260 (4 specials + 256 bytes).
+            train: if False, a missing tokenizer raises FileNotFoundError instead.
+        """
+        from attnkit.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
+
+        check_int(vocab_size, "vocab_size", minimum=len(SPECIAL_TOKENS) + 256)
+        check_bool(train, "train")
+        if self.tokenizer_path.is_file():
+            tokenizer = load_tokenizer(self.tokenizer_path)
+            if tokenizer.vocab_size == vocab_size or not train:
+                return tokenizer
+        elif not train:
+            raise FileNotFoundError(f"no tokenizer at {self.tokenizer_path}")
+        texts = [text for pair in self.train for text in pair]
+        tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+        tokenizer.save(self.tokenizer_path)
+        return tokenizer
+
+
+def _read_split(path: Path, name: str, expected_sha256: str | None) -> list[tuple[str, str]]:
+    file = path / f"{name}.tsv"
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{file} is missing; rebuild with --force") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {file} ({exc.strerror or exc})") from exc
+    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise DataError(f"{file} does not match its manifest hash; rebuild with --force")
+    try:
+        rows = raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{file} is not UTF-8 (byte {exc.start}); rebuild with --force") from exc
+    if rows[-1] != "":
+        raise DataError(f"{file} is truncated (no newline at the end); rebuild with --force")
+    pairs = [tuple(row.split("\t")) for row in rows[:-1]]
+    for number, pair in enumerate(pairs, 1):
+        if len(pair) != 2:
+            raise DataError(f"{file}, line {number}: expected 'english<TAB>target', got "
+                            f"{len(pair)} fields; rebuild with --force")
+    return pairs
+
+
+def load_corpus(lang: str, data_dir: str | os.PathLike | None = None, *,
+                verify: bool = True) -> ParallelCorpus:
+    """Read the corpus built by :func:`attnkit.data.build_corpus`.
+
+    Args:
+        lang: target language, one of ``LANGUAGES``.
+        data_dir: data directory (default :func:`attnkit.data.default_data_dir`).
+        verify: check each split file against the manifest's SHA-256.
+
+    Raises :class:`attnkit.data.CorpusNotFoundError` when there is no corpus and
+    :class:`attnkit.data.DataError` when it is damaged.
+    """
+    check_bool(verify, "verify")
+    path = corpus_dir(lang, data_dir)
+    manifest = read_manifest(path)
+    splits = {name: _read_split(path, name, manifest["splits"][name]["sha256"] if verify
+                                else None) for name in SPLITS}
+    return ParallelCorpus(path=path, lang=lang, manifest=manifest, **splits)
