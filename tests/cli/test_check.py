@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import torch
 
 from attnkit import cli
 from attnkit.check import default_cases, run_check
-
-# The package re-exports the function `attention`, which hides the module of the same name.
-attention_module = importlib.import_module("attnkit.functional.attention")
 
 
 def test_check_quick_passes_and_prints_table(capsys):
@@ -24,12 +20,13 @@ def test_check_quick_passes_and_prints_table(capsys):
 
 
 def test_check_detects_a_wrong_backend(monkeypatch, capsys):
-    real = attention_module.sdpa_attention
+    real = torch.nn.functional.scaled_dot_product_attention
 
     def off_by_one_percent(*args, **kwargs):
         return real(*args, **kwargs) * 1.01
 
-    monkeypatch.setattr(attention_module, "sdpa_attention", off_by_one_percent)
+    # The sdpa backend calls torch's SDPA; the reference and tiled backends do not.
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", off_by_one_percent)
     code = cli.main(["check", "--quick", "--dtype", "float32", "--backends", "sdpa", "tiled"])
     out = capsys.readouterr().out
     assert code == 1
