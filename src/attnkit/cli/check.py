@@ -44,7 +44,7 @@ def _refusal_here(backend: str, dtype) -> str | None:
     dtypes the check uses), or None: the dispatcher's message, which names the backend."""
     import torch
 
-    from attnkit import explain
+    from attnkit.functional.attention import explain
 
     probe = torch.zeros(1, 1, 1, 8, dtype=dtype)
     try:
