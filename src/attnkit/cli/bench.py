@@ -83,7 +83,10 @@ def _add_train(suites) -> None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("bench", help=HELP, description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "bench", help=HELP,
+        description="Benchmark suites: candidates measured side by side in one process; "
+                    "each suite writes JSON and a markdown table into --out.")
     suites = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for add in (_add_overhead, _add_attention, _add_classic, _add_train):
         add(suites)
