@@ -11,6 +11,7 @@ extraction; here only the members a caller wants are written, streamed).
 
 from __future__ import annotations
 
+import errno
 import os
 import tarfile
 from collections.abc import Callable
@@ -27,6 +28,8 @@ MAX_MEMBER_BYTES = 64 << 20  # one member; the largest real catalogs are a few M
 MAX_TOTAL_BYTES = 2 << 30  # one extraction; the Debian catalog set is about 20 MB
 MAX_REFUSED_RECORDED = 100  # refused members named one by one; the rest are counted
 _CHUNK = 1 << 20
+# a path taken by a file, a folder or a link already there (ELOOP: O_NOFOLLOW met a link)
+_CLASHES = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP)
 
 
 class ArchiveError(DataError):
@@ -141,8 +144,10 @@ def extract_members(stream: IO[bytes], target: str | os.PathLike,
                 try:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     _copy(archive.extractfile(member), out, member.size)
-                except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-                    refuse(name, f"clashes with another member ({exc.strerror})")
+                except OSError as exc:
+                    if exc.errno not in _CLASHES:
+                        raise
+                    refuse(name, f"clashes with another member or a link ({exc.strerror})")
                     continue
                 files, total = files + 1, total + member.size
     except tarfile.TarError as exc:

@@ -27,6 +27,13 @@ _LANGUAGES = ("fr", "de")  # attnkit.data.LANGUAGES, spelled here to keep --help
 _MIN_VOCAB = 260  # 4 special tokens + 256 bytes
 
 
+def _path(text: str) -> str:
+    """An argparse ``type=`` for paths: an empty one would silently mean "here"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``data build``, ``data fetch`` and ``data info`` on ``subparsers``."""
     data = subparsers.add_parser(
@@ -38,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--lang", required=True, choices=_LANGUAGES, help="target language")
-        parser.add_argument("--data-dir", metavar="DIR", default=None,
+        parser.add_argument("--data-dir", metavar="DIR", type=_path, default=None,
                             help="data directory (default $ATTNKIT_DATA or ~/.cache/attnkit)")
 
     def vocab(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Build the corpus from the .mo catalogs under --roots (default: the "
                     "system locale folders), then train its tokenizer.")
     common(build)
-    build.add_argument("--roots", nargs="+", metavar="DIR", default=None,
+    build.add_argument("--roots", nargs="+", metavar="DIR", type=_path, default=None,
                        help="folders to search (default: those of /usr/share/locale, "
                             "/usr/share/locale-langpack, /usr/local/share/locale that exist)")
     build.add_argument("--force", action="store_true", help="rebuild an existing corpus")
@@ -65,7 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     common(fetch)
     fetch.add_argument("--keep-debs", action="store_true",
                        help="keep the downloaded .deb files in DATA_DIR/debs")
-    fetch.add_argument("--debs", metavar="DIR", default=None,
+    fetch.add_argument("--debs", metavar="DIR", type=_path, default=None,
                        help="use the .deb files already in DIR instead of downloading")
     vocab(fetch)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import struct
 import subprocess
@@ -366,3 +367,127 @@ def test_data_dir_defaults_to_env(monkeypatch, tmp_path):
     assert corpus_dir("de") == tmp_path / "gettext-en-de"
     with pytest.raises(ValueError, match="lang"):
         corpus_dir("es")
+
+
+# ------------------------------------------------------------------------- robustness
+
+def test_non_text_charset_catalog_is_skipped_and_recorded(tmp_path):
+    """A zlib/base64 charset used to raise LookupError and abort the whole build."""
+    messages = tmp_path / "root" / "fr" / "LC_MESSAGES"
+    write_mo(messages / "good.mo", [(None, *GOOD[:1], None, GOOD[1:])])
+    good = (messages / "good.mo").read_bytes()
+    for codec in ("zlib", "base64"):
+        # Same length as "UTF-8" padded, so the descriptors stay right.
+        (messages / f"{codec}.mo").write_bytes(good.replace(b"charset=UTF-8",
+                                                            f"charset={codec:<5}".encode()))
+    manifest = build(tmp_path / "root", tmp_path / "data").manifest
+    errors = {s["path"].rsplit("/", 1)[-1]: s.get("error") for s in manifest["sources"]}
+    assert errors["good.mo"] is None and manifest["catalogs_skipped"] == 2
+    assert "not a text encoding" in errors["zlib.mo"] and "'base64'" in errors["base64.mo"]
+
+
+def test_special_and_oversized_catalogs_are_skipped(tmp_path, monkeypatch):
+    from attnkit.data.translation import read as read_module
+
+    messages = tmp_path / "root" / "fr" / "LC_MESSAGES"
+    write_mo(messages / "good.mo", [(None, *GOOD[:1], None, GOOD[1:])])
+    os.mkfifo(messages / "fifo.mo")  # reading it would block forever
+    (messages / "zero.mo").symlink_to("/dev/zero")  # reading it would never end
+    write_mo(messages / "big.mo", [(None, "word " * 400, None, ("mot " * 400,))])
+    monkeypatch.setattr(read_module, "MAX_CATALOG_BYTES", 1000)
+    source, _ = read_module.read_catalog(read_module.CatalogFile(
+        "/big.mo", messages / "big.mo", None, None), max_bytes=1000)
+    assert "more than the 1000-byte limit" in source["error"]
+    manifest = build(tmp_path / "root", tmp_path / "data").manifest
+    errors = {s["path"].rsplit("/", 1)[-1]: s.get("error") or "" for s in manifest["sources"]}
+    assert "not a regular file" in errors["fifo.mo"] and "not a regular" in errors["zero.mo"]
+
+
+def test_bad_build_arguments_name_the_argument(tmp_path, locale_root):
+    with pytest.raises(TypeError, match="roots: expected a sequence"):
+        build_corpus("fr", str(locale_root), data_dir=tmp_path)
+    with pytest.raises(ValueError, match="lang"):
+        build_corpus("es", [locale_root], data_dir=tmp_path)
+    with pytest.raises(TypeError, match="force"):
+        build_corpus("fr", [locale_root], data_dir=tmp_path, force=1)
+    with pytest.raises(TypeError, match="config"):
+        build_corpus("fr", [locale_root], data_dir=tmp_path, config={"min_words": 1})
+
+
+def test_data_dir_that_is_a_file_is_a_data_error(tmp_path, locale_root):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="data_dir: cannot write a corpus"):
+        build(locale_root, tmp_path / "afile")
+    with pytest.raises(DataError, match="data_dir: cannot write a corpus"):
+        build(locale_root, tmp_path / "afile" / "below")
+
+
+def test_interrupted_build_keeps_the_previous_corpus(tmp_path, locale_root, monkeypatch):
+    from attnkit.data.translation import build as build_module
+
+    first = build(locale_root, tmp_path / "data")
+    before = {p.name: p.read_bytes() for p in first.path.iterdir()}
+    real_write = build_module.atomic_write_text
+    written = []
+
+    def write_then_stop(path, text):
+        written.append(path.name)
+        if len(written) == 2:
+            raise KeyboardInterrupt  # Ctrl-C between two split files
+        return real_write(path, text)
+
+    monkeypatch.setattr(build_module, "atomic_write_text", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build(locale_root, tmp_path / "data", force=True)
+    assert {p.name: p.read_bytes() for p in first.path.iterdir()} == before
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["gettext-en-fr"]  # no leftovers
+    assert load_corpus("fr", tmp_path / "data").manifest == first.manifest
+
+
+def test_a_first_build_interrupted_leaves_no_corpus(tmp_path, locale_root, monkeypatch):
+    from attnkit.data.translation import build as build_module
+
+    def stop(path, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "atomic_write_json", stop)  # the manifest, written last
+    with pytest.raises(KeyboardInterrupt):
+        build(locale_root, tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+    with pytest.raises(CorpusNotFoundError):
+        load_corpus("fr", tmp_path / "data")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"english only\n", "line 1: expected 'english<TAB>target'"),
+    (b"a\tb\tc\n", "line 1: expected"),
+    (b"a\tb", "truncated"),
+    (b"\xff\tb\n", "not UTF-8"),
+])
+def test_damaged_split_files_are_data_errors_even_unverified(tmp_path, locale_root, content,
+                                                             message):
+    result = build(locale_root, tmp_path)
+    (result.path / "valid.tsv").write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        load_corpus("fr", tmp_path, verify=False)
+
+
+@pytest.mark.parametrize("manifest", ["[]", "{}", '{"format": 1}', "not json"])
+def test_damaged_manifests_are_data_errors(tmp_path, locale_root, manifest):
+    result = build(locale_root, tmp_path)
+    (result.path / "manifest.json").write_text(manifest)
+    with pytest.raises(DataError, match="rebuild with --force"):
+        load_corpus("fr", tmp_path)
+    with pytest.raises(DataError, match="rebuild with --force"):
+        build(locale_root, tmp_path)  # not silently kept as "already built"
+    assert build(locale_root, tmp_path, force=True).built
+
+
+def test_unlistable_folder_is_a_data_error(tmp_path, monkeypatch):
+    def walk(root, onerror):
+        onerror(PermissionError(13, "Permission denied", str(root)))
+        return iter(())
+
+    monkeypatch.setattr(catalogs_module.os, "walk", walk)
+    with pytest.raises(DataError, match="cannot list catalog folder .*Permission denied"):
+        find_catalogs(tmp_path, "fr")

@@ -90,7 +90,7 @@ def read_manifest(path: Path) -> dict:
     file = path / "manifest.json"
     try:
         text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         lang = path.name.rsplit("-", 1)[-1]
         raise CorpusNotFoundError(f"no corpus in {path} (build it with `attnkit data fetch "
                                   f"--lang {lang}` or `attnkit data build`)") from None
