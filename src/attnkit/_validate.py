@@ -164,6 +164,9 @@ def output_file(path: str | os.PathLike, flag: str) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{flag}: {path} is a folder, expected a file path")
+    if path.exists() and not path.is_file():
+        # A device or a pipe: the atomic rename would replace the node itself.
+        raise UserError(f"{flag}: {path} exists and is not a regular file")
     output_dir(path.parent if str(path.parent) else Path("."), flag)
     return path
 
