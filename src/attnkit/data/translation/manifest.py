@@ -37,9 +37,14 @@ def stage_counts(entries: int, removed: Counter, kept: int, unique: int) -> list
 
 
 def _attnkit_version() -> str:
-    from attnkit import __version__
+    # The installed distribution's version: the package facade (attnkit.__version__) sits
+    # above this layer.
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("attnkit")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def make_manifest(name: str, lang: str, config: FilterConfig, *, sources: list[dict],
