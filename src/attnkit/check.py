@@ -25,7 +25,7 @@ from attnkit.functional.masks import (
     sliding_window,
 )
 from attnkit.functional.score_mods import alibi, alibi_slopes, softcap
-from attnkit.kernels.dispatch import BACKENDS
+from attnkit.kernels import BACKENDS, unavailable
 from attnkit.testing import max_error, oracle_check
 
 __all__ = ["CheckCase", "default_cases", "run_check", "format_table"]
@@ -113,10 +113,26 @@ def _run(backend, q, k, v, kwargs, grad_out):
 
 def run_check(cases: list[CheckCase] | None = None, dtypes=None,
               backends: list[str] | None = None) -> list[dict]:
-    """Run the grid; returns one row per (backend, case, dtype, pass) with errors."""
+    """Run the grid; returns one row per (backend, case, dtype, pass) with errors.
+
+    Args:
+        backends: names from :data:`attnkit.kernels.BACKENDS` (default: every backend
+            but the reference that can run on this machine).
+
+    Raises:
+        ValueError: naming ``backends`` when one is unknown or cannot run here at all
+            (e.g. triton without triton installed or without a GPU).
+    """
     cases = default_cases() if cases is None else cases
     dtypes = dtypes or [torch.float32, torch.bfloat16, torch.float16]
-    backends = backends or [name for name in BACKENDS if name != "reference"]
+    if backends is None:
+        backends = [name for name in BACKENDS if name != "reference" and unavailable(name) is None]
+    for name in backends:
+        if name not in BACKENDS:
+            raise ValueError(f"backends: {name!r} is not a backend; choose from {list(BACKENDS)}")
+        reason = unavailable(name)
+        if reason is not None:
+            raise ValueError(f"backends: {name!r} cannot run on this machine: {reason}")
     rows = []
     for case in cases:
         gen = torch.Generator().manual_seed(0)

@@ -58,7 +58,7 @@ def test_alibi_slopes_follow_the_paper(num_heads, exponents):
 @pytest.mark.parametrize("num_heads", [0, -4, 2.0, True, "8"],
                          ids=["zero", "negative", "float", "bool", "string"])
 def test_alibi_slopes_bad_num_heads(num_heads):
-    with pytest.raises(ValueError, match="num_heads must be a positive int"):
+    with pytest.raises((TypeError, ValueError), match="num_heads must be"):
         score_mods.alibi_slopes(num_heads)
 
 
@@ -196,7 +196,7 @@ def test_softcap_int_cap_is_accepted():
 @pytest.mark.parametrize("cap", [0.0, -1.0, math.nan, True, "30", None],
                          ids=["zero", "negative", "nan", "bool", "string", "none"])
 def test_softcap_bad_cap(cap):
-    with pytest.raises(ValueError, match="cap must be a positive"):
+    with pytest.raises((TypeError, ValueError), match="cap must be"):
         score_mods.softcap(cap)
 
 

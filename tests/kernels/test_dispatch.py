@@ -1,17 +1,19 @@
 """Backend dispatch: ``explain()`` names the backend ``attention()`` really runs.
 
-The backend functions are replaced, inside :mod:`attnkit.functional.attention`,
-by spies that record which one is called (and then call the real function, or
-return zeros where the real computation would be slow). For every call in the
-grid the recorded backend must be the one :func:`attnkit.explain` reports, and the
-refusal reasons must name their cause. Policy thresholds come from
-:mod:`attnkit.kernels.dispatch`, so the sizes below sit on the intended side of them.
+The ``run`` of every registry entry is replaced by a spy that records which backend is
+called (and then calls the real function, or returns zeros where the real computation
+would be slow). For every call in the grid the recorded backend must be the one
+:func:`attnkit.explain` reports, and the refusal reasons must name their cause. Policy
+thresholds come from :mod:`attnkit.kernels.tiled` (the tiled backend's bid), so the
+sizes below sit on the intended side of them.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Callable
 
 import pytest
@@ -19,10 +21,11 @@ import torch
 
 import attnkit
 from attnkit import masks, score_mods
-from attnkit.kernels import dispatch
+from attnkit.functional._plan import CallPlan
+from attnkit.kernels import BACKENDS, Backend, Bid, backend_names, dispatch, tiled, unavailable
 
-# `import attnkit.functional.attention` would give the re-exported function.
-ATTENTION_MODULE = importlib.import_module("attnkit.functional.attention")
+# Backends that compute the weights from a saved lse when asked for them.
+LSE_WEIGHTS = {"tiled", "triton"}
 
 
 class Spy:
@@ -31,28 +34,32 @@ class Spy:
     def __init__(self, monkeypatch):
         self.calls: list[str] = []
         self.fake = False
-        real = {name: getattr(ATTENTION_MODULE, name) for name in
-                ("reference_attention", "sdpa_attention", "tiled_attention",
-                 "triton_attention", "attention_weights")}
 
-        def record(name: str, backend: str, fake: Callable):
-            def wrapper(*args, **kwargs):
-                self.calls.append(backend)
-                return fake(*args, **kwargs) if self.fake else real[name](*args, **kwargs)
-            monkeypatch.setattr(ATTENTION_MODULE, name, wrapper)
+        def fake_run(name: str):
+            def run(q, k, v, call):
+                out = q.new_zeros(q.shape[0], q.shape[1], q.shape[2], v.shape[3])
+                if not call.return_weights:
+                    return out, None
+                if name in LSE_WEIGHTS:
+                    return out, call.weights_from_lse(q.new_zeros(q.shape[:3]).float())
+                return out, q.new_zeros(1)
+            return run
 
-        def zeros_out(q, k, v):
-            return q.new_zeros(q.shape[0], q.shape[1], q.shape[2], v.shape[3])
+        def record(entry: Backend):
+            def wrapper(q, k, v, call):
+                self.calls.append(entry.name)
+                return (fake_run(entry.name) if self.fake else entry.run)(q, k, v, call)
+            monkeypatch.setitem(BACKENDS, entry.name, dataclasses.replace(entry, run=wrapper))
 
-        record("reference_attention", "reference",
-               lambda q, k, v, **kw: (zeros_out(q, k, v),
-                                      q.new_zeros(1) if kw.get("return_weights") else None))
-        record("sdpa_attention", "sdpa", lambda q, k, v, **kw: zeros_out(q, k, v))
-        record("tiled_attention", "tiled",
-               lambda q, k, v, **kw: (zeros_out(q, k, v), q.new_zeros(q.shape[:3]).float()))
-        record("triton_attention", "triton",
-               lambda q, k, v, *args: (zeros_out(q, k, v), q.new_zeros(q.shape[:3]).float()))
-        record("attention_weights", "weights-from-lse", lambda q, k, **kw: q.new_zeros(1))
+        for entry in list(BACKENDS.values()):
+            record(entry)
+        rebuild = CallPlan.weights_from_lse
+
+        def weights_from_lse(plan, lse):
+            self.calls.append("weights-from-lse")
+            return lse.new_zeros(1) if self.fake else rebuild(plan, lse)
+
+        monkeypatch.setattr(CallPlan, "weights_from_lse", weights_from_lse)
 
 
 @pytest.fixture
@@ -132,9 +139,9 @@ def _tensors(call: Call):
 
 def test_thresholds_put_the_grid_on_the_intended_side():
     # The large calls rely on these policy constants; fail loudly if they move.
-    assert 2048 * 2048 >= dispatch.TILED_MIN_ELEMENTS > 33 * 33 * 8
-    assert 8192 * 8193 > dispatch.REFERENCE_MAX_WEIGHTS >= 33 * 33 * 8
-    assert dispatch.TILED_MIN_SPARSITY <= 0.75
+    assert 2048 * 2048 >= tiled.TILED_MIN_ELEMENTS > 33 * 33 * 8
+    assert 8192 * 8193 > tiled.REFERENCE_MAX_WEIGHTS >= 33 * 33 * 8
+    assert tiled.TILED_MIN_SPARSITY <= 0.75
 
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda c: c.name)
@@ -152,15 +159,16 @@ def test_explain_names_the_backend_that_runs(call, spy):
     assert backends == [decision.backend]
     # On the tiled path, weights are rebuilt from the lse (and only when asked for).
     wants_weights = kwargs.get("return_weights", False)
-    assert ("weights-from-lse" in spy.calls) == (decision.backend == "tiled" and wants_weights)
-    assert set(decision.refused) == set(dispatch.BACKENDS) - {decision.backend}
+    assert ("weights-from-lse" in spy.calls) == (decision.backend in LSE_WEIGHTS
+                                                  and wants_weights)
+    assert set(decision.refused) == set(BACKENDS) - {decision.backend}
     for backend, cause in call.causes.items():
         assert cause in decision.refused[backend], decision.refused
     assert out.shape == (q.shape[0], q.shape[1], q.shape[2], v.shape[3])
     assert (weights is not None) == wants_weights
 
 
-@pytest.mark.parametrize("backend", sorted(dispatch.BACKENDS))
+@pytest.mark.parametrize("backend", backend_names())
 def test_an_explicit_backend_runs_and_the_others_are_not_requested(backend, spy):
     q, k, v = _tensors(CALLS[0])
 
@@ -168,7 +176,7 @@ def test_an_explicit_backend_runs_and_the_others_are_not_requested(backend, spy)
     attnkit.attention(q, k, v, backend=backend)
 
     assert decision.backend == backend and spy.calls == [backend]
-    assert decision.refused == {name: "not requested" for name in dispatch.BACKENDS
+    assert decision.refused == {name: "not requested" for name in BACKENDS
                                 if name != backend}
     assert str(decision).startswith(f"runs on: {backend}")
 
@@ -204,3 +212,74 @@ def test_unknown_backend_raises(fn, backend, error, match, spy):
     with pytest.raises(error, match=match):
         fn(q, k, v, backend=backend)
     assert spy.calls == []
+
+
+def _string_constants(module) -> set[str]:
+    """Every string literal in a module's code, docstrings left out."""
+    tree = ast.parse(inspect.getsource(module))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    return {node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings}
+
+
+def test_the_auto_policy_and_attention_name_no_backend():
+    # Adding a backend must not need an edit here: no registered name appears in the code.
+    modules = [dispatch, importlib.import_module("attnkit.functional.attention")]
+    for module in modules:
+        assert not set(BACKENDS) & _string_constants(module), module.__name__
+
+
+def _always(q, k, v, call):
+    return torch.full((q.shape[0], q.shape[1], q.shape[2], v.shape[3]), 7.0), None
+
+
+def test_a_new_registry_entry_is_used_by_attention_explain_and_auto(monkeypatch):
+    entry = Backend(name="sevens", summary="test-only", refusal=lambda p: None, run=_always,
+                    bid=lambda p: Bid(99, "always wins"))
+    monkeypatch.setitem(BACKENDS, entry.name, entry)
+    q = torch.randn(1, 2, 5, 4)
+
+    decision = attnkit.explain(q, q, q)
+    out, _ = attnkit.attention(q, q, q)
+
+    assert decision.backend == "sevens" and "always wins" in decision.refused["sdpa"]
+    assert torch.equal(out, torch.full_like(q, 7.0))
+    assert attnkit.explain(q, q, q, backend="sevens").backend == "sevens"
+    assert "sevens" in backend_names()
+    refused = dataclasses.replace(entry, refusal=lambda p: "never on Tuesdays")
+    monkeypatch.setitem(BACKENDS, entry.name, refused)
+    assert attnkit.explain(q, q, q).backend == "sdpa"
+    with pytest.raises(ValueError, match="backend='sevens' cannot run this call: never on"):
+        attnkit.attention(q, q, q, backend="sevens")
+
+
+def test_availability_of_each_backend_here():
+    assert unavailable("reference") is None and unavailable("sdpa") is None
+    assert unavailable("tiled") is None
+    with pytest.raises(ValueError, match="backend must be one of"):
+        unavailable("flash")
+
+
+def test_triton_is_unavailable_without_a_gpu_or_the_interpreter(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    reason = unavailable("triton")
+    assert reason is not None and ("CUDA" in reason or "not installed" in reason)
+
+
+def test_check_refuses_a_backend_that_cannot_run_here(monkeypatch):
+    from attnkit.check import CheckCase, run_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    tiny = [CheckCase("tiny", batch=1, q_heads=1, kv_heads=1, q_len=3, kv_len=3, head_dim=4)]
+    with pytest.raises(ValueError, match=r"backends: 'triton' cannot run on this machine"):
+        run_check(tiny, dtypes=[torch.float32], backends=["triton"])
+    with pytest.raises(ValueError, match=r"backends: 'flash' is not a backend"):
+        run_check(tiny, dtypes=[torch.float32], backends=["flash"])
+    rows = run_check(tiny, dtypes=[torch.float32])
+    assert {row["backend"] for row in rows} == {"reference", "sdpa", "tiled"}
+    assert all(row["ok"] for row in rows)

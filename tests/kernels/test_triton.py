@@ -15,7 +15,7 @@ and for dq, dk, dv.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -41,7 +41,7 @@ from attnkit.functional import masks, score_mods  # noqa: E402
 from attnkit.functional._plan import CallPlan  # noqa: E402
 from attnkit.functional.masks import index_grids, materialize  # noqa: E402
 from attnkit.functional.reference import reference_attention  # noqa: E402
-from attnkit.kernels import triton_attention as ta  # noqa: E402
+from attnkit.kernels.triton import launch as ta  # noqa: E402
 from attnkit.kernels.spec import KernelSpec, MaskSpec, ScoreSpec  # noqa: E402
 from conftest import assert_oracle_close  # noqa: E402
 
@@ -331,16 +331,20 @@ def test_module_imports_and_refuses_without_triton(monkeypatch):
     for name in [n for n in sys.modules if n == "triton" or n.startswith("triton.")]:
         monkeypatch.setitem(sys.modules, name, None)  # `import triton` now fails
     monkeypatch.setitem(sys.modules, "triton", None)
-    path = ta.__file__
-    module_spec = importlib.util.spec_from_file_location("_triton_attention_no_triton", path)
-    module = importlib.util.module_from_spec(module_spec)
-    monkeypatch.setitem(sys.modules, module_spec.name, module)
-    module_spec.loader.exec_module(module)
+    # Import the backend package afresh (the originals come back after the test).
+    package = sys.modules["attnkit.kernels.triton"]
+    for name in [n for n in sys.modules if n.startswith("attnkit.kernels.triton")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys.modules["attnkit.kernels"], "triton", package)
+    module = importlib.import_module("attnkit.kernels.triton.launch")
+    backend = importlib.import_module("attnkit.kernels.triton.backend").BACKEND
+    assert module is not ta
     spec = KernelSpec(MaskSpec(), ScoreSpec())
     assert "install attnkit[triton]" in module.triton_refusal(torch.float16, "cuda", spec)
     q = torch.randn(1, 1, 4, 8)
     with pytest.raises(ImportError, match=r"attnkit\[triton\]"):
         module.triton_attention(q, q, q, spec, 1.0)
+    assert "install attnkit[triton]" in backend.availability()
 
 
 def test_bad_inputs_raise_with_the_argument_name():

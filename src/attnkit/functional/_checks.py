@@ -8,10 +8,12 @@ what was expected.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from attnkit._validate import check_choice, check_float
 from attnkit.functional.masks import ALIGNMENTS, check_mask_mod
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -40,7 +42,10 @@ def check_qkv(q: Any, k: Any, v: Any) -> None:
         raise ValueError(f"batch sizes differ: q {B}, k {k.shape[0]}, v {v.shape[0]}")
     if k.shape[1] != v.shape[1]:
         raise ValueError(f"k has {k.shape[1]} heads but v has {v.shape[1]}; they must match")
-    if k.shape[1] == 0 or Hq % k.shape[1] != 0:
+    if Hq == 0 or k.shape[1] == 0:
+        raise ValueError(f"q and k/v need at least one head each, got q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}")
+    if Hq % k.shape[1] != 0:
         raise ValueError(
             f"q heads ({Hq}) must be a multiple of k/v heads ({k.shape[1]}) for grouped-query "
             f"attention; got q {tuple(q.shape)}, k {tuple(k.shape)}"
@@ -117,34 +122,46 @@ def check_score_mod(score_mod: Any) -> None:
                         f"or None, got {type(score_mod).__name__}")
 
 
+def apply_score_mod(score_mod: Callable, scores: torch.Tensor, b: torch.Tensor,
+                    h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+    """``score_mod(scores, b, h, q_idx, kv_idx)``, checked: a floating tensor of the shape
+    of ``scores`` (cast to its dtype) with no NaN or ``+inf`` (``-inf`` masks a position).
+
+    Raises:
+        TypeError/ValueError naming ``score_mod`` when it fails or returns anything else,
+        instead of an error from deep inside a kernel or a silently NaN result.
+    """
+    try:
+        out = score_mod(scores, b, h, q_idx, kv_idx)
+    except Exception as exc:
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
+        raise kind(f"score_mod(score, b, h, q_idx, kv_idx) raised {type(exc).__name__}: "
+                   f"{exc}") from exc
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        got = f"dtype {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TypeError(f"score_mod must return a floating tensor of shape "
+                        f"{tuple(scores.shape)}, got {got}")
+    if out.shape != scores.shape:
+        raise ValueError(f"score_mod must return a tensor of shape {tuple(scores.shape)}, "
+                         f"got {tuple(out.shape)}")
+    if bool((out.isnan() | out.isposinf()).any()):
+        raise ValueError("score_mod returned NaN or +inf scores; the softmax of such a row "
+                         "is undefined (return -inf to mask a position)")
+    return out.to(scores.dtype)
+
+
 def check_dropout(dropout_p: Any) -> float:
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)):
-        raise TypeError(f"dropout_p must be a float in [0, 1), got {type(dropout_p).__name__}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    return float(dropout_p)
+    return check_float(dropout_p, "dropout_p", low=0.0, high=1.0, high_open=True)
 
 
 def resolve_scale(scale: Any, head_dim: int) -> float:
     if scale is None:
         return 1.0 / math.sqrt(head_dim)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale}")
-    return float(scale)
-
-
-def check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
+    return check_float(scale, "scale")
 
 
 NORMALIZERS = ("softmax", "sparsemax")
 
 
 def check_normalize(normalize: Any) -> str:
-    if not isinstance(normalize, str) or normalize not in NORMALIZERS:
-        raise ValueError(f"normalize must be one of {NORMALIZERS}, got {normalize!r}")
-    return normalize
+    return check_choice(normalize, "normalize", NORMALIZERS)

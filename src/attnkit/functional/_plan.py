@@ -1,10 +1,12 @@
 """One attention call, described for every backend.
 
-``attention()`` validates its arguments once and builds a :class:`CallPlan`:
-the mask argument and the causal flag folded into one tensor part and one
-``mask_mod`` part, and the score_mod. Each backend then asks the plan for what it
-needs: a dense mask (reference, sdpa), per-tile callables and a tile plan
-(tiled), or a plain-number description (fused GPU kernels).
+``attention()`` validates its arguments once and builds a :class:`CallPlan`: the mask
+argument and the causal flag folded into one tensor part and one ``mask_mod`` part,
+the (checked) score_mod, the scale, dropout and normalizer. The plan is the
+:class:`~attnkit.kernels.backend.KernelCall` a backend receives: each backend asks it
+for the view it needs, a dense mask (reference, sdpa), per-tile callables and a tile
+plan (tiled), or a plain-number description (fused GPU kernels). The mask classes
+answer the kernel questions themselves (:class:`~attnkit.masks.MaskMod` methods).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import torch
 from torch import nn
 
 from attnkit.functional import masks as _masks
-from attnkit.functional import score_mods as _score_mods
+from attnkit.functional._checks import apply_score_mod
+from attnkit.functional.normalizers import masked_softmax
+from attnkit.functional.score_mods import ScoreMod
 from attnkit.kernels.spec import EMPTY, FULL, PARTIAL, KernelSpec, MaskSpec, ScoreSpec
 from attnkit.kernels.tiled import TileFns
 
@@ -36,18 +40,33 @@ class CallPlan:
     user_mask_mod: Callable | None
     alignment: str | None
     score_mod: Callable | None
+    scale: float = 1.0
+    dropout_p: float = 0.0
+    return_weights: bool = False
+    normalize: Callable = masked_softmax  # (scores, mask) -> weights
+    # lse (B, Hq, Lq) -> exact weights (B, Hq, Lq, Lk), for fused backends
+    rebuild_weights: Callable[[torch.Tensor], torch.Tensor] | None = None
     _tile_plans: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def build(cls, q: torch.Tensor, kv_len: int, mask, alignment, score_mod) -> CallPlan:
+    def build(cls, q: torch.Tensor, kv_len: int, mask, alignment, score_mod,
+              **call: object) -> CallPlan:
+        """``call``: the other fields (scale, dropout_p, return_weights, normalize,
+        rebuild_weights) for a plan that backends will run."""
         B, Hq, Lq, _ = q.shape
         tensor_mask = None
         if isinstance(mask, torch.Tensor):
             tensor_mask = mask if mask.dim() == 4 else mask[None, None]  # (B|1, H|1, ..)
         mask_mod = mask if (mask is not None and tensor_mask is None) else None
-        return cls(B, Hq, Lq, kv_len, q.device, tensor_mask, mask_mod, alignment, score_mod)
+        return cls(B, Hq, Lq, kv_len, q.device, tensor_mask, mask_mod, alignment, score_mod,
+                   **call)
 
     # -- mask, as one predicate ------------------------------------------------------------
+    @property
+    def has_mask(self) -> bool:
+        """Whether a mask tensor or mask_mod was given (the causal flag aside)."""
+        return self.tensor_mask is not None or self.user_mask_mod is not None
+
     @functools.cached_property
     def mask_mod(self) -> Callable | None:
         """The user's mask_mod and the causal flag, combined (the tensor part aside)."""
@@ -70,21 +89,34 @@ class CallPlan:
             dense = evaluated if dense is None else dense & evaluated
         return dense
 
+    # -- scores ------------------------------------------------------------------------------
+    def score(self, scores: torch.Tensor, q0: int = 0, k0: int = 0) -> torch.Tensor:
+        """The checked score_mod on logits ``(B, Hq, rows, cols)`` starting at query ``q0``
+        and key ``k0``; identity without a score_mod."""
+        if self.score_mod is None:
+            return scores
+        grids = _masks.index_grids(scores.shape[0], scores.shape[1], scores.shape[2],
+                                   scores.shape[3], scores.device, q0, k0)
+        return apply_score_mod(self.score_mod, scores, *grids)
+
+    def captured(self) -> list[torch.Tensor]:
+        """Tensors the score_mod reads that need gradients (see :func:`captured_tensors`)."""
+        return captured_tensors(self.score_mod)
+
+    def weights_from_lse(self, lse: torch.Tensor) -> torch.Tensor:
+        """Exact weights ``(B, Hq, Lq, Lk)`` from a fused forward's ``lse (B, Hq, Lq)``."""
+        return self.rebuild_weights(lse)
+
     # -- tiles -------------------------------------------------------------------------------
     def tile_plan(self, block_q: int, block_k: int) -> torch.Tensor | None:
         """int8 ``(nq, nk)``: EMPTY where no (b, h) may attend anywhere in the tile, FULL
         where every (b, h) may attend everywhere, PARTIAL otherwise; None if unmasked."""
         key = (block_q, block_k)
         if key not in self._tile_plans:
-            kinds = []
-            if self.mask_mod is not None:
-                kinds.append(_masks.block_map(self.mask_mod, self.batch, self.q_heads,
-                                              self.q_len, self.kv_len, block_q=block_q,
-                                              block_k=block_k, device=self.device).kinds)
-            if self.tensor_mask is not None:
-                kinds.append(_masks.block_map(self.tensor_mask, self.batch, self.q_heads,
-                                              self.q_len, self.kv_len, block_q=block_q,
-                                              block_k=block_k, device=self.device).kinds)
+            kinds = [_masks.block_map(part, self.batch, self.q_heads, self.q_len,
+                                      self.kv_len, block_q=block_q, block_k=block_k,
+                                      device=self.device).kinds
+                     for part in (self.mask_mod, self.tensor_mask) if part is not None]
             plan = None
             if kinds:
                 stacked = torch.stack([k.flatten(0, 1) for k in
@@ -102,8 +134,7 @@ class CallPlan:
 
     def tile_fns(self, block_q: int, block_k: int) -> TileFns:
         B, Hq = self.batch, self.q_heads
-        mod, tensor, score_mod, device = self.mask_mod, self.tensor_mask, self.score_mod, \
-            self.device
+        mod, tensor, device = self.mask_mod, self.tensor_mask, self.device
 
         def tile_mask(q0: int, q1: int, k0: int, k1: int) -> torch.Tensor:
             result = None
@@ -117,13 +148,9 @@ class CallPlan:
                 result = evaluated if result is None else result & evaluated
             return result
 
-        def tile_score(s: torch.Tensor, q0: int, k0: int) -> torch.Tensor:
-            grids = _masks.index_grids(B, Hq, s.shape[2], s.shape[3], device, q0, k0)
-            return score_mod(s, *grids)
-
         has_mask = mod is not None or tensor is not None
         return TileFns(mask=tile_mask if has_mask else None,
-                       score=tile_score if score_mod is not None else None,
+                       score=self.score if self.score_mod is not None else None,
                        plan=self.tile_plan(block_q, block_k) if has_mask else None)
 
     # -- plain-number description for fused GPU kernels -----------------------------------------
@@ -132,57 +159,24 @@ class CallPlan:
         if self.tensor_mask is not None:
             return "a dense tensor mask has no structure a kernel can use; pass a mask_mod"
         fields: dict = {}
-        if self.mask_mod is not None:
-            reason = _merge_mask_spec(self.mask_mod, self.batch, self.q_len, self.kv_len,
-                                      fields)
+        mod = self.mask_mod
+        if mod is not None:
+            if not isinstance(mod, _masks.MaskMod):
+                return (f"the mask_mod {type(mod).__name__} has no kernel description "
+                        f"(kernels take the attnkit.masks constructors)")
+            reason = mod.kernel_terms(self.batch, self.q_len, self.kv_len, fields)
             if reason:
                 return reason
-        score_mod = self.score_mod
-        if score_mod is None:
+        if self.score_mod is None:
             score = ScoreSpec()
-        elif isinstance(score_mod, _score_mods.Alibi):
-            score = ScoreSpec(alibi_slopes=score_mod.slopes.float(),
-                              alibi_symmetric=score_mod.symmetric,
-                              alibi_q_offset=score_mod.q_offset)
-        elif isinstance(score_mod, _score_mods.Softcap):
-            score = ScoreSpec(softcap=score_mod.cap)
+        elif isinstance(self.score_mod, ScoreMod):
+            score = self.score_mod.kernel_spec()
+            if isinstance(score, str):
+                return score
         else:
-            return (f"the score_mod {type(score_mod).__name__} has no kernel description "
+            return (f"the score_mod {type(self.score_mod).__name__} has no kernel description "
                     f"(kernels take alibi and softcap)")
         return KernelSpec(MaskSpec(**fields), score)
-
-
-def _merge_mask_spec(mod, batch: int, q_len: int, kv_len: int, out: dict) -> str | None:
-    """Fold one built-in mask_mod into ``out`` (MaskSpec fields); a reason if impossible."""
-    if isinstance(mod, _masks.And):
-        for part in mod.mods:
-            reason = _merge_mask_spec(part, batch, q_len, kv_len, out)
-            if reason:
-                return reason
-        return None
-    if isinstance(mod, _masks.Causal):
-        previous = out.get("causal_offset")
-        out["causal_offset"] = mod.offset if previous is None else min(previous, mod.offset)
-        return None
-    if isinstance(mod, _masks.SlidingWindow):
-        if "window" in out:
-            return "two sliding windows in one mask"
-        out["window"] = (mod.size, mod.causal, mod.offset)
-        return None
-    if isinstance(mod, _masks.KeyPadding):
-        if "kv_lengths" in out or mod.lengths.shape[0] not in (1, batch):
-            return "key_padding lengths do not hold one entry per batch row"
-        out["kv_lengths"] = mod.lengths.expand(batch)
-        return None
-    if isinstance(mod, _masks.Document):
-        if ("q_doc_ids" in out or mod.q_doc_ids.shape[1] != q_len
-                or mod.kv_doc_ids.shape[1] != kv_len or mod.q_doc_ids.shape[0] not in (1, batch)):
-            return "document ids do not match (B, Lq) and (B, Lk)"
-        out["q_doc_ids"] = mod.q_doc_ids.expand(batch, -1)
-        out["kv_doc_ids"] = mod.kv_doc_ids.expand(batch, -1)
-        return None
-    return (f"the mask_mod {type(mod).__name__} has no kernel description (kernels take "
-            f"causal, sliding_window, key_padding, document and their & combinations)")
 
 
 def captured_tensors(fn: Callable | None) -> list[torch.Tensor]:
@@ -190,7 +184,7 @@ def captured_tensors(fn: Callable | None) -> list[torch.Tensor]:
 
     Looked for in dataclass fields (the built-in score mods), module parameters and
     buffers, closure cells, default arguments and ``functools.partial`` arguments.
-    Tensors reached only through globals are not found; see :func:`attention`.
+    Tensors reached only through globals are not found; see :func:`attnkit.attention`.
     """
     found: list[torch.Tensor] = []
 

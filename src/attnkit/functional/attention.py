@@ -8,21 +8,20 @@ multi-query), ``Lq`` query length, ``Lk`` key length, ``D`` query/key head dim,
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import functools
 from collections.abc import Callable
 
 import torch
 
+from attnkit._validate import check_bool
 from attnkit.functional import _checks
-from attnkit.functional._plan import CallPlan, captured_tensors
+from attnkit.functional._plan import CallPlan
 from attnkit.functional.normalizers import masked_softmax
-from attnkit.functional.reference import reference_attention
+from attnkit.functional.score_mods import ScoreMod
 from attnkit.functional.sparsemax import sparsemax
 from attnkit.functional.weights import attention_weights
-from attnkit.kernels.dispatch import Decision, Problem, choose
-from attnkit.kernels.sdpa import sdpa_attention
-from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, tiled_attention
+from attnkit.kernels import BACKENDS, Decision, Problem, choose
+from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q
 
 __all__ = ["attention", "explain"]
 
@@ -32,7 +31,8 @@ _NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax}
 
 
 def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
-             normalize="softmax"):
+             normalize="softmax") -> tuple[CallPlan, Decision]:
+    """Validate every argument, describe the call, and let dispatch pick a backend."""
     _checks.check_qkv(q, k, v)
     B, Hq, Lq, D = q.shape
     Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
@@ -41,47 +41,35 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
     _checks.check_score_mod(score_mod)
     dropout_p = _checks.check_dropout(dropout_p)
     scale = _checks.resolve_scale(scale, D)
-    _checks.check_flag(return_weights, "return_weights")
+    check_bool(return_weights, "return_weights")
     _checks.check_normalize(normalize)
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-    plan = CallPlan.build(q, Lk, mask, alignment, score_mod)
+    plan = CallPlan.build(
+        q, Lk, mask, alignment, score_mod, scale=scale, dropout_p=dropout_p,
+        return_weights=return_weights, normalize=_NORMALIZERS[normalize],
+        rebuild_weights=functools.partial(_weights_from_lse, q, k, mask, causal, scale,
+                                          score_mod))
     requires_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    # Block sparsity matters where SDPA would run a mask_mod densely.
+    # Block sparsity matters where a dense kernel would run a mask_mod densely.
     sparsity = (plan.block_sparsity(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)
                 if mask_kind == "mask_mod" else None)
+    spec = plan.kernel_spec()
     problem = Problem(
         batch=B, q_heads=Hq, kv_heads=Hkv, q_len=Lq, kv_len=Lk, head_dim=D, v_dim=Dv,
         dtype=q.dtype, device_type=q.device.type, mask=mask_kind, causal=alignment,
         score_mod=score_mod is not None,
-        score_mod_traceable=score_mod is None or _score_mod_traceable(score_mod),
+        score_mod_traceable=score_mod is None or isinstance(score_mod, ScoreMod),
         return_weights=return_weights, dropout_p=dropout_p, requires_grad=requires_grad,
-        block_sparsity=sparsity, normalize=normalize, spec_refusal=_spec_refusal(plan, q),
+        block_sparsity=sparsity, normalize=normalize,
+        spec_refusal=spec if isinstance(spec, str) else None,
     )
-    return problem, plan, scale, dropout_p, choose(problem, backend)
+    return plan, choose(problem, backend)
 
 
-def _spec_refusal(plan: CallPlan, q: torch.Tensor) -> str | None:
-    """Why no kernel spec exists (None if one does); only worked out where a fused GPU
-    kernel could run at all."""
-    if q.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        return "no GPU: not described"
-    spec = plan.kernel_spec()
-    return spec if isinstance(spec, str) else None
-
-
-def triton_attention(q, k, v, spec, scale):
-    """The Triton kernel, imported on first use (triton is an optional extra)."""
-    from attnkit.kernels.triton_attention import triton_attention as kernel
-
-    return kernel(q, k, v, spec, scale, return_lse=True)
-
-
-def _score_mod_traceable(score_mod: Callable) -> bool:
-    """True when every tensor the score_mod may need gradients for can be found."""
-    from attnkit.functional.score_mods import ScoreMod
-
-    return isinstance(score_mod, ScoreMod)
+def _weights_from_lse(q, k, mask, causal, scale, score_mod, lse):
+    return attention_weights(q, k, mask=mask, causal=causal, scale=scale, score_mod=score_mod,
+                             lse=lse)
 
 
 def attention(
@@ -125,9 +113,10 @@ def attention(
         return_weights: also return the softmax weights (before dropout).
         normalize: ``"softmax"``, or ``"sparsemax"`` (Martins & Astudillo 2016,
             arXiv:1602.02068: sparse weights; reference backend only).
-        backend: ``"auto"`` (the fastest backend that supports the call),
-            ``"reference"``, ``"sdpa"``, ``"tiled"`` or ``"triton"`` (CUDA; the
-            ``attnkit[triton]`` extra). :func:`explain` says which runs and why.
+        backend: ``"auto"`` (the fastest backend that supports the call) or a name
+            in :data:`attnkit.kernels.BACKENDS`: ``"reference"``, ``"sdpa"``,
+            ``"tiled"``, ``"triton"`` (CUDA; the ``attnkit[triton]`` extra).
+            :func:`explain` says which runs and why.
 
     Returns:
         ``(out, weights)``: ``out (B, Hq, Lq, Dv)`` in the input dtype;
@@ -141,47 +130,9 @@ def attention(
         >>> out.shape
         torch.Size([2, 4, 16, 32])
     """
-    problem, plan, scale, dropout_p, decision = _prepare(
-        q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend, normalize)
-
-    if decision.backend == "sdpa":
-        alignment = plan.alignment
-        if alignment == "lower_right" and problem.q_len == problem.kv_len:
-            alignment = "upper_left"  # the two alignments coincide on a square
-        if alignment == "lower_right" and problem.q_len == 1:
-            alignment = None  # a single lower-right query sees every key
-        if alignment == "upper_left" and problem.mask == "none":
-            # SDPA's own causal flag is upper-left and needs no mask tensor.
-            out = sdpa_attention(q, k, v, mask=None, is_causal=True, scale=scale,
-                                 dropout_p=dropout_p)
-        else:
-            dense = dataclasses.replace(plan, alignment=alignment).dense_mask()
-            out = sdpa_attention(q, k, v, mask=dense, is_causal=False, scale=scale,
-                                 dropout_p=dropout_p)
-        return out, None
-
-    if decision.backend == "triton":
-        out, lse = triton_attention(q, k, v, plan.kernel_spec(), scale)
-        weights = None
-        if return_weights:
-            weights = attention_weights(q, k, mask=mask, causal=causal, scale=scale,
-                                        score_mod=score_mod, lse=lse.detach())
-        return out, weights
-
-    if decision.backend == "tiled":
-        fns = plan.tile_fns(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)
-        out, lse = tiled_attention(q, k, v, scale=scale, fns=fns,
-                                   captured=captured_tensors(score_mod))
-        weights = None
-        if return_weights:
-            weights = attention_weights(q, k, mask=mask, causal=causal, scale=scale,
-                                        score_mod=score_mod, lse=lse.detach())
-        return out, weights
-
-    return reference_attention(q, k, v, mask=plan.dense_mask(), scale=scale,
-                               score_mod=score_mod, dropout_p=dropout_p,
-                               return_weights=return_weights,
-                               normalize=_NORMALIZERS[normalize])
+    plan, decision = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p,
+                              return_weights, backend, normalize)
+    return BACKENDS[decision.backend].run(q, k, v, plan)
 
 
 def explain(
@@ -204,8 +155,8 @@ def explain(
     without computing anything.
 
     Returns:
-        A :class:`~attnkit.kernels.dispatch.Decision` with ``backend`` (the name that
+        A :class:`~attnkit.kernels.Decision` with ``backend`` (the name that
         would run) and ``refused`` (``{name: reason}`` for every other backend).
     """
     return _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
-                    backend, normalize)[-1]
+                    backend, normalize)[1]

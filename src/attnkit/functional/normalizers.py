@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from attnkit.kernels.precision import compute_dtype
+
 __all__ = ["masked_softmax", "compute_dtype"]
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Softmax precision for inputs of ``dtype``: float64 stays, the rest use float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,

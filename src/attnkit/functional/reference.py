@@ -1,26 +1,22 @@
-"""The reference backend: readable scaled-dot attention, the oracle of every test.
+"""``reference_attention``: the readable oracle with plain arguments.
 
-It materializes the ``(B, H, Lq, Lk)`` logits, so its memory grows with
-``Lq * Lk``; it is meant to be obviously right, handle every feature (float64,
-``score_mod``, any mask, returned weights) and define the semantics the fast
-backends must reproduce:
-
-* logits and softmax in float32 (float64 for float64 inputs), then the weights
-  are cast back to the input dtype for the product with ``v``, as fused kernels do;
-* ``score_mod`` first, then the mask (masked logits become ``-inf``);
-* a query row with nothing to attend to yields zero weights and a zero output,
-  and no NaN reaches the gradients.
+The computation itself is the ``reference`` backend
+(:func:`attnkit.kernels.reference.reference_forward`, whose docstring states the
+semantics every fast backend must reproduce); this entry binds a ``score_mod`` to the
+index grids, checks what it returns, and defaults to the masked softmax.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
+from attnkit.functional._checks import apply_score_mod
 from attnkit.functional.masks import index_grids
-from attnkit.functional.normalizers import compute_dtype, masked_softmax
+from attnkit.functional.normalizers import masked_softmax
+from attnkit.kernels.reference import reference_forward
 
 __all__ = ["reference_attention"]
 
@@ -37,7 +33,7 @@ def reference_attention(
     return_weights: bool = False,
     normalize: Callable = masked_softmax,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Scaled-dot attention, computed plainly.
+    """Scaled-dot attention, computed plainly (no argument checks beyond the score_mod's).
 
     Args:
         q: ``(B, Hq, Lq, D)``; k: ``(B, Hkv, Lk, D)``; v: ``(B, Hkv, Lk, Dv)``,
@@ -54,24 +50,15 @@ def reference_attention(
         ``out (B, Hq, Lq, Dv)`` in the input dtype, and the weights
         ``(B, Hq, Lq, Lk)`` in the input dtype when ``return_weights`` else None.
     """
-    B, Hq, Lq, _ = q.shape
-    Hkv, Lk = k.shape[1], k.shape[2]
-    group = Hq // Hkv
-    k = k.repeat_interleave(group, dim=1)  # (B, Hq, Lk, D)
-    v = v.repeat_interleave(group, dim=1)  # (B, Hq, Lk, Dv)
-
-    acc = compute_dtype(q.dtype)
-    scores = torch.matmul(q.to(acc), k.to(acc).transpose(-2, -1)) * scale  # (B, Hq, Lq, Lk)
+    score = None
     if score_mod is not None:
-        modified = score_mod(scores, *index_grids(B, Hq, Lq, Lk, q.device))
-        if not isinstance(modified, torch.Tensor):
-            raise TypeError(f"score_mod must return a tensor, got {type(modified).__name__}")
-        if modified.shape != scores.shape:
-            raise ValueError(f"score_mod must return a tensor of shape {tuple(scores.shape)}, "
-                             f"got {tuple(modified.shape)}")
-        scores = modified.to(acc)
-    weights = normalize(scores, mask)  # (B, Hq, Lq, Lk), float32/64; empty rows 0
+        B, Hq, Lq, _ = q.shape
+        grids = index_grids(B, Hq, Lq, k.shape[2], q.device)
+        score = functools.partial(_bound, score_mod, grids)
+    return reference_forward(q, k, v, mask=mask, scale=scale, score=score,
+                             normalize=normalize, dropout_p=dropout_p,
+                             return_weights=return_weights)
 
-    kept = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
-    out = torch.matmul(kept.to(v.dtype), v)  # (B, Hq, Lq, Dv)
-    return out, (weights.to(q.dtype) if return_weights else None)
+
+def _bound(score_mod: Callable, grids: tuple, scores: torch.Tensor) -> torch.Tensor:
+    return apply_score_mod(score_mod, scores, *grids)

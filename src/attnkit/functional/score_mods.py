@@ -25,6 +25,9 @@ import math
 
 import torch
 
+from attnkit._validate import check_bool, check_float, check_int
+from attnkit.kernels.spec import ScoreSpec
+
 __all__ = ["ScoreMod", "alibi", "alibi_slopes", "softcap", "relative_bias"]
 
 
@@ -35,6 +38,11 @@ class ScoreMod:
                  q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def kernel_spec(self) -> ScoreSpec | str:
+        """This modifier as plain numbers for fused kernels, or why it has none."""
+        return (f"the score_mod {type(self).__name__} has no kernel description "
+                f"(kernels take alibi and softcap)")
+
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
     """ALiBi head slopes ``(num_heads,)``, float32.
@@ -44,8 +52,7 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     nearest lower power of two and fills the rest with every other slope of the
     next power of two.
     """
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
+    check_int(num_heads, "num_heads", minimum=1)
 
     def geometric(n: int) -> list[float]:
         start = 2.0 ** (-8.0 / n)
@@ -74,6 +81,10 @@ class Alibi(ScoreMod):
             distance = -distance.abs()
         return score + slope * distance
 
+    def kernel_spec(self):
+        return ScoreSpec(alibi_slopes=self.slopes.float(), alibi_symmetric=self.symmetric,
+                         alibi_q_offset=self.q_offset)
+
 
 def alibi(slopes: torch.Tensor, *, symmetric: bool = False, q_offset: int = 0) -> Alibi:
     """ALiBi: add ``slope[h] * (kv_idx - q_idx)`` to every score.
@@ -90,7 +101,7 @@ def alibi(slopes: torch.Tensor, *, symmetric: bool = False, q_offset: int = 0) -
     if not isinstance(slopes, torch.Tensor) or slopes.dim() != 1:
         got = tuple(slopes.shape) if isinstance(slopes, torch.Tensor) else type(slopes).__name__
         raise ValueError(f"slopes must be a 1-D tensor (H,), got {got}")
-    return Alibi(slopes, bool(symmetric), int(q_offset))
+    return Alibi(slopes, check_bool(symmetric, "symmetric"), check_int(q_offset, "q_offset"))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -100,12 +111,13 @@ class Softcap(ScoreMod):
     def __call__(self, score, b, h, q_idx, kv_idx):
         return self.cap * torch.tanh(score / self.cap)
 
+    def kernel_spec(self):
+        return ScoreSpec(softcap=self.cap)
+
 
 def softcap(cap: float) -> Softcap:
     """Soft-cap logits to ``(-cap, cap)``: ``cap * tanh(score / cap)``."""
-    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < math.inf:
-        raise ValueError(f"cap must be a positive finite number, got {cap!r}")
-    return Softcap(float(cap))
+    return Softcap(check_float(cap, "cap", low=0.0, low_open=True))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

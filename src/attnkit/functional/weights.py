@@ -15,6 +15,7 @@ import torch
 
 from attnkit.functional import _checks
 from attnkit.functional._plan import CallPlan
+from attnkit.functional.masks.evaluate import evaluate
 from attnkit.functional.normalizers import compute_dtype, masked_softmax
 
 __all__ = ["attention_weights"]
@@ -91,7 +92,7 @@ def attention_weights(
     qi = row_idx.view(1, 1, -1, 1)
     kv = torch.arange(Lk, device=q.device).view(1, 1, 1, Lk)
     if score_mod is not None:
-        scores = score_mod(scores, b, h, qi, kv).to(acc)
+        scores = _checks.apply_score_mod(score_mod, scores, b, h, qi, kv)
 
     plan = CallPlan.build(q, Lk, mask, alignment, None)
     allowed = None
@@ -100,7 +101,7 @@ def attention_weights(
         t = t if t.shape[1] == 1 else t[:, head_idx]
         allowed = t if t.shape[2] == 1 else t[:, :, row_idx]
     if plan.mask_mod is not None:
-        evaluated = plan.mask_mod(b, h, qi, kv)
+        evaluated = evaluate(plan.mask_mod, b, h, qi, kv)
         allowed = evaluated if allowed is None else allowed & evaluated
 
     if lse is None:

@@ -33,9 +33,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from attnkit.kernels.backend import Backend, Bid
+from attnkit.kernels.precision import compute_dtype
+from attnkit.kernels.problem import Problem
 from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
 
-__all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K"]
+__all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K", "BACKEND",
+           "TILED_MIN_ELEMENTS", "TILED_MIN_SPARSITY", "REFERENCE_MAX_WEIGHTS"]
 
 # Chosen by measurement on the 2-core development machine (dense forward, B=1,
 # H=8, D=64, float32, 2 threads; L=2048 and 4096): 128x512, 256x256, 256x512,
@@ -64,10 +68,6 @@ class TileFns:
         self.mask = mask
         self.score = score
         self.plan = plan
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _tile_kind(plan: torch.Tensor | None, has_mask: bool, i: int, j: int) -> int:
@@ -148,10 +148,12 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale:
 def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
     B, Hq, Lq, D = q.shape
     Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
-    acc = _acc_dtype(q.dtype)
+    acc = compute_dtype(q.dtype)
     k_acc, v_acc = k.to(acc), v.to(acc)  # no copy for float32/float64
-    out = torch.empty(B, Hq, Lq, Dv, dtype=acc, device=q.device)  # cast by the caller
-    lse = torch.empty(B, Hq, Lq, dtype=acc, device=q.device)
+    out = torch.zeros(B, Hq, Lq, Dv, dtype=acc, device=q.device)  # cast by the caller
+    lse = torch.full((B, Hq, Lq), float("-inf"), dtype=acc, device=q.device)
+    if B == 0:
+        return out, lse  # an empty batch: the tile views below cannot infer their rows
     neg_inf = float("-inf")
     n_k = -(-Lk // block_k)
     for i, q0 in enumerate(range(0, Lq, block_q)):
@@ -189,13 +191,15 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
               captured, captured_needs_grad):
     B, Hq, Lq, D = q.shape
     Hkv, Lk = k.shape[1], k.shape[2]
-    acc = _acc_dtype(q.dtype)
+    acc = compute_dtype(q.dtype)
     k_acc, v_acc = k.to(acc), v.to(acc)
     dq = torch.empty(B, Hq, Lq, D, dtype=acc, device=q.device)
     dk = torch.zeros(B, Hkv, Lk, D, dtype=acc, device=q.device)
     dv = torch.zeros(B, Hkv, Lk, v.shape[3], dtype=acc, device=q.device)
     captured_grads = [torch.zeros_like(t) if need else None
                       for t, need in zip(captured, captured_needs_grad, strict=True)]
+    if B == 0:
+        return dq.zero_().to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), captured_grads
     wanted = [t for t, need in zip(captured, captured_needs_grad, strict=True) if need]
     # delta_i = sum_j P_ij dP_ij = rowsum(dO * O): the softmax backward's row term.
     delta = (grad_out.to(acc) * out).sum(dim=-1, keepdim=True)  # (B, Hq, Lq, 1)
@@ -273,3 +277,63 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
     return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
             [g.to(t.dtype) if g is not None else None
              for g, t in zip(captured_grads, captured, strict=True)])
+
+
+# The auto policy's thresholds, measured on the 2-core development machine
+# (benchmarks/README.md). Below TILED_MIN_ELEMENTS logits the reference's single
+# matmul beats the tile loop; a mask_mod leaves the dense kernels for this one once at
+# least TILED_MIN_SPARSITY of the tiles are empty; returned weights are rebuilt from
+# the lse above REFERENCE_MAX_WEIGHTS logits instead of materialized with the rest.
+TILED_MIN_ELEMENTS = 1 << 22
+TILED_MIN_SPARSITY = 0.5
+REFERENCE_MAX_WEIGHTS = 1 << 26
+
+
+def _run(q, k, v, call):
+    out, lse = tiled_attention(q, k, v, scale=call.scale,
+                               fns=call.tile_fns(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K),
+                               captured=call.captured())
+    return out, (call.weights_from_lse(lse.detach()) if call.return_weights else None)
+
+
+def _refusal(p: Problem) -> str | None:
+    if p.normalize != "softmax":
+        return f"normalize={p.normalize!r}: the online softmax does not apply"
+    if p.dropout_p > 0.0:
+        return ("dropout_p > 0: the tiled backward recomputes the weights and would need "
+                "the forward's random dropout mask")
+    return None
+
+
+def _bid(p: Problem) -> Bid:
+    """Beats the fused dense kernels (3) on sparse structured masks, the reference (1) on
+    large problems; stays below it where the tile loop does not pay."""
+    few = f"only {p.elements:,} logits: too few to pay for the tile loop"
+    if p.return_weights:
+        if p.elements > REFERENCE_MAX_WEIGHTS:
+            return Bid(2, f"return_weights with {p.elements:,} logits: O(L) memory, weights "
+                          f"rebuilt from the lse")
+        return Bid(0, "return_weights on a small problem: materializing them is simpler "
+                      "and exact")
+    if p.score_mod:
+        if p.requires_grad and not p.score_mod_traceable:
+            return Bid(0, "a custom score_mod callable under autograd: tensors it captures "
+                          "may not all be found (use attnkit.score_mods, or backend='tiled')")
+        big = p.elements >= TILED_MIN_ELEMENTS
+        return Bid(2, f"{p.elements:,} logits are never materialized") if big else Bid(0, few)
+    if p.block_sparsity is not None and p.block_sparsity >= TILED_MIN_SPARSITY:
+        return Bid(4, f"skips the empty tiles of a mask_mod at block sparsity "
+                      f"{p.block_sparsity:.2f}")
+    if p.block_sparsity is not None:
+        return Bid(2 if p.elements >= TILED_MIN_ELEMENTS else 0,
+                   f"block sparsity {p.block_sparsity:.2f} is below {TILED_MIN_SPARSITY}: "
+                   f"few tiles to skip")
+    return Bid(2, "O(L) memory on a large problem") if p.elements >= TILED_MIN_ELEMENTS \
+        else Bid(0, few)
+
+
+BACKEND = Backend(
+    name="tiled",
+    summary="FlashAttention in torch ops: online softmax, tile skipping, O(L) memory, trainable",
+    refusal=_refusal, run=_run, bid=_bid,
+)

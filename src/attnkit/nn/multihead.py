@@ -24,34 +24,24 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from attnkit._validate import check_bool, check_float, check_int
 from attnkit.functional.attention import attention
 from attnkit.kernels import BACKENDS
+from attnkit.nn._inputs import check_dtype
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.positional import RotaryEmbedding
 
 __all__ = ["MultiHeadAttention"]
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
-def _check_input(x: object, name: str, features: int, layout: str) -> None:
+def _check_input(x: object, name: str, features: int, layout: str,
+                 dtype: torch.dtype) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3 or x.shape[2] != features:
         raise ValueError(f"{name} must be {layout} with E={features}, got shape "
                          f"{tuple(x.shape)}")
+    check_dtype(x, name, dtype, who="MultiHeadAttention")
 
 
 class MultiHeadAttention(nn.Module):
@@ -93,23 +83,19 @@ class MultiHeadAttention(nn.Module):
                  dropout: float = 0.0, qk_norm: bool = False, batch_first: bool = True,
                  rotary: RotaryEmbedding | None = None, backend: str = "auto") -> None:
         super().__init__()
-        self.embed_dim = _positive_int(embed_dim, "embed_dim")
-        self.num_heads = _positive_int(num_heads, "num_heads")
+        self.embed_dim = check_int(embed_dim, "embed_dim", minimum=1)
+        self.num_heads = check_int(num_heads, "num_heads", minimum=1)
         if embed_dim % num_heads:
             raise ValueError(f"num_heads ({num_heads}) must divide embed_dim ({embed_dim})")
-        self.num_kv_heads = _positive_int(num_heads if num_kv_heads is None else num_kv_heads,
-                                          "num_kv_heads")
+        self.num_kv_heads = check_int(num_heads if num_kv_heads is None else num_kv_heads,
+                                      "num_kv_heads", minimum=1)
         if num_heads % self.num_kv_heads:
             raise ValueError(f"num_kv_heads ({self.num_kv_heads}) must divide num_heads "
                              f"({num_heads})")
-        self.kdim = _positive_int(embed_dim if kdim is None else kdim, "kdim")
-        self.vdim = _positive_int(embed_dim if vdim is None else vdim, "vdim")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise TypeError(f"dropout must be a float in [0, 1), got {type(dropout).__name__}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.dropout = float(dropout)
-        self.batch_first = _flag(batch_first, "batch_first")
+        self.kdim = check_int(embed_dim if kdim is None else kdim, "kdim", minimum=1)
+        self.vdim = check_int(embed_dim if vdim is None else vdim, "vdim", minimum=1)
+        self.dropout = check_float(dropout, "dropout", low=0.0, high=1.0, high_open=True)
+        self.batch_first = check_bool(batch_first, "batch_first")
         if backend != "auto" and backend not in BACKENDS:
             raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, "
                              f"got {backend!r}")
@@ -122,13 +108,13 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"rotary.head_dim ({rotary.head_dim}) must equal the head dim "
                              f"embed_dim // num_heads = {self.head_dim}")
         self.rotary = rotary
-        _flag(bias, "bias")
+        check_bool(bias, "bias")
         inner_q, inner_kv = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         self.q_proj = nn.Linear(embed_dim, inner_q, bias=bias)
         self.k_proj = nn.Linear(self.kdim, inner_kv, bias=bias)
         self.v_proj = nn.Linear(self.vdim, inner_kv, bias=bias)
         self.out_proj = nn.Linear(inner_q, embed_dim, bias=bias)
-        self.q_norm = nn.RMSNorm(self.head_dim) if _flag(qk_norm, "qk_norm") else None
+        self.q_norm = nn.RMSNorm(self.head_dim) if check_bool(qk_norm, "qk_norm") else None
         self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
 
     def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -174,8 +160,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("an empty StaticKVCache needs key (the source to cache) on the "
                              "first call; use KVCache for self-attention")
         value = key if value is None else value
-        _check_input(key, "key", self.kdim, self._layout)
-        _check_input(value, "value", self.vdim, self._layout)
+        _check_input(key, "key", self.kdim, self._layout, self.k_proj.weight.dtype)
+        _check_input(value, "value", self.vdim, self._layout, self.v_proj.weight.dtype)
         if not self.batch_first:
             key, value = key.transpose(0, 1), value.transpose(0, 1)  # (B, Lk, kdim|vdim)
         if key.shape[0] != batch or value.shape[0] != batch or key.shape[1] != value.shape[1]:
@@ -238,7 +224,8 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None and not isinstance(kv_cache, (KVCache, StaticKVCache)):
             raise TypeError(f"kv_cache must be a KVCache, a StaticKVCache or None, got "
                             f"{type(kv_cache).__name__}")
-        _check_input(query, "query", self.embed_dim, self._layout)
+        _check_input(query, "query", self.embed_dim, self._layout, self.q_proj.weight.dtype)
+        check_bool(return_weights, "return_weights")
         if not self.batch_first:
             query = query.transpose(0, 1)  # (B, Lq, E)
         B, Lq, _ = query.shape

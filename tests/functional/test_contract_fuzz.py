@@ -1,0 +1,189 @@
+"""The entry-point contract of :func:`attnkit.attention`, fuzzed across every backend here.
+
+hypothesis draws small problems (empty batches included), scales (zero, negative,
+NaN, inf, wrong types), causal flags, masks (bool tensors with empty rows, key padding
+with zero lengths, wrong dtypes and shapes, misbehaving mask_mods) and score mods
+(built-ins, plain callables, and ones that return None, ints, the wrong shape or NaN,
+or raise). Every call must either match the float64 oracle under the rule of
+``tests/conftest.py`` or raise ``ValueError``/``TypeError`` naming the faulty argument
+(or, for a named backend, its refusal). Triton is left out: its interpreter is too
+slow for a fuzz loop, and tests/kernels/test_triton.py covers it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import attnkit
+from attnkit import masks, score_mods
+from conftest import assert_oracle_close
+
+BACKENDS = ["auto", "reference", "sdpa", "tiled"]
+ALIGNMENTS = [None, "upper_left", "lower_right", True]
+
+
+@dataclasses.dataclass
+class Draw:
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    kwargs: dict
+    faults: list[str]  # arguments that are wrong, in the order attention() checks them
+
+
+def _raise(*args):
+    raise RuntimeError("a bug inside the user's callable")
+
+
+def _score_mods(heads: int):
+    good = {
+        "none": None,
+        "softcap": score_mods.softcap(2.0),
+        "alibi": score_mods.alibi(score_mods.alibi_slopes(heads)),
+        "halve": lambda s, b, h, q_idx, kv_idx: s * 0.5,
+        "half-dtype": lambda s, b, h, q_idx, kv_idx: s.half(),
+        "mask-by-inf": lambda s, b, h, q_idx, kv_idx: s.masked_fill(kv_idx > q_idx, float("-inf")),
+    }
+    bad = {
+        "returns-none": lambda s, b, h, q_idx, kv_idx: None,
+        "returns-int": lambda s, b, h, q_idx, kv_idx: s.long(),
+        "wrong-shape": lambda s, b, h, q_idx, kv_idx: s[..., :1],
+        "returns-nan": lambda s, b, h, q_idx, kv_idx: s * float("nan"),
+        "raises": _raise,
+        "wrong-arity": lambda s: s,
+    }
+    return good, bad
+
+
+@st.composite
+def draws(draw) -> Draw:
+    batch = draw(st.integers(0, 2), label="batch")
+    kv_heads = draw(st.integers(1, 2), label="kv_heads")
+    heads = kv_heads * draw(st.integers(1, 2), label="group")
+    q_len, kv_len = draw(st.integers(1, 6), label="q_len"), draw(st.integers(1, 6), label="kv_len")
+    head_dim, v_dim = draw(st.integers(1, 5), label="D"), draw(st.integers(1, 5), label="Dv")
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**16), label="seed"))
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    q = rand(batch, heads, q_len, head_dim)
+    k, v = rand(batch, kv_heads, kv_len, head_dim), rand(batch, kv_heads, kv_len, v_dim)
+    faults = []
+
+    causal = draw(st.sampled_from(ALIGNMENTS), label="causal")
+    if causal is True and q_len != kv_len:
+        faults.append("causal")
+
+    mask_kind = draw(st.sampled_from(["none", "bool", "bool-4d", "key_padding", "int-dtype",
+                                      "wrong-shape", "mask_mod-int", "mask_mod-raises"]),
+                     label="mask")
+    mask = None
+    if mask_kind in ("bool", "bool-4d"):
+        shape = (q_len, kv_len) if mask_kind == "bool" else (max(batch, 1), 1, q_len, kv_len)
+        mask = torch.rand(*shape, generator=gen) < 0.6
+        mask[..., draw(st.integers(0, q_len - 1), label="empty_row"), :] = False
+    elif mask_kind == "key_padding":
+        lengths = draw(st.lists(st.integers(0, kv_len), min_size=batch, max_size=batch))
+        mask = masks.key_padding(torch.tensor(lengths, dtype=torch.long))
+    elif mask_kind == "int-dtype":
+        mask = torch.ones(q_len, kv_len, dtype=torch.int32)
+    elif mask_kind == "wrong-shape":
+        mask = torch.ones(q_len, kv_len + 1, dtype=torch.bool)
+    elif mask_kind == "mask_mod-int":
+        mask = lambda b, h, q_idx, kv_idx: (kv_idx <= q_idx).int()  # noqa: E731
+    elif mask_kind == "mask_mod-raises":
+        mask = _raise
+    if mask_kind in ("int-dtype", "wrong-shape"):
+        faults.append("mask")
+
+    scale = draw(st.one_of(st.none(), st.sampled_from([0.0, -0.0, 1.0, -1.0, 4.0]),
+                           st.floats(-3.0, 3.0), st.sampled_from(["nan", "inf", "str", "bool"])),
+                 label="scale")
+    scale = {"nan": float("nan"), "inf": float("-inf"), "str": "0.5", "bool": True}.get(
+        scale, scale)
+    if isinstance(scale, (str, bool)) or (isinstance(scale, float) and not abs(scale) < 1e9):
+        faults.append("scale")
+    if mask_kind in ("mask_mod-int", "mask_mod-raises"):
+        faults.append("mask")  # a mask_mod is evaluated after the scalar checks
+
+    good, bad = _score_mods(heads)
+    name = draw(st.sampled_from(sorted(good) + sorted(bad)), label="score_mod")
+    score_mod = good.get(name, bad.get(name))
+    if name in bad:
+        faults.append("score_mod")
+
+    kwargs = dict(mask=mask, causal=causal, scale=scale, score_mod=score_mod,
+                  return_weights=draw(st.booleans(), label="return_weights"),
+                  backend=draw(st.sampled_from(BACKENDS), label="backend"))
+    return Draw(q, k, v, kwargs, faults)
+
+
+def _oracle(d: Draw, dtype: torch.dtype):
+    kwargs = dict(d.kwargs, backend="reference", return_weights=True)
+    return attnkit.attention(d.q.to(dtype), d.k.to(dtype), d.v.to(dtype), **kwargs)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws())
+def test_attention_matches_the_oracle_or_names_the_bad_argument(d):
+    try:
+        out, weights = attnkit.attention(d.q, d.k, d.v, **d.kwargs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        if "cannot run this call" in message:
+            # A named backend refusing is a documented answer; auto never refuses.
+            assert d.kwargs["backend"] != "auto", message
+            assert message.startswith(f"backend={d.kwargs['backend']!r}"), message
+            return
+        assert d.faults, f"a valid call raised: {message}"
+        assert d.faults[0] in message, (d.faults, message)
+        return
+    if d.faults:
+        # Only an empty batch may skip a bad score_mod (the tiled backend never calls it
+        # on zero rows); the result is then empty and there is nothing to be wrong.
+        assert d.faults == ["score_mod"] and out.numel() == 0, d.faults
+        return
+    golden, golden_weights = _oracle(d, torch.float64)
+    same, same_weights = _oracle(d, torch.float32)
+    assert_oracle_close(out, same, golden, what=f"out ({d.kwargs['backend']})")
+    assert (weights is not None) == d.kwargs["return_weights"]
+    if weights is not None:
+        assert_oracle_close(weights, same_weights, golden_weights, what="weights")
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa", "tiled"])
+@pytest.mark.parametrize("scale", [0.0, -0.0, -1.5])
+def test_zero_and_negative_scales_match_the_oracle(backend, scale):
+    # Issue 10: causal=True, scale=0.0 returned NaN on SDPA.
+    q, k, v = torch.randn(3, 2, 2, 5, 4).unbind(0)
+    out, _ = attnkit.attention(q, k, v, causal=True, scale=scale, backend=backend)
+    golden, _ = attnkit.attention(q.double(), k.double(), v.double(), causal=True, scale=scale,
+                                  backend="reference")
+    same, _ = attnkit.attention(q, k, v, causal=True, scale=scale, backend="reference")
+    assert_oracle_close(out, same, golden)
+
+
+@pytest.mark.parametrize("backend", ["reference", "sdpa", "tiled"])
+def test_an_empty_batch_gives_an_empty_result_and_gradients(backend):
+    q = torch.randn(0, 2, 5, 4, requires_grad=True)
+    out, _ = attnkit.attention(q, q, q, causal=True, backend=backend,
+                               mask=masks.key_padding(torch.zeros(0, dtype=torch.long)))
+    out.sum().backward()
+    assert out.shape == (0, 2, 5, 4) and q.grad.shape == q.shape
+
+
+@pytest.mark.parametrize("name", ["returns-none", "returns-int", "wrong-shape", "returns-nan",
+                                  "raises", "wrong-arity"])
+@pytest.mark.parametrize("backend", ["reference", "tiled"])
+def test_a_misbehaving_score_mod_raises_naming_it(backend, name):
+    # Issue 10: the tiled backend crashed deep in torch on a wrong shape or None.
+    q = torch.randn(1, 2, 5, 4)
+    score_mod = _score_mods(2)[1][name]
+    with pytest.raises((TypeError, ValueError), match="score_mod"):
+        attnkit.attention(q, q, q, score_mod=score_mod, backend=backend)
