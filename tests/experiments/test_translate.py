@@ -7,13 +7,12 @@ import shutil
 
 import pytest
 import torch
+from _translate_helpers import corpus_entries, run_cli, train_args
 
 from attnkit.data import load_corpus
 from attnkit.errors import UserError
 from attnkit.experiments.translate import MODEL_KINDS, PRESETS, CompareConfig, TranslateConfig
 from attnkit.experiments.translate.translator import load_translator
-
-from _translate_helpers import corpus_entries, run_cli, train_args
 
 
 def test_train_writes_the_report(trained):

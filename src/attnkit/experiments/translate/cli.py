@@ -71,8 +71,9 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
                         help="model size preset " + default("size"))
     parser.add_argument("--vocab-size", type=arg_int(MIN_VOCAB, MAX_VOCAB), default=None,
                         help="joint BPE vocabulary " + default("vocab_size"))
-    parser.add_argument("--max-tokens", type=arg_int(1, MAX_BATCH_TOKENS), default=None,
-                        help="padded tokens per batch " + default("max_tokens"))
+    parser.add_argument("--max-tokens", type=arg_int(d.max_len, MAX_BATCH_TOKENS), default=None,
+                        help=f"padded tokens per batch, at least the longest sentence kept "
+                             f"({d.max_len}) " + default("max_tokens"))
     parser.add_argument("--lr", type=arg_float(0.0, low_open=True), default=None,
                         help="peak learning rate (default: 7e-4 transformer, 1e-3 RNNs)")
     parser.add_argument("--warmup-steps", type=arg_int(0), default=None,

@@ -90,6 +90,9 @@ class TranslateConfig:
                                    high=MAX_MINUTES)
         for name in ("max_steps", "max_tokens", "max_len", "eval_every", "checkpoint_every"):
             check_int(getattr(self, name), name, minimum=1)
+        if self.max_tokens < self.max_len:
+            raise ValueError(f"max_tokens: expected at least max_len ({self.max_len}) tokens per "
+                             f"batch, so the longest sentence fits, got {self.max_tokens}")
         check_int(self.vocab_size, "vocab_size", minimum=MIN_VOCAB)
         check_int(self.beam_size, "beam_size", minimum=1, maximum=MAX_BEAM)
         check_int(self.warmup_steps, "warmup_steps", minimum=0)

@@ -155,10 +155,7 @@ def load_translator(path: str | os.PathLike) -> tuple[Translator, dict[str, Any]
                            if (p / "tokenizer.json").is_file()), None)
     if tokenizer_path is None:
         raise UserError(f"checkpoint: no tokenizer.json in {ckpt_dir} or its parent")
-    try:
-        tokenizer = load_tokenizer(tokenizer_path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"checkpoint: cannot read {tokenizer_path}: {exc}") from None
+    tokenizer = load_tokenizer(tokenizer_path)  # a corrupt file raises DataError (a UserError)
     if tokenizer.vocab_size != model_config.get("vocab_size"):
         raise UserError(f"checkpoint: {tokenizer_path} has {tokenizer.vocab_size} tokens "
                         f"but the model was trained with {model_config.get('vocab_size')}")
@@ -178,7 +175,9 @@ def translate_text(path: str | os.PathLike, text: str, *,
     A sentence longer than the model's positions is refused (:class:`UserError` naming the
     limit) rather than cut, so that nothing is silently dropped.
     """
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    if not text.strip():
         raise UserError("text: expected a non-empty sentence")
     check_int(beam_size, "beam_size", minimum=1, maximum=MAX_BEAM)
     translator, _ = load_translator(path)
