@@ -102,3 +102,18 @@ def test_batches_bad_arguments():
         batches(-1)
     with pytest.raises(ValueError, match="world_size"):
         batches(0, rank=0, world_size=100)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"pairs": ["ab", "cd"]}, TypeError, r"pairs\[0\]: expected a \(source, target\) pair"),
+    ({"pairs": [("a", 1)]}, TypeError, r"pairs\[0\]"),
+    ({"max_tokens": True}, TypeError, "max_tokens must be an int"),
+    ({"max_tokens": 64.0}, TypeError, "max_tokens must be an int"),
+    ({"max_len": 0}, ValueError, "max_len must be >= 1"),
+    ({"seed": -1}, ValueError, "seed must be >= 0"),
+])
+def test_batches_refuse_malformed_pairs_and_numbers(kwargs, error, match):
+    """A list of strings used to be read as pairs of their first two characters."""
+    arguments = {"pairs": pairs_for_batches(5), "max_tokens": 64, **kwargs}
+    with pytest.raises(error, match=match):
+        TranslationBatches(arguments.pop("pairs"), CharTokenizer(), **arguments)
