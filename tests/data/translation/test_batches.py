@@ -114,6 +114,6 @@ def test_batches_bad_arguments():
 ])
 def test_batches_refuse_malformed_pairs_and_numbers(kwargs, error, match):
     """A list of strings used to be read as pairs of their first two characters."""
-    arguments = {"pairs": pairs_for_batches(5), "max_tokens": 64, **kwargs}
+    arguments = {"pairs": pairs_for_batches(5), "max_tokens": 256, **kwargs}
     with pytest.raises(error, match=match):
         TranslationBatches(arguments.pop("pairs"), CharTokenizer(), **arguments)
