@@ -176,7 +176,7 @@ def test_input_validation_names_the_argument():
     idx = torch.zeros(2, 3, dtype=torch.long)
     with pytest.raises(TypeError, match="idx must be an integer"):
         model(idx.double())
-    with pytest.raises(ValueError, match=r"idx must be a non-empty \(B, T\)"):
+    with pytest.raises(ValueError, match=r"idx must be a non-empty 2-D \(B, T\)"):
         model(idx[0])
     with pytest.raises(TypeError, match="kv_caches"):
         model(idx, kv_caches=model.make_kv_caches()[:1])

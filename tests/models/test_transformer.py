@@ -271,8 +271,10 @@ def test_input_validation_names_the_argument():
         model(src.double(), lengths, tgt_in)
     with pytest.raises(ValueError, match="tgt_in"):
         model(src, lengths, tgt_in[0])
-    with pytest.raises(ValueError, match="memory must be"):
+    with pytest.raises(ValueError, match="tgt_in must have B = 3 rows"):
         model.decode(tgt_in[:2], model.encode(src, lengths), lengths)
+    with pytest.raises(ValueError, match="memory must be"):
+        model.decode(tgt_in, model.encode(src, lengths)[..., :4], lengths)
     with pytest.raises(ValueError, match="max_len"):
         model(torch.ones(1, 40, dtype=torch.long), torch.tensor([40]), tgt_in[:1])
 

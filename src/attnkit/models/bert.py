@@ -312,10 +312,12 @@ def mean_pool(last_hidden_state: torch.Tensor,
     Returns:
         ``(B, H)``; a row without real tokens gives zeros.
     """
-    if not isinstance(last_hidden_state, torch.Tensor) or last_hidden_state.dim() != 3:
-        got = (tuple(last_hidden_state.shape) if isinstance(last_hidden_state, torch.Tensor)
-               else type(last_hidden_state).__name__)
-        raise ValueError(f"last_hidden_state must be a (B, L, H) tensor, got {got}")
+    if not isinstance(last_hidden_state, torch.Tensor):
+        raise TypeError(f"mean_pool: last_hidden_state must be a (B, L, H) tensor, got "
+                        f"{type(last_hidden_state).__name__}")
+    if last_hidden_state.dim() != 3:
+        raise ValueError(f"mean_pool: last_hidden_state must be (B, L, H), got shape "
+                         f"{tuple(last_hidden_state.shape)}")
     if attention_mask is None:
         return last_hidden_state.mean(dim=1)
     valid = _valid_positions(attention_mask, tuple(last_hidden_state.shape[:2]))

@@ -77,7 +77,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnkit._validate import check_bool, check_choice, check_float, check_int
-from attnkit.nn._inputs import check_source, check_token_ids
+from attnkit.nn._inputs import check_row_index, check_source, check_token_ids
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, source_padding_mask
 from attnkit.nn.seq2seq.registry import ATTENTION_KINDS, build_attention
 
@@ -306,15 +306,11 @@ class RNNSeq2Seq(nn.Module):
 
     def reorder_state(self, state: RNNDecodeState, index: torch.Tensor) -> RNNDecodeState:
         """New row ``j`` = old row ``index[j]``; ``index (B',)`` long (beam search)."""
-        batch = state.memory.shape[0]
-        if not isinstance(index, torch.Tensor) or index.dtype != torch.long or index.dim() != 1:
-            got = (index.dtype, tuple(index.shape)) if isinstance(index, torch.Tensor) \
-                else type(index).__name__
-            raise ValueError(f"RNNSeq2Seq: index must be a 1-D long tensor, got {got}")
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= batch):
-            raise ValueError(f"RNNSeq2Seq: index values must be in [0, {batch}), got "
-                             f"[{int(index.min())}, {int(index.max())}]")
-        return state.index_select(index)
+        if not isinstance(state, RNNDecodeState):
+            raise TypeError(f"RNNSeq2Seq: state must come from start_decoding, got "
+                            f"{type(state).__name__}")
+        index = check_row_index(index, state.memory.shape[0], who="RNNSeq2Seq")
+        return state.index_select(index.to(state.memory.device))
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, *,
                 teacher_forcing_ratio: float | None = None) -> torch.Tensor:

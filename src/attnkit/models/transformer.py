@@ -42,7 +42,7 @@ from attnkit.models._blocks import (
     check_common,
     make_rotary,
 )
-from attnkit.nn._inputs import check_lengths, check_source, check_token_ids
+from attnkit.nn._inputs import check_lengths, check_row_index, check_source, check_token_ids
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 
 __all__ = ["TransformerConfig", "Transformer", "TransformerDecodeState"]
@@ -208,7 +208,10 @@ class Transformer(nn.Module):
         """
         check_token_ids(tgt_in, "tgt_in", layout="(B, T)", vocab_size=self.config.tgt_vocab_size,
                         who=_WHO_MODEL)
-        self._check_memory(memory, tgt_in.shape[0])
+        self._check_memory(memory)
+        if tgt_in.shape[0] != memory.shape[0]:
+            raise ValueError(f"{_WHO_MODEL}: tgt_in must have B = {memory.shape[0]} rows (as "
+                             f"the source), got shape {tuple(tgt_in.shape)}")
         check_lengths(src_lengths, batch=memory.shape[0], width=memory.shape[1],
                       device=memory.device, who=_WHO_MODEL)
         mask = masks.key_padding(src_lengths)
@@ -222,14 +225,13 @@ class Transformer(nn.Module):
         """``src (B, S)``, ``src_lengths (B,)``, ``tgt_in (B, T)`` -> logits ``(B, T, V)``."""
         return self.decode(tgt_in, self.encode(src, src_lengths), src_lengths)
 
-    def _check_memory(self, memory: object, batch: int) -> None:
+    def _check_memory(self, memory: object) -> None:
         E = self.config.d_model
         if not isinstance(memory, torch.Tensor):
             raise TypeError(f"{_WHO_MODEL}: memory must be a torch.Tensor, got "
                             f"{type(memory).__name__}")
-        if memory.dim() != 3 or memory.shape[0] != batch or memory.shape[2] != E \
-                or memory.shape[1] < 1:
-            raise ValueError(f"{_WHO_MODEL}: memory must be (B={batch}, S >= 1, E={E}), got "
+        if memory.dim() != 3 or memory.shape[2] != E or 0 in memory.shape:
+            raise ValueError(f"{_WHO_MODEL}: memory must be (B >= 1, S >= 1, E={E}), got "
                              f"shape {tuple(memory.shape)}")
 
     # ------------------------------------------------------------------ incremental decoding
@@ -299,12 +301,7 @@ class Transformer(nn.Module):
         if not isinstance(state, TransformerDecodeState):
             raise TypeError(f"{_WHO_MODEL}: state must come from start_decoding(), got "
                             f"{type(state).__name__}")
-        check_token_ids(index, "index", layout="(B',)", who=_WHO_MODEL)
-        B = state.batch_size
-        low, high = int(index.min()), int(index.max())
-        if low < 0 or high >= B:
-            raise ValueError(f"{_WHO_MODEL}: index values must be in [0, {B}) (the state's "
-                             f"batch size), got min {low}, max {high}")
+        index = check_row_index(index, state.batch_size, who=_WHO_MODEL)
         index = index.to(state.src_lengths.device)
         state.src_lengths = state.src_lengths.index_select(0, index)  # (B',)
         if state.memory is not None:

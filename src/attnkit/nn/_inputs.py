@@ -10,6 +10,9 @@ One rule each (it lives in ``nn`` so that both ``attnkit.models`` and the lower
   int64/int32 on ``src``'s device with every length in ``[1, S]`` (right padding; a
   source has at least one token).
 
+* a float input to a module: the dtype of the module's parameters (outside autocast,
+  ``nn.Linear`` would fail deep inside torch with both dtypes but no argument name).
+
 Errors are ``TypeError`` (not a tensor, wrong dtype) or ``ValueError`` (shape, range),
 naming the argument, what was received and what was expected.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_token_ids", "check_source", "check_lengths"]
+__all__ = ["check_token_ids", "check_source", "check_lengths", "check_dtype", "check_row_index"]
 
 _ID_DTYPES = (torch.int64, torch.int32)
 
@@ -51,8 +54,8 @@ def check_token_ids(ids: object, name: str, *, layout: str = "(B, L)",
                         f"got dtype {ids.dtype}")
     if ids.dim() != rank or (0 in ids.shape and not allow_empty):
         empty = "" if allow_empty else "non-empty "
-        raise ValueError(f"{_prefix(who)}{name} must be a {empty}{layout} tensor, got shape "
-                         f"{tuple(ids.shape)}")
+        raise ValueError(f"{_prefix(who)}{name} must be a {empty}{rank}-D {layout} tensor, got "
+                         f"shape {tuple(ids.shape)}")
     if vocab_size is not None and ids.numel():
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
@@ -106,3 +109,32 @@ def check_lengths(src_lengths: object, *, batch: int, width: int, device: torch.
             raise ValueError(f"{_prefix(who)}src_lengths must be in [1, S] = [1, {width}], "
                              f"got values in [{low}, {high}]")
     return src_lengths
+
+
+def check_dtype(x: torch.Tensor, name: str, expected: torch.dtype, *,
+                who: str | None = None) -> None:
+    """``TypeError`` naming ``name`` unless ``x`` has the parameters' dtype ``expected``.
+
+    Under ``torch.autocast`` on ``x``'s device any floating dtype passes: autocast casts
+    the operands of every projection itself.
+    """
+    if x.dtype == expected:
+        return
+    if x.is_floating_point() and torch.is_autocast_enabled(x.device.type):
+        return
+    raise TypeError(f"{_prefix(who)}{name} has dtype {x.dtype} but the module's parameters are "
+                    f"{expected}; cast one to the other (e.g. {name}.to({expected}) or "
+                    f"module.to({x.dtype}))")
+
+
+def check_row_index(index: object, batch: int | None, *, who: str | None = None) -> torch.Tensor:
+    """``index (B',)``: a non-empty int64/int32 tensor of batch rows in ``[0, batch)`` (range
+    unchecked if ``batch`` is None), as beam search passes to ``reorder_state`` and
+    ``index_select``; returned as int64."""
+    check_token_ids(index, "index", layout="(B',)", who=who)
+    if batch is not None:
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= batch:
+            raise ValueError(f"{_prefix(who)}index values must be in [0, {batch}) (the batch "
+                             f"size), got min {low}, max {high}")
+    return index.long()

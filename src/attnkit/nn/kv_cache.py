@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from attnkit.nn._inputs import check_row_index
+
 __all__ = ["KVCache", "StaticKVCache"]
 
 
@@ -38,23 +40,6 @@ def _check_pair(k: object, v: object, who: str, names: tuple[str, str]) -> None:
         raise ValueError(f"{who}: {v_name}.dtype {v.dtype} differs from {k_name}.dtype {k.dtype}")
     if v.device != k.device:
         raise ValueError(f"{who}: {v_name} is on {v.device} but {k_name} is on {k.device}")
-
-
-def _check_index(index: object, batch: int | None, who: str) -> torch.Tensor:
-    """``index (B',)`` integer tensor of rows in ``[0, batch)`` (range unchecked if None)."""
-    if not isinstance(index, torch.Tensor):
-        raise TypeError(f"{who}: index must be a torch.Tensor, got {type(index).__name__}")
-    if index.dtype in (torch.bool, torch.uint8) or index.is_floating_point() or index.is_complex():
-        raise TypeError(f"{who}: index must be an integer (long) tensor, got {index.dtype}")
-    if index.dim() != 1 or index.numel() == 0:
-        raise ValueError(f"{who}: index must be a non-empty 1-D tensor (B',), got shape "
-                         f"{tuple(index.shape)}")
-    if batch is not None:
-        low, high = int(index.min()), int(index.max())
-        if low < 0 or high >= batch:
-            raise ValueError(f"{who}: index values must be in [0, {batch}) (the cached batch "
-                             f"size), got min {low}, max {high}")
-    return index.long()
 
 
 class KVCache:
@@ -78,6 +63,8 @@ class KVCache:
 
     Example:
         >>> import torch
+
+from attnkit.nn._inputs import check_row_index
         >>> from attnkit.nn.kv_cache import KVCache
         >>> cache = KVCache(initial_capacity=2)
         >>> for _ in range(3):
@@ -194,9 +181,9 @@ class KVCache:
             index: ``(B',)`` integer tensor of old batch rows, each in ``[0, B)``.
         """
         if self._length == 0:
-            _check_index(index, None, "KVCache.index_select")
+            check_row_index(index, None, who="KVCache.index_select")
             return
-        index = _check_index(index, self._k.shape[0], "KVCache.index_select")
+        index = check_row_index(index, self._k.shape[0], who="KVCache.index_select")
         index = index.to(self._k.device)
         _, H, capacity, D = self._k.shape
         Dv = self._v.shape[3]
@@ -226,6 +213,8 @@ class StaticKVCache:
 
     Example:
         >>> import torch
+
+from attnkit.nn._inputs import check_row_index
         >>> from attnkit.nn.kv_cache import StaticKVCache
         >>> cache = StaticKVCache()
         >>> k, v = cache.set(torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8))
@@ -282,9 +271,9 @@ class StaticKVCache:
             index: ``(B',)`` integer tensor of old batch rows, each in ``[0, B)``.
         """
         if self._k is None:
-            _check_index(index, None, "StaticKVCache.index_select")
+            check_row_index(index, None, who="StaticKVCache.index_select")
             return
-        index = _check_index(index, self._k.shape[0], "StaticKVCache.index_select")
+        index = check_row_index(index, self._k.shape[0], who="StaticKVCache.index_select")
         index = index.to(self._k.device)
         self._k = self._k.index_select(0, index)  # (B', Hkv, Lk, D)
         self._v = self._v.index_select(0, index)  # (B', Hkv, Lk, Dv)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from attnkit._validate import check_bool, check_float, check_int
 from attnkit.functional.linear import (
     FavorFeatures,
     FeatureMap,
@@ -30,6 +31,7 @@ from attnkit.functional.linear import (
     linear_attention,
     linear_attention_step,
 )
+from attnkit.nn._inputs import check_dtype
 
 __all__ = ["LinearAttention"]
 
@@ -71,8 +73,14 @@ class LinearAttention(nn.Module):
         super().__init__()
         for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads),
                             ("chunk_size", chunk_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name, minimum=1)
+        for name, value in (("causal", causal), ("bias", bias), ("normalize", normalize)):
+            check_bool(value, name)
+        eps = check_float(eps, "eps", low=0.0, low_open=True)
+        if num_features is not None:
+            check_int(num_features, "num_features (an int or None)", minimum=1)
+        if seed is not None:
+            check_int(seed, "seed (an int or None)", minimum=0)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads "
                              f"({num_heads})")
@@ -121,10 +129,16 @@ class LinearAttention(nn.Module):
             module (still attached to the graph; ``detach`` it for truncated
             backpropagation), None otherwise.
         """
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.embed_dim:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be (B, L, E) with E = embed_dim = {self.embed_dim}, "
-                             f"got {got}")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"LinearAttention: x must be a torch.Tensor (B, L, E), got "
+                            f"{type(x).__name__}")
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim or x.shape[1] == 0:
+            raise ValueError(f"LinearAttention: x must be (B, L >= 1, E) with E = embed_dim = "
+                             f"{self.embed_dim}, got {tuple(x.shape)}")
+        check_dtype(x, "x", self.q_proj.weight.dtype, who="LinearAttention")
+        if state is not None and not isinstance(state, LinearState):
+            raise TypeError(f"LinearAttention: state must be None or the LinearState returned "
+                            f"by an earlier call, got {type(state).__name__}")
         if state is not None and not self.causal:
             raise ValueError("state is only meaningful for a causal LinearAttention "
                              "(construct it with causal=True)")

@@ -18,11 +18,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from attnkit._validate import check_float, check_int
 from attnkit.functional.score_mods import alibi_slopes
 
 __all__ = [
@@ -34,20 +33,8 @@ __all__ = [
 ]
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _check_base(base: object) -> float:
-    if isinstance(base, bool) or not isinstance(base, (int, float)):
-        raise TypeError(f"base must be a number, got {type(base).__name__}")
-    if not (math.isfinite(base) and base > 1.0):
-        raise ValueError(f"base must be a finite number > 1, got {base}")
-    return float(base)
+    return check_float(base, "base", low=1.0, low_open=True)
 
 
 def sinusoidal_encoding(positions: int | torch.Tensor, dim: int, *, base: float = 10000.0,
@@ -72,14 +59,14 @@ def sinusoidal_encoding(positions: int | torch.Tensor, dim: int, *, base: float 
     Returns:
         ``(L, D)`` for an int, ``(..., D)`` for a tensor of positions.
     """
-    _check_int(dim, "dim", 1)
+    check_int(dim, "dim", minimum=1)
     base = _check_base(base)
     if isinstance(positions, torch.Tensor):
         if positions.dtype == torch.bool or positions.is_complex():
             raise TypeError(f"positions must be an integer or float tensor, got {positions.dtype}")
         pos = positions.to(torch.float64)
     else:
-        pos = torch.arange(_check_int(positions, "positions", 0), dtype=torch.float64)
+        pos = torch.arange(check_int(positions, "positions", minimum=0), dtype=torch.float64)
     pairs = torch.arange(0, dim, 2, dtype=torch.float64, device=pos.device)  # 2i: (ceil(D/2),)
     angles = pos[..., None] * base ** (-pairs / dim)  # (..., ceil(D/2))
     table = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (..., ceil(D/2), 2)
@@ -94,7 +81,7 @@ def _check_positions(x: torch.Tensor, offset: int, max_len: int, dim: int, who: 
     if x.shape[-1] != dim:
         raise ValueError(f"{who}: x must have {dim} features in its last dim, got shape "
                          f"{tuple(x.shape)}")
-    _check_int(offset, "offset", 0)
+    check_int(offset, "offset", minimum=0)
     length = x.shape[-2]
     if offset + length > max_len:
         raise ValueError(f"{who}: positions {offset}..{offset + length - 1} exceed max_len="
@@ -119,8 +106,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, dim: int, max_len: int, *, base: float = 10000.0) -> None:
         super().__init__()
-        self.dim = _check_int(dim, "dim", 1)
-        self.max_len = _check_int(max_len, "max_len", 1)
+        self.dim = check_int(dim, "dim", minimum=1)
+        self.max_len = check_int(max_len, "max_len", minimum=1)
         table = sinusoidal_encoding(max_len, dim, base=base)  # (max_len, D)
         self.register_buffer("table", table, persistent=False)
 
@@ -153,8 +140,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, dim: int) -> None:
         super().__init__()
-        self.max_len = _check_int(max_len, "max_len", 1)
-        self.dim = _check_int(dim, "dim", 1)
+        self.max_len = check_int(max_len, "max_len", minimum=1)
+        self.dim = check_int(dim, "dim", minimum=1)
         self.weight = nn.Parameter(torch.empty(max_len, dim))  # (max_len, D)
         self.reset_parameters()
 
@@ -206,7 +193,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, base: float = 10000.0) -> None:
         super().__init__()
-        self.head_dim = _check_int(head_dim, "head_dim", 2)
+        self.head_dim = check_int(head_dim, "head_dim", minimum=2)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings (features are "
                              f"rotated in pairs), got {head_dim}")
@@ -251,7 +238,7 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"RotaryEmbedding: x must be (B, H, L, {self.head_dim}), got {got}")
         if not x.is_floating_point():
             raise TypeError(f"RotaryEmbedding: x must be a floating tensor, got {x.dtype}")
-        _check_int(offset, "offset", 0)
+        check_int(offset, "offset", minimum=0)
         cos, sin = self._cos_sin(offset, x.shape[-2], x)  # (L, D) each
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         xa = x.to(acc)

@@ -29,17 +29,12 @@ import math
 import torch
 from torch import nn
 
+from attnkit._validate import check_bool, check_int
 from attnkit.functional.additive import DEFAULT_CHUNK_THRESHOLD, additive_scores
 from attnkit.functional.normalizers import masked_softmax
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, autocast_like
 
 __all__ = ["AdditiveAttention"]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"AdditiveAttention: {name} must be a positive int, got {value!r}")
-    return value
 
 
 class AdditiveAttention(Seq2SeqAttention):
@@ -77,15 +72,15 @@ class AdditiveAttention(Seq2SeqAttention):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.query_dim = _positive_int(query_dim, "query_dim")
-        self.key_dim = _positive_int(key_dim, "key_dim")
-        self.hidden_dim = _positive_int(hidden_dim, "hidden_dim")
-        self.value_dim = key_dim if value_dim is None else _positive_int(value_dim, "value_dim")
-        if chunk_threshold is not None and (isinstance(chunk_threshold, bool)
-                                            or not isinstance(chunk_threshold, int)
-                                            or chunk_threshold < 0):
-            raise ValueError(f"AdditiveAttention: chunk_threshold must be a non-negative int "
-                             f"or None, got {chunk_threshold!r}")
+        name = type(self).__name__
+        self.query_dim = check_int(query_dim, "query_dim", minimum=1, owner=name)
+        self.key_dim = check_int(key_dim, "key_dim", minimum=1, owner=name)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1, owner=name)
+        self.value_dim = key_dim if value_dim is None else check_int(
+            value_dim, "value_dim", minimum=1, owner=name)
+        check_bool(bias, "bias", owner=name)
+        if chunk_threshold is not None:
+            check_int(chunk_threshold, "chunk_threshold (an int or None)", minimum=0, owner=name)
         self.chunk_threshold = chunk_threshold
         factory = {"device": device, "dtype": dtype}
         self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False, **factory)  # W_a
@@ -108,7 +103,7 @@ class AdditiveAttention(Seq2SeqAttention):
                 values: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 state: State | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Context, weights and the state holding ``U keys`` (shapes in the class doc)."""
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         for arg, t, want in (("query", query, self.query_dim), ("keys", keys, self.key_dim),
                              ("values", values, self.value_dim)):
             if t.shape[-1] != want:

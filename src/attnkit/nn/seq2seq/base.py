@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from attnkit import masks
+from attnkit.nn._inputs import check_dtype
 
 __all__ = ["Seq2SeqAttention", "State", "source_padding_mask"]
 
@@ -63,13 +64,14 @@ class Seq2SeqAttention(nn.Module):
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """Per-source state for the first decoder step (default: empty)."""
+        self._check_keys(keys, getattr(self, "key_dim", None))
         return {}
 
-    def _check_state(self, state: object) -> State:
-        """``state`` as a dict (``{}`` for None); TypeError unless it is a dict of tensors,
-        so that a state from another mechanism or a stray object fails here, by name."""
+    def _check_state(self, state: object) -> None:
+        """TypeError unless ``state`` is None or a dict of tensors, so that a stray object
+        fails here, by name, rather than deep inside the mechanism."""
         if state is None:
-            return {}
+            return
         name = type(self).__name__
         if not isinstance(state, dict):
             raise TypeError(f"{name}: state must be None or the dict returned by init_state() "
@@ -78,31 +80,45 @@ class Seq2SeqAttention(nn.Module):
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{name}: state[{key!r}] must be a tensor, got "
                                 f"{type(value).__name__}")
-        return state
 
-    def _check_keys(self, keys: torch.Tensor, key_dim: int) -> None:
-        """``keys`` must be ``(B, Lk, key_dim)``; ValueError naming the module otherwise."""
-        if not isinstance(keys, torch.Tensor) or keys.dim() != 3 or keys.shape[-1] != key_dim:
-            got = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"{type(self).__name__}: keys must be (B, Lk, {key_dim}), "
-                             f"got {got}")
+    def _check_keys(self, keys: torch.Tensor, key_dim: int | None) -> None:
+        """``keys`` must be ``(B, Lk, key_dim)`` (any ``key_dim`` if None) with ``Lk >= 1``,
+        in the parameters' dtype; ValueError or TypeError naming the module otherwise."""
+        name = type(self).__name__
+        if not isinstance(keys, torch.Tensor):
+            raise TypeError(f"{name}: keys must be a tensor (B, Lk, Dk), got "
+                            f"{type(keys).__name__}")
+        if keys.dim() != 3 or (key_dim is not None and keys.shape[-1] != key_dim) \
+                or keys.shape[1] == 0:
+            want = "Dk" if key_dim is None else key_dim
+            raise ValueError(f"{name}: keys must be (B, Lk >= 1, {want}), got "
+                             f"{tuple(keys.shape)}")
+        parameter = next(self.parameters(), None)
+        if parameter is not None:
+            check_dtype(keys, "keys", parameter.dtype, who=type(self).__name__)
 
     def _check_inputs(self, query: torch.Tensor, keys: torch.Tensor,
                       values: torch.Tensor | None, mask: torch.Tensor | None,
+                      state: State | None = None,
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Validate shapes; returns ``values`` (keys if None) and the mask as
-        ``(B, Lq | 1, Lk)`` bool (or None)."""
+        """Validate shapes, dtypes and the state's type; returns ``values`` (keys if None)
+        and the mask as ``(B, Lq | 1, Lk)`` bool (or None)."""
         name = type(self).__name__
+        self._check_state(state)
         for arg, t in (("query", query), ("keys", keys)):
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"{name}: {arg} must be a tensor, got {type(t).__name__}")
-            if t.dim() != 3:
-                raise ValueError(f"{name}: {arg} must be 3-D (B, L, D), got shape "
+            if t.dim() != 3 or t.shape[1] == 0:
+                raise ValueError(f"{name}: {arg} must be 3-D (B, L >= 1, D), got shape "
                                  f"{tuple(t.shape)}")
         values = keys if values is None else values
         if not isinstance(values, torch.Tensor) or values.dim() != 3:
             got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values)
             raise ValueError(f"{name}: values must be 3-D (B, Lk, Dv), got {got}")
+        parameter = next(self.parameters(), None)
+        if parameter is not None:
+            for arg, t in (("query", query), ("keys", keys), ("values", values)):
+                check_dtype(t, arg, parameter.dtype, who=name)
         B, Lq, _ = query.shape
         Lk = keys.shape[1]
         if keys.shape[0] != B or values.shape[0] != B:

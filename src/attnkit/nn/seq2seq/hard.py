@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit._validate import check_choice, check_float, check_int
 from attnkit.functional.normalizers import compute_dtype, masked_softmax
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
@@ -79,24 +80,17 @@ class HardAttention(Seq2SeqAttention):
                  estimator: str = "reinforce", temperature: float = 1.0,
                  baseline_decay: float = 0.9) -> None:
         super().__init__()
+        who = "HardAttention"
         for arg, value in (("query_dim", query_dim), ("key_dim", key_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"HardAttention: {arg} must be a positive int, got {value!r}")
-        if hidden_dim is not None and (not isinstance(hidden_dim, int) or hidden_dim < 1):
-            raise ValueError(f"HardAttention: hidden_dim must be None or a positive int, "
-                             f"got {hidden_dim!r}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"HardAttention: estimator must be one of {ESTIMATORS}, "
-                             f"got {estimator!r}")
-        if not temperature > 0:
-            raise ValueError(f"HardAttention: temperature must be > 0, got {temperature}")
-        if not 0 <= baseline_decay < 1:
-            raise ValueError(f"HardAttention: baseline_decay must be in [0, 1), "
-                             f"got {baseline_decay}")
+            check_int(value, arg, minimum=1, owner=who)
+        if hidden_dim is not None:
+            check_int(hidden_dim, "hidden_dim (None or an int)", minimum=1, owner=who)
         self.query_dim, self.key_dim, self.hidden_dim = query_dim, key_dim, hidden_dim
-        self.estimator = estimator
-        self.temperature = float(temperature)
-        self.baseline_decay = float(baseline_decay)
+        self.estimator = check_choice(estimator, "estimator", ESTIMATORS, owner=who)
+        self.temperature = check_float(temperature, "temperature", low=0.0, low_open=True,
+                                       owner=who)
+        self.baseline_decay = check_float(baseline_decay, "baseline_decay", low=0.0, high=1.0,
+                                          high_open=True, owner=who)
         if hidden_dim is None:
             self.bilinear = nn.Linear(key_dim, query_dim, bias=False)  # W of q^T W k
         else:
@@ -129,7 +123,7 @@ class HardAttention(Seq2SeqAttention):
         Returns:
             context ``(B, Lq, Dv)``, weights ``(B, Lq, Lk)`` (one-hot or zero rows), state.
         """
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         for arg, t, dim in (("query", query, self.query_dim), ("keys", keys, self.key_dim)):
             if t.shape[-1] != dim:
                 raise ValueError(f"HardAttention: {arg} must have last dim {dim}, "

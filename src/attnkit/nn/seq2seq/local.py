@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from attnkit.functional.normalizers import compute_dtype, masked_softmax
-from attnkit._validate import check_int
+from attnkit._validate import check_choice, check_int
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 from attnkit.nn.seq2seq.luong import LUONG_SCORES, _key_projection
 
@@ -96,10 +96,8 @@ class LocalAttention(Seq2SeqAttention):
         self.value_dim = key_dim if value_dim is None else check_int(
             value_dim, "value_dim", minimum=1, owner=name)
         self.window = check_int(window, "window", minimum=1, owner=name)
-        if mode not in _MODES:
-            raise ValueError(f"{name}: mode must be one of {_MODES}, got {mode!r}")
-        if score not in _SCORES:
-            raise ValueError(f"{name}: score must be one of {_SCORES}, got {score!r}")
+        check_choice(mode, "mode", _MODES, owner=name)
+        check_choice(score, "score", _SCORES, owner=name)
         for arg, value in (("hidden_dim", hidden_dim), ("predict_dim", predict_dim)):
             if value is not None:
                 check_int(value, arg, minimum=1, owner=name)
@@ -154,14 +152,14 @@ class LocalAttention(Seq2SeqAttention):
                           state: State | None = None) -> torch.Tensor:
         """The window centres ``p_t`` that :meth:`forward` would use, ``(B, Lq)``
         (float32, or float64 for float64 queries)."""
-        _, mask = self._check_inputs(query, keys, None, mask)
+        _, mask = self._check_inputs(query, keys, None, mask, state)
         return self._positions(query, keys.shape[1], mask, state)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor,
                 values: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 state: State | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Context, weights (zero outside the window) and the next state (shapes above)."""
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         key_proj = _key_projection(self, self.score, query, keys, values, state)
         scores = self.score(query, key_proj)  # (B, Lq, Lk)
         centres = self._positions(query, keys.shape[1], mask, state)  # (B, Lq)

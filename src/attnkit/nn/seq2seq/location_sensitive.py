@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attnkit._validate import check_bool, check_int
 from attnkit.functional.normalizers import masked_softmax
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
@@ -69,9 +70,8 @@ class LocationSensitiveAttention(Seq2SeqAttention):
         for arg, value in (("query_dim", query_dim), ("key_dim", key_dim),
                            ("hidden_dim", hidden_dim), ("num_filters", num_filters),
                            ("kernel_size", kernel_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"LocationSensitiveAttention: {arg} must be a positive int, "
-                                 f"got {value!r}")
+            check_int(value, arg, minimum=1, owner="LocationSensitiveAttention")
+        check_bool(cumulative, "cumulative", owner="LocationSensitiveAttention")
         if kernel_size % 2 == 0:
             raise ValueError(f"LocationSensitiveAttention: kernel_size must be odd so the "
                              f"location features keep length Lk, got {kernel_size}")
@@ -106,7 +106,7 @@ class LocationSensitiveAttention(Seq2SeqAttention):
         Returns:
             context ``(B, Lq, Dv)``, weights ``(B, Lq, Lk)`` and the state after the last row.
         """
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         if query.shape[-1] != self.query_dim:
             raise ValueError(f"LocationSensitiveAttention: query must have last dim "
                              f"{self.query_dim}, got shape {tuple(query.shape)}")

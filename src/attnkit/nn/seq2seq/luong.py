@@ -37,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from attnkit._validate import check_int
+from attnkit._validate import check_bool, check_choice, check_int
 from attnkit.functional.additive import DEFAULT_CHUNK_THRESHOLD, additive_scores
 from attnkit.functional.normalizers import masked_softmax
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, autocast_like
@@ -182,9 +182,10 @@ class LuongAttention(Seq2SeqAttention):
             value_dim, "value_dim", minimum=1, owner=name)
         if hidden_dim is not None:
             check_int(hidden_dim, "hidden_dim", minimum=1, owner=name)
-        if mode not in LUONG_SCORES:
-            raise ValueError(f"{name}: mode must be one of {sorted(LUONG_SCORES)}, got {mode!r}")
-        if scale and mode not in ("dot", "general"):
+        if max_source_len is not None:
+            check_int(max_source_len, "max_source_len", minimum=1, owner=name)
+        check_choice(mode, "mode", sorted(LUONG_SCORES), owner=name)
+        if check_bool(scale, "scale", owner=name) and mode not in ("dot", "general"):
             raise ValueError(f"{name}: scale=True applies to mode 'dot' or 'general', got "
                              f"mode={mode!r}")
         self.mode = mode
@@ -204,7 +205,7 @@ class LuongAttention(Seq2SeqAttention):
                 values: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 state: State | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Context, weights and the state holding the key projection (shapes above)."""
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         key_proj = _key_projection(self, self.score, query, keys, values, state)
         scores = self.score(query, key_proj)  # (B, Lq, Lk)
         if self.score_scale is not None:

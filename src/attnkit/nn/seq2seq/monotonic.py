@@ -49,6 +49,7 @@ import math
 import torch
 from torch import nn
 
+from attnkit._validate import check_choice, check_float, check_int
 from attnkit.functional.normalizers import compute_dtype
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
@@ -123,17 +124,14 @@ class MonotonicAttention(Seq2SeqAttention):
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int, *, mode: str = "expected",
                  sigmoid_noise: float = 1.0, score_bias_init: float = -4.0) -> None:
         super().__init__()
+        who = "MonotonicAttention"
         for arg, value in (("query_dim", query_dim), ("key_dim", key_dim),
                            ("hidden_dim", hidden_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"MonotonicAttention: {arg} must be a positive int, got {value!r}")
-        if mode not in ("expected", "hard"):
-            raise ValueError(f"MonotonicAttention: mode must be 'expected' or 'hard', got {mode!r}")
-        if not sigmoid_noise >= 0:
-            raise ValueError(f"MonotonicAttention: sigmoid_noise must be >= 0, got {sigmoid_noise}")
+            check_int(value, arg, minimum=1, owner=who)
         self.query_dim, self.key_dim, self.hidden_dim = query_dim, key_dim, hidden_dim
-        self.mode = mode
-        self.sigmoid_noise = float(sigmoid_noise)
+        self.mode = check_choice(mode, "mode", ("expected", "hard"), owner=who)
+        self.sigmoid_noise = check_float(sigmoid_noise, "sigmoid_noise", low=0.0, owner=who)
+        score_bias_init = check_float(score_bias_init, "score_bias_init", owner=who)
         self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)  # W
         self.key_proj = nn.Linear(key_dim, hidden_dim)                  # V and b
         self.direction = nn.Parameter(torch.randn(hidden_dim) / math.sqrt(hidden_dim))  # v
@@ -171,7 +169,7 @@ class MonotonicAttention(Seq2SeqAttention):
             context ``(B, Lq, Dv)``; weights ``(B, Lq, Lk)`` (rows sum to at most 1; one-hot
             or zero in hard mode); the state after the last row.
         """
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         if query.shape[-1] != self.query_dim:
             raise ValueError(f"MonotonicAttention: query must have last dim {self.query_dim}, "
                              f"got shape {tuple(query.shape)}")

@@ -42,6 +42,7 @@ import math
 import torch
 from torch import nn
 
+from attnkit._validate import check_int
 from attnkit.functional.normalizers import compute_dtype, masked_softmax
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 
@@ -77,12 +78,9 @@ class PositionalAttention(Seq2SeqAttention):
                  content: Seq2SeqAttention | None = None) -> None:
         super().__init__()
         for arg, value in (("max_query_len", max_query_len), ("max_key_len", max_key_len)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"PositionalAttention: {arg} must be a positive int, "
-                                 f"got {value!r}")
-        if rank is not None and (not isinstance(rank, int) or rank < 1):
-            raise ValueError(f"PositionalAttention: rank must be None or a positive int, "
-                             f"got {rank!r}")
+            check_int(value, arg, minimum=1, owner="PositionalAttention")
+        if rank is not None:
+            check_int(rank, "rank (None or an int)", minimum=1, owner="PositionalAttention")
         if content is not None and not isinstance(content, Seq2SeqAttention):
             raise TypeError(f"PositionalAttention: content must be a Seq2SeqAttention, "
                             f"got {type(content).__name__}")
@@ -105,6 +103,7 @@ class PositionalAttention(Seq2SeqAttention):
     def init_state(self, keys: torch.Tensor, values: torch.Tensor | None = None,
                    mask: torch.Tensor | None = None) -> State:
         """Position 0, plus the content mechanism's initial state (prefixed ``content.``)."""
+        self._check_keys(keys, None)
         state = {"position": torch.zeros((), dtype=torch.long, device=keys.device)}
         if self.content is not None:
             inner = self.content.init_state(keys, values, mask)
@@ -126,7 +125,7 @@ class PositionalAttention(Seq2SeqAttention):
         Returns:
             context ``(B, Lq, Dv)``, weights ``(B, Lq, Lk)``, state advanced by ``Lq``.
         """
-        values, mask = self._check_inputs(query, keys, values, mask)
+        values, mask = self._check_inputs(query, keys, values, mask, state)
         B, Lq, _ = query.shape
         Lk = keys.shape[1]
         state = {} if state is None else state

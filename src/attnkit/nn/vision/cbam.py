@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attnkit._validate import check_bool, check_int
 from attnkit.nn.vision.squeeze_excitation import check_feature_map, hidden_width
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM"]
@@ -43,6 +44,7 @@ class ChannelAttention(nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels)
+        check_bool(bias, "bias")
         self.channels = channels
         self.mlp = nn.Sequential(
             nn.Linear(channels, hidden, bias=bias, device=device, dtype=dtype),
@@ -52,7 +54,7 @@ class ChannelAttention(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, C, H, W) -> (B, C, 1, 1)`` gates in ``(0, 1)``."""
-        check_feature_map(x, self.channels, type(self).__name__)
+        check_feature_map(x, self.channels, type(self).__name__, self.mlp[0].weight.dtype)
         avg = self.mlp(x.mean(dim=(2, 3)))  # (B, C)
         peak = self.mlp(x.amax(dim=(2, 3)))  # (B, C)
         return torch.sigmoid(avg + peak)[:, :, None, None]  # (B, C, 1, 1)
@@ -75,16 +77,17 @@ class SpatialAttention(nn.Module):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if (isinstance(kernel_size, bool) or not isinstance(kernel_size, int)
-                or kernel_size < 1 or kernel_size % 2 == 0):
-            raise ValueError(f"kernel_size must be a positive odd int (so the output keeps "
-                             f"H x W), got {kernel_size!r}")
+        check_int(kernel_size, "kernel_size", minimum=1)
+        check_bool(bias, "bias")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (so the output keeps H x W), got "
+                             f"{kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=bias,
                               device=device, dtype=dtype)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, C, H, W) -> (B, 1, H, W)`` gates in ``(0, 1)``."""
-        check_feature_map(x, None, type(self).__name__)
+        check_feature_map(x, None, type(self).__name__, self.conv.weight.dtype)
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)],
                            dim=1)  # (B, 2, H, W)
         return torch.sigmoid(self.conv(pooled))  # (B, 1, H, W)

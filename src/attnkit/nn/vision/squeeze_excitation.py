@@ -19,18 +19,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attnkit._validate import check_bool, check_int
+from attnkit.nn._inputs import check_dtype
+
 __all__ = ["SqueezeExcitation"]
 
 
-def check_feature_map(x: object, channels: int | None, owner: str) -> None:
-    """Raise unless ``x`` is a floating ``(B, C, H, W)`` tensor with ``C == channels``
-    (any ``C`` when ``channels`` is None)."""
+def check_feature_map(x: object, channels: int | None, owner: str,
+                      dtype: torch.dtype) -> None:
+    """Raise unless ``x`` is a ``(B, C, H, W)`` tensor of the parameters' ``dtype`` with
+    ``C == channels`` (any ``C`` when ``channels`` is None)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{owner}: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{owner}: x must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
+    if x.dim() != 4 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{owner}: x must be 4-D (B, C, H, W) with H, W >= 1, got shape "
+                         f"{tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{owner}: x must be a floating-point tensor, got {x.dtype}")
+    check_dtype(x, "x", dtype, who=owner)
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{owner}: x has {x.shape[1]} channels (dim 1 of shape "
                          f"{tuple(x.shape)}) but the module was built for channels={channels}")
@@ -38,16 +44,11 @@ def check_feature_map(x: object, channels: int | None, owner: str) -> None:
 
 def hidden_width(channels: int, reduction: int, hidden_channels: int | None) -> int:
     """Validate the bottleneck arguments and return its width."""
-    for name, value in (("channels", channels), ("reduction", reduction)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int(channels, "channels", minimum=1)
+    check_int(reduction, "reduction", minimum=1)
     if hidden_channels is None:
         return max(1, channels // reduction)
-    if (isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int)
-            or hidden_channels < 1):
-        raise ValueError(f"hidden_channels must be a positive int or None, got "
-                         f"{hidden_channels!r}")
-    return hidden_channels
+    return check_int(hidden_channels, "hidden_channels (an int or None)", minimum=1)
 
 
 class SqueezeExcitation(nn.Module):
@@ -72,13 +73,14 @@ class SqueezeExcitation(nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         hidden = hidden_width(channels, reduction, hidden_channels)
+        check_bool(bias, "bias")
         self.channels = channels
         self.fc1 = nn.Linear(channels, hidden, bias=bias, device=device, dtype=dtype)
         self.fc2 = nn.Linear(hidden, channels, bias=bias, device=device, dtype=dtype)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, C, H, W) -> (B, C, 1, 1)`` gates in ``(0, 1)``."""
-        check_feature_map(x, self.channels, type(self).__name__)
+        check_feature_map(x, self.channels, type(self).__name__, self.fc1.weight.dtype)
         squeezed = x.mean(dim=(2, 3))  # (B, C)
         excited = self.fc2(torch.relu(self.fc1(squeezed)))  # (B, C)
         return torch.sigmoid(excited)[:, :, None, None]  # (B, C, 1, 1)
