@@ -158,6 +158,9 @@ def test_run_directory_rotation_and_latest_pointer(tmp_path):
     assert load_checkpoint(run).step == 4  # a run directory resolves to its latest
     (run / "latest").write_text("../../etc\n")  # a bad pointer falls back to scanning
     assert latest_checkpoint(run) == checkpoint_path(run, 4)
+    (tmp_path / "state.json").write_text("{}")  # ".." would name a folder with a state
+    (run / "latest").write_text("..\n")
+    assert latest_checkpoint(run) == checkpoint_path(run, 4)
     (run / "latest").unlink()
     save_checkpoint(checkpoint_path(run, 4), model=model, step=4)  # replacing is allowed
     assert latest_checkpoint(run) == checkpoint_path(run, 4)

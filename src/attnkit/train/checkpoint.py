@@ -379,7 +379,7 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
     pointer = out_dir / LATEST_FILE
     if pointer.is_file():
         name = pointer.read_text(encoding="utf-8").strip()
-        if name and Path(name).name == name and (out_dir / name / STATE_FILE).is_file():
+        if _CKPT_RE.match(name) and (out_dir / name / STATE_FILE).is_file():
             return out_dir / name
     for _, path in reversed(_run_checkpoints(out_dir)):
         if (path / STATE_FILE).is_file():
