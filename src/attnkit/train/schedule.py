@@ -25,6 +25,8 @@ import math
 
 import torch
 
+from attnkit._validate import check_choice, check_float, check_int
+
 __all__ = ["SCHEDULES", "lr_factor", "WarmupSchedule"]
 
 SCHEDULES = ("inverse_sqrt", "cosine", "constant")
@@ -44,14 +46,11 @@ def lr_factor(update: int, *, schedule: str, warmup_steps: int, max_steps: int,
     Returns:
         a float in ``(0, 1]`` (``[min_lr_ratio, 1]`` for the cosine).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"lr_factor: schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if update < 1:
-        raise ValueError(f"lr_factor: update is 1-based and must be >= 1, got {update}")
-    if warmup_steps < 0:
-        raise ValueError(f"lr_factor: warmup_steps must be >= 0, got {warmup_steps}")
-    if not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"lr_factor: min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+    check_choice(schedule, "schedule", SCHEDULES, owner="lr_factor")
+    check_int(update, "update (1-based)", minimum=1, owner="lr_factor")
+    check_int(warmup_steps, "warmup_steps", minimum=0, owner="lr_factor")
+    check_int(max_steps, "max_steps", minimum=1, owner="lr_factor")
+    check_float(min_lr_ratio, "min_lr_ratio", low=0.0, high=1.0, owner="lr_factor")
     if update < warmup_steps:
         return update / warmup_steps
     if schedule == "constant":
@@ -78,6 +77,9 @@ class WarmupSchedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, schedule: str, warmup_steps: int,
                  max_steps: int, min_lr_ratio: float = 0.0) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"WarmupSchedule: optimizer must be a torch.optim.Optimizer, got "
+                            f"{type(optimizer).__name__}")
         lr_factor(1, schedule=schedule, warmup_steps=warmup_steps, max_steps=max_steps,
                   min_lr_ratio=min_lr_ratio)  # validates the arguments once, up front
         self.optimizer = optimizer

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from attnkit._io import atomic_write_text
+from attnkit._validate import check_bool
 from attnkit.train.checkpoint import (
     _jsonable,
     get_rng_state,
@@ -89,6 +90,7 @@ __all__ = ["TrainConfig", "Trainer", "build_optimizer", "resolve_amp"]
 
 AMP_MODES = ("auto", "bf16", "off")
 METRICS_FILE = "metrics.jsonl"
+MAX_SEED = 2**32 - 1
 # Config fields that may change between a run and its resumption without breaking exactness.
 _RESUMABLE_CHANGES = {"max_steps", "max_time_s", "eval_every", "checkpoint_every",
                       "keep_checkpoints", "log_every", "progress", "out_dir"}
@@ -118,10 +120,12 @@ class TrainConfig:
     progress: bool = True                     # tqdm bar on rank 0 when stderr is a terminal
 
     def __post_init__(self) -> None:
-        def need_int(name: str, low: int) -> None:
+        def need_int(name: str, low: int, high: int | None = None) -> None:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"TrainConfig.{name} must be an int >= {low}, got {value!r}")
+            if (not isinstance(value, int) or isinstance(value, bool) or value < low
+                    or (high is not None and value > high)):
+                bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+                raise ValueError(f"TrainConfig.{name} must be an int {bound}, got {value!r}")
 
         def need_float(name: str, low: float, high: float = math.inf,
                        low_open: bool = False) -> None:
@@ -164,7 +168,9 @@ class TrainConfig:
                              f"{self.out_dir!r}")
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
-        need_int("seed", 0)
+        # Seeds past 32 bits overflow torch's generator once the resume re-seeding adds
+        # (step, rank) offsets to them.
+        need_int("seed", 0, MAX_SEED)
         need_int("log_every", 1)
         if not isinstance(self.progress, bool):
             raise ValueError(f"TrainConfig.progress must be a bool, got {self.progress!r}")
@@ -264,6 +270,7 @@ class Trainer:
         if eval_fn is not None and not callable(eval_fn):
             raise TypeError(f"Trainer: eval_fn must be callable or None, got "
                             f"{type(eval_fn).__name__}")
+        check_bool(resume, "resume", owner="Trainer")
         if resume and config.out_dir is None:
             raise ValueError("Trainer: resume=True needs config.out_dir (where checkpoints are)")
         self.config = config
