@@ -33,6 +33,10 @@ def test_shape_and_type_checks():
         Alignment(["a"], ["b"], [[1.0]])
     with pytest.raises(ValueError, match="width"):
         format_alignment(_example(), width=1)
+    with pytest.raises(TypeError, match="width"):
+        format_alignment(_example(), width=True)
+    with pytest.raises(TypeError, match="alignment"):
+        format_alignment("not an alignment")
     with pytest.raises(ValueError, match="finite"):
         Alignment(["a"], ["b"], torch.tensor([[float("nan")]]))
     with pytest.raises(TypeError, match="floating"):

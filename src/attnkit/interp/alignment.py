@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from attnkit._validate import check_int
 from attnkit.interp.figures import pyplot, save_png
 
 __all__ = ["Alignment", "format_alignment", "alignment_figure", "plot_alignments"]
@@ -82,8 +83,9 @@ def format_alignment(alignment: Alignment, *, width: int = 6) -> str:
         alignment: the matrix and its tokens.
         width: characters per column; longer tokens are cut.
     """
-    if not isinstance(width, int) or width < 3:
-        raise ValueError(f"width: expected an int >= 3, got {width!r}")
+    if not isinstance(alignment, Alignment):
+        raise TypeError(f"alignment: expected an Alignment, got {type(alignment).__name__}")
+    check_int(width, "width", minimum=3)
     if alignment.weights is None:
         return "(this model has no attention: the decoder sees one fixed vector)"
     targets = [_label(t) for t in alignment.target_tokens]
