@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from attnkit._io import atomic_write_json
 from attnkit._validate import arg_float, arg_int, output_file
 from attnkit.errors import UserError
 from attnkit.experiments.translate.config import (
@@ -110,7 +111,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "report.html, alignments.png, checkpoints/).")
     _add_training_options(translate, minutes=12.0)
     translate.add_argument("--out", default=None, help="report directory (default "
-                                                       "runs/translate-transformer)")
+                                                       "runs/translate-transformer, plus "
+                                                       "-quick with --quick)")
     translate.set_defaults(action=None, model="transformer")
     actions = translate.add_subparsers(dest="action", metavar="ACTION")
 
@@ -119,8 +121,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="transformer | rnn-attention (Bahdanau) | rnn-luong | "
                             "rnn-local-p | rnn-none (no attention)")
     _add_training_options(train, minutes=12.0)
-    train.add_argument("--out", default=None, help="report directory "
-                                                   "(default runs/translate-<model>)")
+    train.add_argument("--out", default=None, help="report directory (default "
+                                                   "runs/translate-<model>, plus -quick with "
+                                                   "--quick)")
 
     evaluate = actions.add_parser("eval", help="BLEU/chrF of a checkpoint on the test split")
     evaluate.add_argument("checkpoint", help="report directory, checkpoints/ or ckpt-* folder")
@@ -144,7 +147,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       default=["rnn-none", "rnn-attention", "transformer"])
     _add_training_options(comp, minutes=10.0)
     comp.add_argument("--out", default=None, help="report directory (default "
-                                                  "runs/translate-compare)")
+                                                  "runs/translate-compare, plus -quick with "
+                                                  "--quick)")
     return translate
 
 
@@ -187,7 +191,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from attnkit._io import atomic_write_json
     from attnkit.experiments.translate.evaluate import evaluate
 
     if args.json:
