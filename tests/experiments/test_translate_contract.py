@@ -3,6 +3,7 @@ and nothing trained or written before the check."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -124,6 +125,14 @@ def test_corrupt_checkpoints_fail_with_one_line(trained, tmp_path, capsys):
     for state in (broken / "checkpoints").glob("ckpt-*/state.json"):
         state.write_bytes(b"\xff\xfe not json")
     _one_line_error(*run_cli(["translate", "eval", str(broken)], capsys)[::2], "checkpoint")
+    edited = tmp_path / "edited"
+    shutil.copytree(trained, edited)
+    for state_file in (edited / "checkpoints").glob("ckpt-*/state.json"):
+        state = json.loads(state_file.read_text())
+        state["model_config"]["translate_config"]["max_len"] = -4
+        state_file.write_text(json.dumps(state))
+    _one_line_error(*run_cli(["translate", "eval", str(edited)], capsys)[::2],
+                    "translate_config", "max_len")
     foreign = tmp_path / "foreign"
     shutil.copytree(trained, foreign)
     for tokenizer in foreign.rglob("tokenizer.json"):

@@ -123,6 +123,8 @@ class TranslateConfig:
     def from_dict(cls, stored: dict[str, Any], **overrides: Any) -> TranslateConfig:
         """The config stored in a checkpoint (unknown keys dropped), with ``overrides``
         that are not None applied."""
+        if not isinstance(stored, dict):
+            raise TypeError(f"stored: expected a dict, got {type(stored).__name__}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in stored.items() if k in known}
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -94,9 +94,13 @@ def evaluate(path: str | os.PathLike, *, beam_size: int | None = None,
     if test_limit is not None:
         check_int(test_limit, "test_limit", minimum=1)
     translator, model_config = load_translator(path)
-    config = TranslateConfig.from_dict(model_config.get("translate_config") or {},
-                                       beam_size=beam_size, test_limit=test_limit,
-                                       data_dir=data_dir)
+    stored = model_config.get("translate_config") or {}
+    try:
+        config = TranslateConfig.from_dict(stored, beam_size=beam_size, test_limit=test_limit,
+                                           data_dir=data_dir)
+    except (TypeError, ValueError) as exc:  # the stored config was edited or damaged
+        raise UserError(f"checkpoint: {path} holds an invalid translate_config ({exc})") \
+            from None
     corpus = load_corpus(config.lang, config.data_dir)
     return evaluate_split(translator, corpus.test, config, log=log)
 
