@@ -7,6 +7,7 @@ code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -756,3 +757,34 @@ def test_mask_mod_shape_that_does_not_broadcast(result_shape, batch, evaluate):
 def test_block_map_bad_block_sizes(block_q, block_k, error):
     with pytest.raises(error, match="block_"):
         masks.block_map(masks.causal(), 1, 1, 16, 16, block_q=block_q, block_k=block_k)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _EvenKeys(masks.MaskMod):
+    """A user-defined mask that answers the kernel questions itself."""
+
+    batch_rows: int = 1
+
+    def __call__(self, b, h, q_idx, kv_idx):
+        return kv_idx % 2 == 0
+
+    def check_shapes(self, batch, q_len, kv_len):
+        if self.batch_rows not in (1, batch):
+            raise ValueError(f"_EvenKeys holds {self.batch_rows} rows, batch is {batch}")
+
+    def kernel_terms(self, batch, q_len, kv_len, fields):
+        fields["causal_offset"] = kv_len  # any term: the plan must pass it on unchanged
+        return None
+
+
+def test_a_mask_class_answers_the_kernel_questions_itself():
+    from attnkit.functional._plan import CallPlan
+
+    q = torch.randn(2, 1, 4, 8)
+    spec = CallPlan.build(q, 6, _EvenKeys() & masks.causal(), None, None).kernel_spec()
+    assert spec.mask.causal_offset == 0  # min(6, 0): terms of an & are and-ed
+    with pytest.raises(ValueError, match="_EvenKeys holds 3 rows"):
+        masks.materialize(_EvenKeys(3) | masks.causal(), 2, 1, 4, 6)
+    reason = CallPlan.build(q, 6, ~_EvenKeys(), None, None).kernel_spec()
+    assert reason == ("the mask_mod Not has no kernel description (kernels take causal, "
+                      "sliding_window, key_padding, document and their & combinations)")

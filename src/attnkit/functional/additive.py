@@ -36,6 +36,7 @@ from collections.abc import Iterator
 import torch
 from torch.autograd.function import once_differentiable
 
+from attnkit._validate import check_int
 from attnkit.functional.normalizers import compute_dtype
 
 __all__ = ["additive_scores", "additive_scores_broadcast", "additive_scores_chunked",
@@ -166,9 +167,7 @@ def additive_scores_chunked(wq: torch.Tensor, uk: torch.Tensor, v: torch.Tensor,
         ``(B, Lq, Lk)`` scores in the input dtype.
     """
     _check(wq, uk, v)
-    if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int) \
-            or chunk_elements < 1:
-        raise ValueError(f"chunk_elements must be a positive int, got {chunk_elements!r}")
+    check_int(chunk_elements, "chunk_elements", minimum=1)
     return _ChunkedAdditiveScores.apply(wq, uk, v, chunk_elements)
 
 

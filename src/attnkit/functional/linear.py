@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit._validate import check_float, check_int
 from attnkit.functional.normalizers import compute_dtype
 
 __all__ = ["FeatureMap", "LinearState", "elu_plus_one", "identity", "FavorFeatures",
@@ -100,13 +101,10 @@ class FavorFeatures(nn.Module):
     def __init__(self, head_dim: int, num_features: int | None = None, *,
                  seed: int | None = None, orthogonal: bool = True) -> None:
         super().__init__()
-        if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 1:
-            raise ValueError(f"head_dim must be a positive int, got {head_dim!r}")
+        check_int(head_dim, "head_dim", minimum=1)
         if num_features is None:
             num_features = max(head_dim, round(head_dim * math.log(head_dim)))
-        if (isinstance(num_features, bool) or not isinstance(num_features, int)
-                or num_features < 1):
-            raise ValueError(f"num_features must be a positive int or None, got {num_features!r}")
+        check_int(num_features, "num_features", minimum=1)
         self.head_dim = head_dim
         self.num_features = num_features
         self.orthogonal = orthogonal
@@ -192,9 +190,7 @@ def _check_common(feature_map: object, eps: object) -> float:
     if not callable(feature_map):
         raise TypeError(f"feature_map must be a callable (..., D) -> (..., M), got "
                         f"{type(feature_map).__name__}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"eps must be a float >= 0, got {eps!r}")
-    return float(eps)
+    return check_float(eps, "eps", low=0.0)
 
 
 def _check_tensors(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dims: int,
@@ -286,8 +282,7 @@ def linear_attention(
     if causal and Lq != Lk:
         raise ValueError(f"causal=True needs Lq == Lk, got q {tuple(q.shape)}, k {tuple(k.shape)}; "
                          f"to extend a prefix pass its state")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    check_int(chunk_size, "chunk_size", minimum=1)
     _check_mask(mask, (B, Lk), "(B, Lk)")
 
     acc = compute_dtype(q.dtype)

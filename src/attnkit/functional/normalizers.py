@@ -27,8 +27,20 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
     Returns:
         Weights with the shape and dtype of ``scores``; fully masked rows are zeros.
     """
-    if mask is not None and mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
+    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
+        got = scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise TypeError(f"scores must be a floating-point tensor, got {got}")
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise TypeError(f"mask must be a bool tensor (True = may attend), got {got}")
+        if mask.dim() > scores.dim() or any(
+                size not in (1, want) for size, want in
+                zip(mask.shape[::-1], scores.shape[::-1], strict=False)):
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not broadcast to the "
+                             f"scores' shape {tuple(scores.shape)}")
+    if scores.numel() == 0:
+        return torch.zeros_like(scores)  # no keys (or no rows): nothing to attend to
     acc = compute_dtype(scores.dtype)
     logits = scores.to(acc)
     if mask is not None:

@@ -81,6 +81,11 @@ def attention_weights(
     if lse is not None and (not isinstance(lse, torch.Tensor) or lse.shape != (B, Hq, Lq)):
         got = tuple(lse.shape) if isinstance(lse, torch.Tensor) else type(lse).__name__
         raise ValueError(f"lse must have shape (B, Hq, Lq) = {(B, Hq, Lq)}, got {got}")
+    if lse is not None and not lse.is_floating_point():
+        raise TypeError(f"lse must be a floating tensor, got dtype {lse.dtype}")
+    if lse is not None and bool((lse.isnan() | lse.isposinf()).any()):
+        raise ValueError("lse must hold finite log-sum-exps (or -inf for rows with nothing "
+                         "to attend to), got NaN or +inf entries")
 
     acc = compute_dtype(q.dtype)
     q_sel = q[:, head_idx][:, :, row_idx].to(acc)  # (B, h, r, D)

@@ -77,21 +77,27 @@ def _tile_kind(plan: torch.Tensor | None, has_mask: bool, i: int, j: int) -> int
 
 
 def _rows(x: torch.Tensor, q0: int, q1: int, kv_heads: int, dtype) -> torch.Tensor:
-    """Rows ``q0:q1`` of ``(B, Hq, L, X)`` as ``(B, Hkv, G*r, X)`` in ``dtype`` (a copy).
+    """Rows ``q0:q1`` of ``(B, Hq, L, X)`` as ``(B, Hkv, G*r, X)`` in ``dtype``.
 
     Stacking the G query heads that share a key/value head along the row axis turns
     every product with K or V into one plain batched matmul over ``(B, Hkv)``.
     """
     B, Hq, _, X = x.shape
-    # copy=True: callers scale the result in place, never the caller's tensor.
-    block = x[:, :, q0:q1].to(dtype, copy=True, memory_format=torch.contiguous_format)
+    block = x[:, :, q0:q1].to(dtype).contiguous()  # read only: may be the caller's memory
     return block.view(B, kv_heads, Hq // kv_heads * (q1 - q0), X)
 
 
-def _scores(q_blk, k_blk, fns: TileFns, q0, k0, heads):
+def _logits(q_blk, k_blk, scale):
+    """``(q . k) * scale`` of one tile, ``(B, Hkv, G*r, c)``: the reference's order of
+    operations, so the lse rounds like the oracle's logits (weights rebuilt from it by
+    ``exp(s - lse)`` are then exact where the reference's are)."""
+    return torch.matmul(q_blk, k_blk.transpose(-2, -1)).mul_(scale)
+
+
+def _scores(q_blk, k_blk, fns: TileFns, q0, k0, heads, scale):
     """Score-modded logits of one tile: ``(B, Hkv, G*r, c)``, and the same memory
     viewed per query head as ``(B, Hq, r, c)``."""
-    s = torch.matmul(q_blk, k_blk.transpose(-2, -1))  # (B, Hkv, G*r, c)
+    s = _logits(q_blk, k_blk, scale)  # (B, Hkv, G*r, c)
     per_head = s.view(s.shape[0], heads, -1, s.shape[-1])  # (B, Hq, r, c)
     if fns.score is not None:
         per_head = fns.score(per_head, q0, k0).contiguous()
@@ -158,7 +164,7 @@ def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
     n_k = -(-Lk // block_k)
     for i, q0 in enumerate(range(0, Lq, block_q)):
         q1 = min(q0 + block_q, Lq)
-        q_blk = _rows(q, q0, q1, Hkv, acc).mul_(scale)  # (B, Hkv, G*r, D)
+        q_blk = _rows(q, q0, q1, Hkv, acc)  # (B, Hkv, G*r, D)
         rows = q_blk.shape[2]
         m = torch.full((B, Hkv, rows, 1), neg_inf, dtype=acc, device=q.device)
         l = torch.zeros_like(m)
@@ -168,7 +174,7 @@ def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
             if kind == EMPTY:
                 continue
             k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
-            s, per_head = _scores(q_blk, k_acc[:, :, k0:k1], fns, q0, k0, Hq)
+            s, per_head = _scores(q_blk, k_acc[:, :, k0:k1], fns, q0, k0, Hq, scale)
             if kind != FULL:
                 per_head.masked_fill_(~fns.mask(q0, q1, k0, k1), neg_inf)  # writes into s
             m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
@@ -212,13 +218,13 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
         k0, k1 = j * block_k, min((j + 1) * block_k, Lk)
         raw = modded = None
         if fns.score is not None:
-            raw = torch.matmul(q_blk, k_acc[:, :, k0:k1].transpose(-2, -1))  # (B,Hkv,G*r,c)
+            raw = _logits(q_blk, k_acc[:, :, k0:k1], scale)  # (B, Hkv, G*r, c)
             with torch.enable_grad():
                 raw.requires_grad_(track)
                 modded = fns.score(raw.view(B, Hq, q1 - q0, k1 - k0), q0, k0)
             s = modded.detach().reshape(raw.shape)  # a copy the mask may write into
         else:
-            s = torch.matmul(q_blk, k_acc[:, :, k0:k1].transpose(-2, -1))
+            s = _logits(q_blk, k_acc[:, :, k0:k1], scale)
         if _tile_kind(fns.plan, fns.mask is not None, i, j) != FULL:
             s.view(B, Hq, q1 - q0, k1 - k0).masked_fill_(~fns.mask(q0, q1, k0, k1),
                                                          float("-inf"))
@@ -226,7 +232,7 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
 
     for i, q0 in enumerate(range(0, Lq, block_q)):
         q1 = min(q0 + block_q, Lq)
-        q_blk = _rows(q, q0, q1, Hkv, acc).mul_(scale)  # (B, Hkv, G*r, D)
+        q_blk = _rows(q, q0, q1, Hkv, acc)  # (B, Hkv, G*r, D)
         do_blk = _rows(grad_out, q0, q1, Hkv, acc)  # (B, Hkv, G*r, Dv)
         lse_blk = _rows(lse, q0, q1, Hkv, acc)  # (B, Hkv, G*r, 1)
         tiles = [j for j in range(n_k)
@@ -273,7 +279,7 @@ def _backward(q, k, v, out, lse, grad_out, fns: TileFns, scale, block_q, block_k
             dq_blk += torch.matmul(ds, k_blk)
             dk[:, :, k0:k1] += torch.matmul(ds.transpose(-2, -1), q_blk)
         dq[:, :, q0:q1] = dq_blk.mul_(scale).view(B, Hq, q1 - q0, D)
-    # q_blk carried the scale, so dK = dS^T (scale q) is already scaled.
+    dk.mul_(scale)  # dS is the gradient of the scaled logits: dK = scale * dS^T q
     return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
             [g.to(t.dtype) if g is not None else None
              for g, t in zip(captured_grads, captured, strict=True)])

@@ -6,10 +6,10 @@ See :mod:`attnkit.kernels.triton` for the algorithm and where it deviates from t
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
+from attnkit._validate import check_float, check_int
 from attnkit.kernels.spec import KernelSpec
 from attnkit.kernels.triton.backward import bwd_delta_kernel, bwd_kv_kernel, bwd_q_kernel
 from attnkit.kernels.triton.forward import fwd_kernel
@@ -41,8 +41,8 @@ class TileSizes:
     def __post_init__(self):
         for name in ("block_m", "block_n"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 16 \
-                    or value & (value - 1):
+            check_int(value, name, minimum=16)
+            if value & (value - 1):
                 raise ValueError(f"{name} must be a power of two >= 16, got {value!r}")
 
 
@@ -87,7 +87,7 @@ def triton_refusal(q_dtype: torch.dtype, device_type: str, spec_or_reason: Kerne
     if device_type != "cuda" and not interpreted():
         return (f"the Triton kernels need a CUDA device, got device type {device_type!r} "
                 f"(CPU tensors run only when TRITON_INTERPRET=1 is set before "
-                f"attnkit.kernels.triton_attention is first imported)")
+                f"attnkit.kernels.triton.launch is first imported)")
     if q_dtype not in SUPPORTED_DTYPES:
         return f"dtype {q_dtype} is not supported (float16, bfloat16 or float32)"
     if (q_dtype == torch.bfloat16 and device_type == "cuda" and not interpreted()
@@ -134,8 +134,7 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: Kerne
         raise ValueError(f"B * Hq = {B * Hq} exceeds the launch grid's limit of {_MAX_GRID_Y}")
     if not isinstance(spec, KernelSpec):
         raise TypeError(f"spec must be a KernelSpec, got {type(spec).__name__}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale)):
-        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    check_float(scale, "scale")
     slopes = spec.score.alibi_slopes
     if slopes is not None and (slopes.dim() != 1 or slopes.shape[0] < Hq):
         raise ValueError(f"alibi slopes must hold one entry per query head ({Hq}), "
