@@ -96,32 +96,49 @@ class FeedForward(nn.Module):
         return self.dropout(self.proj(self.act(self.fc(x))))
 
 
-class EncoderLayer(nn.Module):
-    """Self-attention + feed-forward: a Transformer encoder layer, and with
-    ``causal=True`` (and optionally a :class:`KVCache`) a GPT block.
+class _Layer(nn.Module):
+    """The parts both layer kinds own, registered in this order (it fixes the order in
+    which the models' initializers draw random numbers): ``self_attn``, ``cross_attn``
+    (with ``cross``), ``ffn``, ``norm1``, ``norm2`` (, ``norm3``), ``dropout``.
 
     Args:
         d_model, num_heads, num_kv_heads: as :class:`MultiHeadAttention`
             (``embed_dim``, ``num_heads``, ``num_kv_heads``).
         ffn_dim, activation: as :class:`FeedForward`.
+        cross: add a cross-attention sub-layer (decoder layers).
         dropout: on attention weights and on each sub-layer's output.
         norm_first: pre-norm (True) or post-norm (False), see the module docstring.
         bias: biases in the projections and LayerNorms.
         rotary: optional :class:`RotaryEmbedding` for the self-attention.
     """
 
-    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, *,
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, *, cross: bool,
                  num_kv_heads: int | None = None, dropout: float = 0.0,
                  norm_first: bool = True, activation: str = "relu", bias: bool = True,
                  rotary: RotaryEmbedding | None = None) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, num_kv_heads=num_kv_heads,
-                                            bias=bias, dropout=dropout, rotary=rotary)
+        heads = dict(num_kv_heads=num_kv_heads, bias=bias, dropout=dropout)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, rotary=rotary, **heads)
+        if cross:
+            self.cross_attn = MultiHeadAttention(d_model, num_heads, **heads)
         self.ffn = FeedForward(d_model, ffn_dim, dropout, activation, bias)
-        self.norm1 = nn.LayerNorm(d_model, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, bias=bias)
+        for index in range(1, 4 if cross else 3):
+            self.add_module(f"norm{index}", nn.LayerNorm(d_model, bias=bias))
         self.dropout = nn.Dropout(dropout)
+
+
+class EncoderLayer(_Layer):
+    """Self-attention + feed-forward: a Transformer encoder layer, and with
+    ``causal=True`` (and optionally a :class:`KVCache`) a GPT block.
+
+    Args: ``d_model, num_heads, ffn_dim`` and the keyword options ``num_kv_heads``,
+    ``dropout``, ``norm_first``, ``activation``, ``bias``, ``rotary`` of
+    :class:`_Layer`.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, **options) -> None:
+        super().__init__(d_model, num_heads, ffn_dim, cross=False, **options)
 
     def _attend(self, x, mask, causal, kv_cache):
         return self.dropout(self.self_attn(x, mask=mask, causal=causal, kv_cache=kv_cache)[0])
@@ -147,29 +164,20 @@ class EncoderLayer(nn.Module):
         return self.norm2(x + self.ffn(x))
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(_Layer):
     """Causal self-attention, cross-attention to the encoder memory, feed-forward.
 
     Arguments as :class:`EncoderLayer`; ``rotary`` applies to the self-attention only
     (source and target positions do not lie on one axis).
     """
 
-    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, *,
-                 num_kv_heads: int | None = None, dropout: float = 0.0,
-                 norm_first: bool = True, activation: str = "relu", bias: bool = True,
-                 rotary: RotaryEmbedding | None = None) -> None:
-        super().__init__()
-        self.norm_first = norm_first
-        heads = dict(num_kv_heads=num_kv_heads, bias=bias, dropout=dropout)
-        self.self_attn = MultiHeadAttention(d_model, num_heads, rotary=rotary, **heads)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, **heads)
-        self.ffn = FeedForward(d_model, ffn_dim, dropout, activation, bias)
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model, bias=bias) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, **options) -> None:
+        super().__init__(d_model, num_heads, ffn_dim, cross=True, **options)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None, *,
-                memory_mask: torch.Tensor | Callable | None = None, self_cache: KVCache | None = None,
-                cross_cache: StaticKVCache | None = None, return_weights: bool = False,
+                memory_mask: torch.Tensor | Callable | None = None,
+                self_cache: KVCache | None = None, cross_cache: StaticKVCache | None = None,
+                return_weights: bool = False,
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Args:
             x: ``(B, L, E)`` target states.

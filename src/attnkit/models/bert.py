@@ -133,7 +133,7 @@ def _valid_positions(attention_mask: object, shape: tuple[int, int]) -> torch.Te
     return attention_mask != 0
 
 
-def _padding_mask(valid: torch.Tensor) -> masks.KeyPadding | torch.Tensor:
+def _padding_mask(valid: torch.Tensor) -> masks.MaskMod | torch.Tensor:
     """``valid (B, L)`` bool -> ``masks.key_padding(lengths)`` when every row is right-padded
     (its real tokens come first), else the dense ``(B, 1, 1, L)`` mask."""
     lengths = valid.sum(dim=-1)  # (B,)
@@ -189,7 +189,7 @@ class BertLayer(nn.Module):
         self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: masks.KeyPadding | torch.Tensor | None,
+    def forward(self, x: torch.Tensor, mask: masks.MaskMod | torch.Tensor | None,
                 return_weights: bool):
         """``x (B, L, H)``, ``mask`` (``masks.key_padding(lengths)``, a ``(B, 1, 1, L)``
         bool tensor or None) ->

@@ -166,7 +166,7 @@ class Transformer(nn.Module):
 
     # ------------------------------------------------------------------ full passes
 
-    def source_mask(self, src: torch.Tensor, src_lengths: torch.Tensor) -> masks.KeyPadding:
+    def source_mask(self, src: torch.Tensor, src_lengths: torch.Tensor) -> masks.MaskMod:
         """The source key-padding mask ``attnkit.masks.key_padding(src_lengths)``: keys at
         positions ``>= src_lengths[b]`` are hidden. A structured mask (not a dense
         ``(B, 1, 1, S)`` tensor), so the tiled and Triton kernels skip the padded tiles.

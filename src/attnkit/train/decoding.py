@@ -171,6 +171,39 @@ def _alignment_consistency(align: torch.Tensor | None, wanted: bool, step: int) 
                          f"others (step {step}); it must do one or the other")
 
 
+@dataclass
+class _Start:
+    """What both decoders start from once the arguments are checked and the source encoded."""
+
+    state: object  # the model's decoding state for the B sentences
+    width: int  # S, the padded source length
+    limits: list[int]  # B per-sentence step limits
+    sentence: torch.Tensor  # (B,) the sentence of each row (rows are compacted later)
+    limit: torch.Tensor  # (B,) limits as a tensor
+    tokens: torch.Tensor  # (B,) BOS, the first input of every row
+
+
+def _start(model, src: object, src_lengths: object, max_len: object,
+           special_ids: tuple[object, object, object], return_alignment: object,
+           ) -> _Start | None:
+    """Check the arguments both decoders share and encode the source (under no_grad);
+    None for an empty batch."""
+    _check_model(model)
+    _check_token_ids(*special_ids)
+    check_bool(return_alignment, "return_alignment")
+    batch, width = check_source(src, src_lengths, allow_empty=True)
+    limits = _max_lengths(max_len, src_lengths)
+    if batch == 0:
+        return None
+    device = src.device
+    with torch.no_grad():
+        state = model.start_decoding(src, src_lengths)
+    return _Start(state=state, width=width, limits=limits,
+                  sentence=torch.arange(batch, device=device),
+                  limit=torch.tensor(limits, device=device),
+                  tokens=torch.full((batch,), special_ids[0], dtype=torch.long, device=device))
+
+
 def _empty_result(return_alignment: bool) -> DecodeResult:
     return DecodeResult(tokens=[], scores=torch.zeros(0), alignments=[] if return_alignment
                         else None, normalized_scores=torch.zeros(0), reached_eos=[])
@@ -198,20 +231,13 @@ def greedy_decode(model, src: torch.Tensor, src_lengths: torch.Tensor, *, max_le
         :class:`DecodeResult`; ``scores`` = ``normalized_scores`` = the sum of the chosen
         tokens' log-probs. A sentence stops at its first EOS or after ``max_len`` steps.
     """
-    _check_model(model)
-    _check_token_ids(bos_id, eos_id, pad_id)
-    check_bool(return_alignment, "return_alignment")
-    batch, width = check_source(src, src_lengths, allow_empty=True)
-    limits = _max_lengths(max_len, src_lengths)
-    if batch == 0:
+    start = _start(model, src, src_lengths, max_len, (bos_id, eos_id, pad_id), return_alignment)
+    if start is None:
         return _empty_result(return_alignment)
-    device = src.device
-    max_steps = max(limits)
+    state, width, limits = start.state, start.width, start.limits
+    sentence, limit, tokens = start.sentence, start.limit, start.tokens  # (R,), (B,), (R,)
+    batch, device, max_steps = len(limits), src.device, max(limits)
     with torch.no_grad():
-        state = model.start_decoding(src, src_lengths)
-        sentence = torch.arange(batch, device=device)  # (R,) the sentence of each active row
-        limit = torch.tensor(limits, device=device)  # (B,)
-        tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)  # (R,)
         out = torch.full((batch, max_steps), pad_id, dtype=torch.long, device=device)
         steps = torch.zeros(batch, dtype=torch.long, device=device)  # (B,) T_i so far
         scores = aligns = None
@@ -317,22 +343,17 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, *, beam_siz
         before the length penalty; ``normalized_scores`` (B,) = ``scores / lp(T_i)``, the
         score it was ranked by.
     """
-    _check_model(model)
-    _check_token_ids(bos_id, eos_id, pad_id)
-    check_bool(return_alignment, "return_alignment")
     check_int(beam_size, "beam_size", minimum=1)
-    length_penalty = check_float(length_penalty, "length_penalty (alpha of ((5 + T) / 6) ** alpha)")
-    batch, width = check_source(src, src_lengths, allow_empty=True)
-    limits = _max_lengths(max_len, src_lengths)
-    if batch == 0:
+    length_penalty = check_float(length_penalty,
+                                 "length_penalty (alpha of ((5 + T) / 6) ** alpha)")
+    start = _start(model, src, src_lengths, max_len, (bos_id, eos_id, pad_id), return_alignment)
+    if start is None:
         return _empty_result(return_alignment)
-    device = src.device
-    max_steps = max(limits)
+    # sentence (n,): original index of the active sentences; tokens (n * beams,)
+    sentence, limit, tokens, width = start.sentence, start.limit, start.tokens, start.width
+    state, limits, device = start.state, start.limits, src.device
+    batch, max_steps = len(limits), max(limits)
     with torch.no_grad():
-        state = model.start_decoding(src, src_lengths)
-        sentence = torch.arange(batch, device=device)  # (n,) original index of active sentences
-        limit = torch.tensor(limits, device=device)  # (B,)
-        tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)  # (n * beams,)
         beams = 1  # live hypotheses per active sentence
         live = None  # (n, beams) summed log-probs of the live hypotheses
         # Best ended hypothesis per sentence: it ended at step best_step, extending input row

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from attnkit.functional.normalizers import masked_softmax
+from attnkit.nn.seq2seq.base import Seq2SeqAttention
 from attnkit.nn.seq2seq.location_sensitive import LocationSensitiveAttention
 from attnkit.nn.seq2seq.positional_attention import PositionalAttention
-from attnkit.nn.seq2seq.base import Seq2SeqAttention
 
 
 class DotContent(Seq2SeqAttention):

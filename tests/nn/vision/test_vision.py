@@ -48,8 +48,8 @@ def test_squeeze_excitation_relu_cuts_negative_hidden():
 
 def test_channel_attention_sums_the_shared_mlp_over_avg_and_max():
     ca = ChannelAttention(2, hidden_channels=1).double()
-    set_linear(ca.mlp[0], [[1.0, 0.0]], [0.0])  # reads channel 0 only
-    set_linear(ca.mlp[2], [[1.0], [2.0]], [0.0, -1.0])
+    set_linear(ca.fc1, [[1.0, 0.0]], [0.0])  # reads channel 0 only
+    set_linear(ca.fc2, [[1.0], [2.0]], [0.0, -1.0])
     x = two_channel_image()
     # avg [1, 3] -> hidden 1 -> [1, 2 - 1]; max [2, 3] -> hidden 2 -> [2, 4 - 1];
     # sum [3, 4] (the output bias counts twice, as in the paper's two MLP passes).
@@ -115,7 +115,7 @@ def test_shapes_and_gate_range(module, hw):
 def test_hidden_width():
     assert SqueezeExcitation(64, reduction=16).fc1.out_features == 4
     assert SqueezeExcitation(8, reduction=16).fc1.out_features == 1
-    assert ChannelAttention(64, reduction=4).mlp[0].out_features == 16
+    assert ChannelAttention(64, reduction=4).fc1.out_features == 16
 
 
 def test_errors_name_the_argument():

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from attnkit import masks
+from attnkit._validate import check_int
 from attnkit.nn._inputs import check_dtype
 
 __all__ = ["Seq2SeqAttention", "State", "source_padding_mask"]
@@ -66,6 +67,15 @@ class Seq2SeqAttention(nn.Module):
         """Per-source state for the first decoder step (default: empty)."""
         self._check_keys(keys, getattr(self, "key_dim", None))
         return {}
+
+    def _set_sizes(self, query_dim: int, key_dim: int, value_dim: int | None) -> None:
+        """Check and store ``query_dim``, ``key_dim`` and ``value_dim`` (None: ``key_dim``,
+        i.e. values = keys)."""
+        name = type(self).__name__
+        self.query_dim = check_int(query_dim, "query_dim", minimum=1, owner=name)
+        self.key_dim = check_int(key_dim, "key_dim", minimum=1, owner=name)
+        self.value_dim = self.key_dim if value_dim is None else check_int(
+            value_dim, "value_dim", minimum=1, owner=name)
 
     def _check_state(self, state: object) -> None:
         """TypeError unless ``state`` is None or a dict of tensors, so that a stray object

@@ -42,8 +42,8 @@ import math
 import torch
 from torch import nn
 
-from attnkit.functional.normalizers import compute_dtype, masked_softmax
 from attnkit._validate import check_choice, check_int
+from attnkit.functional.normalizers import compute_dtype, masked_softmax
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State
 from attnkit.nn.seq2seq.luong import LUONG_SCORES, _key_projection
 
@@ -91,10 +91,7 @@ class LocalAttention(Seq2SeqAttention):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.query_dim = check_int(query_dim, "query_dim", minimum=1, owner=name)
-        self.key_dim = check_int(key_dim, "key_dim", minimum=1, owner=name)
-        self.value_dim = key_dim if value_dim is None else check_int(
-            value_dim, "value_dim", minimum=1, owner=name)
+        self._set_sizes(query_dim, key_dim, value_dim)
         self.window = check_int(window, "window", minimum=1, owner=name)
         check_choice(mode, "mode", _MODES, owner=name)
         check_choice(score, "score", _SCORES, owner=name)

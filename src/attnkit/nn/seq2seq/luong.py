@@ -176,10 +176,7 @@ class LuongAttention(Seq2SeqAttention):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.query_dim = check_int(query_dim, "query_dim", minimum=1, owner=name)
-        self.key_dim = check_int(key_dim, "key_dim", minimum=1, owner=name)
-        self.value_dim = key_dim if value_dim is None else check_int(
-            value_dim, "value_dim", minimum=1, owner=name)
+        self._set_sizes(query_dim, key_dim, value_dim)
         if hidden_dim is not None:
             check_int(hidden_dim, "hidden_dim", minimum=1, owner=name)
         if max_source_len is not None:

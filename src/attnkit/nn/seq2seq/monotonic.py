@@ -158,12 +158,8 @@ class MonotonicAttention(Seq2SeqAttention):
                 ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Monotonic attention for each of the ``Lq`` query rows in turn.
 
-        Args:
-            query: ``(B, Lq, Dq)`` decoder states, one row per decoder step.
-            keys: ``(B, Lk, Dk)`` encoder states.
-            values: ``(B, Lk, Dv)``; defaults to ``keys``.
-            mask: ``(B, Lk)`` or ``(B, Lq, Lk)`` bool, True = may attend.
-            state: from ``init_state`` or a previous call; None starts a new source.
+        Arguments and shapes are those of :mod:`attnkit.nn.seq2seq.base` (one query row
+        per decoder step); ``state`` None starts a new source.
 
         Returns:
             context ``(B, Lq, Dv)``; weights ``(B, Lq, Lk)`` (rows sum to at most 1; one-hot

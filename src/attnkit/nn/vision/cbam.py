@@ -7,8 +7,9 @@ arXiv:1807.06521. For ``x (B, C, H, W)``::
     Ms(x) = sigmoid(conv_kxk([mean_c(x); max_c(x)]))                    # (B, 1, H, W)
     x' = Mc(x) * x;   out = Ms(x') * x'
 
-The MLP is shared between the two pooled descriptors (the paper's eq. 2); the
-spatial convolution maps the 2 pooled channels to 1 with "same" zero padding.
+The MLP is shared between the two pooled descriptors (the paper's eq. 2) and is the
+Squeeze-and-Excitation bottleneck (``fc1``, ``fc2``); the spatial convolution maps the
+2 pooled channels to 1 with "same" zero padding.
 
 Deviation: the paper's official code puts a BatchNorm after the spatial
 convolution; here the convolution has a bias instead (what BatchNorm folds into
@@ -22,46 +23,25 @@ import torch
 from torch import nn
 
 from attnkit._validate import check_bool, check_int
-from attnkit.nn.vision.squeeze_excitation import check_feature_map, hidden_width
+from attnkit.nn.vision.squeeze_excitation import SqueezeExcitation, check_feature_map
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM"]
 
 
-class ChannelAttention(nn.Module):
-    """CBAM's channel gate ``Mc``: a shared MLP on average- and max-pooled features.
+class ChannelAttention(SqueezeExcitation):
+    """CBAM's channel gate ``Mc``: the Squeeze-and-Excitation bottleneck MLP, shared by the
+    average- and the max-pooled features (the paper's eq. 2).
 
-    Args:
-        channels: ``C``.
-        reduction: bottleneck ratio; the hidden width is ``max(1, C // reduction)``.
-        hidden_channels: the hidden width, overriding ``reduction``.
-        bias: biases in the MLP.
-        device, dtype: of the parameters.
+    Args: as :class:`~attnkit.nn.vision.squeeze_excitation.SqueezeExcitation`
+    (``channels``, ``reduction``, ``hidden_channels``, ``bias``, ``device``, ``dtype``).
     """
-
-    def __init__(self, channels: int, reduction: int = 16, *,
-                 hidden_channels: int | None = None, bias: bool = True,
-                 device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
-        super().__init__()
-        hidden = hidden_width(channels, reduction, hidden_channels)
-        check_bool(bias, "bias")
-        self.channels = channels
-        self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden, bias=bias, device=device, dtype=dtype),
-            nn.ReLU(),
-            nn.Linear(hidden, channels, bias=bias, device=device, dtype=dtype),
-        )
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, C, H, W) -> (B, C, 1, 1)`` gates in ``(0, 1)``."""
-        check_feature_map(x, self.channels, type(self).__name__, self.mlp[0].weight.dtype)
-        avg = self.mlp(x.mean(dim=(2, 3)))  # (B, C)
-        peak = self.mlp(x.amax(dim=(2, 3)))  # (B, C)
+        check_feature_map(x, self.channels, type(self).__name__, self.fc1.weight.dtype)
+        avg = self.excite(x.mean(dim=(2, 3)))  # (B, C)
+        peak = self.excite(x.amax(dim=(2, 3)))  # (B, C)
         return torch.sigmoid(avg + peak)[:, :, None, None]  # (B, C, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (B, C, H, W) -> (B, C, H, W)``."""
-        return x * self.gate(x)
 
 
 class SpatialAttention(nn.Module):

@@ -78,11 +78,14 @@ class SqueezeExcitation(nn.Module):
         self.fc1 = nn.Linear(channels, hidden, bias=bias, device=device, dtype=dtype)
         self.fc2 = nn.Linear(hidden, channels, bias=bias, device=device, dtype=dtype)
 
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The bottleneck MLP ``W2 relu(W1 pooled)``: ``(B, C) -> (B, C)`` logits."""
+        return self.fc2(torch.relu(self.fc1(pooled)))
+
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, C, H, W) -> (B, C, 1, 1)`` gates in ``(0, 1)``."""
         check_feature_map(x, self.channels, type(self).__name__, self.fc1.weight.dtype)
-        squeezed = x.mean(dim=(2, 3))  # (B, C)
-        excited = self.fc2(torch.relu(self.fc1(squeezed)))  # (B, C)
+        excited = self.excite(x.mean(dim=(2, 3)))  # (B, C)
         return torch.sigmoid(excited)[:, :, None, None]  # (B, C, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
