@@ -27,15 +27,16 @@ os.environ["KERAS_BACKEND"] = "torch"
 
 import pytest  # noqa: E402
 
-from attnkit.testing import (  # noqa: F401, E402  (re-exported for the test modules)
+# Re-exported for older test modules; new ones import attnkit.testing directly, because
+# another folder's conftest.py may be the module that `import conftest` finds.
+from attnkit.testing import (  # noqa: F401, E402
     BACKWARD_FACTOR,
+    DTYPES,
     FLOORS,
     FORWARD_FACTOR,
     assert_oracle_close,
     max_error,
 )
-
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ from attnkit.functional.masks import (
 )
 from attnkit.functional.score_mods import alibi, alibi_slopes, softcap
 from attnkit.kernels import BACKENDS, unavailable
-from attnkit.testing import max_error, oracle_check
+from attnkit.testing import DTYPES, max_error, oracle_check
 
 __all__ = ["CheckCase", "default_cases", "run_check", "format_table"]
 
@@ -124,7 +124,7 @@ def run_check(cases: list[CheckCase] | None = None, dtypes=None,
             (e.g. triton without triton installed or without a GPU).
     """
     cases = default_cases() if cases is None else cases
-    dtypes = dtypes or [torch.float32, torch.bfloat16, torch.float16]
+    dtypes = dtypes or DTYPES
     if backends is None:
         backends = [name for name in BACKENDS if name != "reference" and unavailable(name) is None]
     for name in backends:

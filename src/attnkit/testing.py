@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["FORWARD_FACTOR", "BACKWARD_FACTOR", "FLOORS", "max_error", "oracle_check",
-           "assert_oracle_close"]
+__all__ = ["FORWARD_FACTOR", "BACKWARD_FACTOR", "FLOORS", "DTYPES", "max_error",
+           "oracle_check", "assert_oracle_close"]
 
 FORWARD_FACTOR = 2.0
 BACKWARD_FACTOR = 3.0
@@ -31,6 +31,10 @@ FLOORS: dict[torch.dtype, float] = {
     torch.float16: 2e-3,
     torch.bfloat16: 1.6e-2,
 }
+
+
+# The dtypes every numerics test and ``attnkit check`` run a candidate in.
+DTYPES: list[torch.dtype] = [torch.float32, torch.bfloat16, torch.float16]
 
 
 def max_error(candidate: torch.Tensor, golden: torch.Tensor) -> float:

@@ -19,7 +19,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 import attnkit
 from attnkit import masks, score_mods
-from conftest import DTYPES, assert_oracle_close
+from attnkit.testing import DTYPES, assert_oracle_close
 
 # ---------------------------------------------------------------------------
 # helpers

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import attnkit
 from attnkit import masks, score_mods
 from attnkit.functional import attention_weights, masked_softmax
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 BACKENDS = ["auto", "reference", "sdpa", "tiled"]
 ALIGNMENTS = [None, "upper_left", "lower_right", True]

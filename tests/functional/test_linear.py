@@ -19,7 +19,7 @@ from attnkit.functional.linear import (
     linear_attention,
     linear_attention_step,
 )
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 F64 = torch.float64
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from attnkit.functional.normalizers import masked_softmax
 from attnkit.functional.sparsemax import sparsemax
-from conftest import FLOORS
+from attnkit.testing import FLOORS
 
 
 def bisection_oracle(z: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import attnkit
 from attnkit import masks, score_mods
 from attnkit.functional._plan import CallPlan
 from attnkit.kernels.tiled import tiled_attention
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 
 def _dtype_id(dtype: torch.dtype) -> str:

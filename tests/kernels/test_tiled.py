@@ -24,7 +24,7 @@ from attnkit import masks, score_mods
 from attnkit.functional._plan import CallPlan, captured_tensors
 from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
 from attnkit.kernels.tiled import TileFns, tiled_attention
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 
 def _dtype_id(dtype: torch.dtype) -> str:

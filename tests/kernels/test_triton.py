@@ -43,7 +43,7 @@ from attnkit.functional.masks import index_grids, materialize  # noqa: E402
 from attnkit.functional.reference import reference_attention  # noqa: E402
 from attnkit.kernels.spec import KernelSpec, MaskSpec, ScoreSpec  # noqa: E402
 from attnkit.kernels.triton import launch as ta  # noqa: E402
-from conftest import assert_oracle_close  # noqa: E402
+from attnkit.testing import assert_oracle_close  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL_TILES = ta.TileSizes(16, 16)

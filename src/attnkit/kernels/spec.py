@@ -3,7 +3,8 @@
 A GPU kernel cannot call a Python ``mask_mod``; it needs the structure as
 numbers. The functional layer translates the built-in ``mask_mod``/``score_mod``
 objects (and the ``causal`` flag) into these specs
-(:func:`attnkit.functional.attention.kernel_spec`); a call whose mask or
+(``CallPlan.kernel_spec`` in :mod:`attnkit.functional._plan`, which asks each mask
+class and score mod for its terms); a call whose mask or
 score_mod has no spec simply does not go to a kernel that needs one.
 
 All mask terms are combined with logical **and**; a position may be attended
