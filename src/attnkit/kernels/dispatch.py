@@ -42,6 +42,6 @@ def choose(problem: Problem, backend: str = "auto") -> Decision:
         if name == chosen:
             continue
         if reason is None:
-            reason = f"{bids[name].why}; {chosen} is preferred: {bids[chosen].why}"
+            reason = f"{chosen} preferred ({bids[chosen].why}); {name}: {bids[name].why}"
         refused[name] = reason
     return Decision(chosen, refused)

@@ -77,8 +77,7 @@ def _refusal(problem: Problem) -> str | None:
 
 
 def _bid(problem: Problem) -> Bid:
-    return Bid(1, "the fallback: exact, but it materializes all "
-                  f"{problem.elements:,} logits")
+    return Bid(1, f"the fallback, exact but it materializes all {problem.elements:,} logits")
 
 
 BACKEND = Backend(
