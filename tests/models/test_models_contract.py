@@ -24,6 +24,7 @@ from attnkit.models import (
 )
 from attnkit.nn.seq2seq import source_padding_mask
 from attnkit.train.decoding import beam_search, greedy_decode
+from attnkit.train.losses import lm_loss_fn, seq2seq_loss_fn, token_cross_entropy
 
 SRC_VOCAB, TGT_VOCAB = 11, 13
 
@@ -315,3 +316,32 @@ def test_rnn_source_mask_is_the_materialized_key_padding():
     state = model.start_decoding(src, lengths)
     assert torch.equal(state.src_mask, torch.arange(5)[None, :] < lengths[:, None])
     assert torch.equal(source_padding_mask(lengths, 5), state.src_mask)
+
+
+# --------------------------------------------------------------------------- the models' losses
+
+
+@pytest.mark.parametrize("targets, pad_id, error, words", [
+    (torch.tensor([[1, 5]]), 0, ValueError, r"targets must lie in \[0, V = 5\)"),
+    (torch.tensor([[1, -1]]), 0, ValueError, r"targets must lie in \[0, V = 5\)"),
+    (torch.tensor([[True, False]]), 0, TypeError, "targets must be an int64 or int32"),
+    ([[1, 2]], 0, TypeError, "targets must be an int64 or int32"),
+    (torch.tensor([[1, 2]]), 1.5, TypeError, "pad_id"),
+])
+def test_token_cross_entropy_targets_and_pad_id(targets, pad_id, error, words):
+    with pytest.raises(error, match=words):
+        token_cross_entropy(torch.randn(1, 2, 5), targets, pad_id=pad_id)
+
+
+def test_token_cross_entropy_skips_a_negative_pad_id():
+    loss, count = token_cross_entropy(torch.zeros(1, 2, 5), torch.tensor([[1, -100]]),
+                                      pad_id=-100)
+    assert count == 1 and math.isclose(float(loss), math.log(5), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("value, error", [(math.nan, ValueError), ("0.1", TypeError),
+                                          (1.0, ValueError)])
+def test_loss_builders_check_label_smoothing_up_front(value, error):
+    for build in (lm_loss_fn, seq2seq_loss_fn):
+        with pytest.raises(error, match="label_smoothing"):
+            build(label_smoothing=value)

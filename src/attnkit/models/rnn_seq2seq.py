@@ -30,12 +30,14 @@ Decoder styles (``H`` = hidden_dim, ``E y`` = embedding of the previous token)::
 input (zeros at the first step). With several layers, the top layer's hidden state
 is the attention query; for LSTM the hidden state ``h`` (not the cell) is used.
 
-The style follows the mechanism's paper: Luong's global and local attention
-(:class:`LuongAttention`, :class:`LocalAttention`) get the Luong decoder; additive
-(Bahdanau), location-sensitive (Chorowski et al. 2015), monotonic (Raffel et al.
-2017) and hard attention (Xu et al. 2015), all defined on the previous decoder
-state, get the Bahdanau decoder, and so does ``attention=None``. The
-``style=`` argument of :class:`RNNSeq2Seq` overrides this.
+The style follows the mechanism's paper, which each mechanism states as its
+``decoder_style``: Luong's global and local attention (:class:`~attnkit.nn.LuongAttention`,
+:class:`~attnkit.nn.LocalAttention`) get the Luong decoder; additive (Bahdanau),
+location-sensitive (Chorowski et al. 2015), monotonic (Raffel et al. 2017) and hard
+attention (Xu et al. 2015), all defined on the previous decoder state, get the Bahdanau
+decoder, and so does ``attention=None``. The ``style=`` argument of :class:`RNNSeq2Seq`
+overrides this. Mechanisms are built by name from the registry
+:data:`~attnkit.nn.seq2seq.registry.ATTENTION_KINDS` (:func:`build_rnn_seq2seq`).
 ``input_feeding=None`` (default) means on for the Luong style, as in Luong's best
 systems, and off for the Bahdanau style, where the context already enters the RNN.
 

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from attnkit._validate import check_float, check_int
+
 __all__ = ["token_cross_entropy", "seq2seq_loss_fn", "lm_loss_fn"]
 
 LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]]
@@ -45,19 +47,25 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: 
         received = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise TypeError(f"token_cross_entropy: logits must be a floating-point tensor (..., V), "
                         f"got {received}")
-    if not isinstance(targets, torch.Tensor) or targets.is_floating_point():
-        raise TypeError("token_cross_entropy: targets must be an integer tensor (...) of ids")
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32):
+        received = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise TypeError(f"token_cross_entropy: targets must be an int64 or int32 tensor (...) "
+                        f"of ids, got {received}")
     if logits.dim() < 1 or logits.shape[:-1] != targets.shape:
         raise ValueError(f"token_cross_entropy: logits (..., V) {tuple(logits.shape)} and targets "
                          f"(...) {tuple(targets.shape)} must agree on the leading dims")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"token_cross_entropy: label_smoothing must be in [0, 1), "
-                         f"got {label_smoothing}")
+    _check_options(pad_id, label_smoothing)
     compute_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     log_probs = F.log_softmax(logits.reshape(-1, logits.shape[-1]).to(compute_dtype), dim=-1)
     flat_targets = targets.reshape(-1)  # (N,)
     keep = (torch.ones_like(flat_targets, dtype=torch.bool) if pad_id is None
             else flat_targets != pad_id)  # (N,)
+    counted = flat_targets[keep]
+    vocab = logits.shape[-1]
+    if counted.numel() and (int(counted.min()) < 0 or int(counted.max()) >= vocab):
+        raise ValueError(f"token_cross_entropy: targets must lie in [0, V = {vocab}) (or be "
+                         f"pad_id={pad_id}), got values in [{int(counted.min())}, "
+                         f"{int(counted.max())}]")
     safe_targets = torch.where(keep, flat_targets, torch.zeros_like(flat_targets))
     nll = -log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N,)
     if label_smoothing > 0.0:
@@ -65,6 +73,13 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: 
         nll = (1.0 - label_smoothing) * nll + label_smoothing * uniform
     loss_sum = torch.where(keep, nll, torch.zeros_like(nll)).sum()
     return loss_sum, int(keep.sum())
+
+
+def _check_options(pad_id: object, label_smoothing: object) -> None:
+    if pad_id is not None:
+        check_int(pad_id, "pad_id (an int or None)", owner="token_cross_entropy")
+    check_float(label_smoothing, "label_smoothing", low=0.0, high=1.0, high_open=True,
+                owner="token_cross_entropy")
 
 
 def _field(batch: Any, name: str) -> Any:
@@ -86,8 +101,7 @@ def seq2seq_loss_fn(*, pad_id: int = 0, label_smoothing: float = 0.0) -> LossFn:
     ``src_lengths (B,)``, ``tgt_in (B, T)`` and ``tgt_out (B, T)``; the model is called as
     ``model(src, src_lengths, tgt_in) -> logits (B, T, V)`` and scored against ``tgt_out``.
     """
-    token_cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
-                        label_smoothing=label_smoothing)  # validate now, not at step 1
+    _check_options(pad_id, label_smoothing)  # now, not at step 1
 
     def loss_fn(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
         logits = model(_field(batch, "src"), _field(batch, "src_lengths"),
@@ -105,8 +119,7 @@ def lm_loss_fn(*, pad_id: int | None = None, label_smoothing: float = 0.0) -> Lo
     targets ``[:, 1:]``) or a pair ``(inputs (B, T), targets (B, T))``. ``pad_id`` targets are
     ignored (``None``: none are).
     """
-    token_cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
-                        label_smoothing=label_smoothing)
+    _check_options(pad_id, label_smoothing)
 
     def loss_fn(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
         if isinstance(batch, torch.Tensor):
