@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from attnkit._validate import check_int
 from attnkit.nn._inputs import check_row_index
 
 __all__ = ["KVCache", "StaticKVCache"]
@@ -64,6 +65,7 @@ class KVCache:
     Example:
         >>> import torch
 
+from attnkit._validate import check_int
 from attnkit.nn._inputs import check_row_index
         >>> from attnkit.nn.kv_cache import KVCache
         >>> cache = KVCache(initial_capacity=2)
@@ -74,12 +76,8 @@ from attnkit.nn._inputs import check_row_index
     """
 
     def __init__(self, initial_capacity: int = 16) -> None:
-        if isinstance(initial_capacity, bool) or not isinstance(initial_capacity, int):
-            raise TypeError(f"initial_capacity must be an int, got "
-                            f"{type(initial_capacity).__name__}")
-        if initial_capacity < 1:
-            raise ValueError(f"initial_capacity must be >= 1, got {initial_capacity}")
-        self.initial_capacity = initial_capacity
+        self.initial_capacity = check_int(initial_capacity, "initial_capacity", minimum=1,
+                                          owner="KVCache")
         self._k: torch.Tensor | None = None  # (B, Hkv, capacity, D)
         self._v: torch.Tensor | None = None  # (B, Hkv, capacity, Dv)
         self._length = 0
@@ -214,6 +212,7 @@ class StaticKVCache:
     Example:
         >>> import torch
 
+from attnkit._validate import check_int
 from attnkit.nn._inputs import check_row_index
         >>> from attnkit.nn.kv_cache import StaticKVCache
         >>> cache = StaticKVCache()

@@ -115,10 +115,10 @@ class LocationScore(nn.Module):
     def __init__(self, query_dim: int, key_dim: int, *, max_source_len: int | None,
                  factory: dict, owner: str = "LuongAttention", **_: object) -> None:
         super().__init__()
-        if isinstance(max_source_len, bool) or not isinstance(max_source_len, int) \
-                or max_source_len < 1:
+        if max_source_len is None:
             raise ValueError(f"{owner}: mode 'location' needs max_source_len, a positive int "
-                             f"(the longest source), got {max_source_len!r}")
+                             f"(the longest source)")
+        check_int(max_source_len, "max_source_len", minimum=1, owner=owner)
         self.max_source_len = max_source_len
         self.owner = owner
         self.weight = nn.Linear(query_dim, max_source_len, bias=False, **factory)  # W_a
