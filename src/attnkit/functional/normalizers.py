@@ -40,7 +40,7 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
             raise ValueError(f"mask shape {tuple(mask.shape)} does not broadcast to the "
                              f"scores' shape {tuple(scores.shape)}")
     if scores.numel() == 0:
-        return torch.zeros_like(scores)  # no keys (or no rows): nothing to attend to
+        return scores.clone()  # no weights to compute; clone keeps it in the autograd graph
     acc = compute_dtype(scores.dtype)
     logits = scores.to(acc)
     if mask is not None:
