@@ -11,7 +11,7 @@ from attnkit import score_mods
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.multihead import MultiHeadAttention
 from attnkit.nn.positional import RotaryEmbedding
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 F64 = torch.float64
 

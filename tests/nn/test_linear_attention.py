@@ -10,7 +10,7 @@ import torch
 
 from attnkit.functional.linear import FavorFeatures, LinearState, elu_plus_one
 from attnkit.nn.linear_attention import LinearAttention
-from conftest import FLOORS
+from attnkit.testing import FLOORS
 
 
 def make(feature_map="elu", causal=True, **kwargs):

@@ -15,7 +15,7 @@ from attnkit.nn.positional import (
     alibi_slopes,
     sinusoidal_encoding,
 )
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 # --------------------------------------------------------------------------- sinusoidal
 

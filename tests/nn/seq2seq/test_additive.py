@@ -13,7 +13,7 @@ from attnkit.functional.additive import (
     additive_scores_chunked,
 )
 from attnkit.nn.seq2seq.additive import AdditiveAttention
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 PATHS = {"chunked": 0, "broadcast": None}  # chunk_threshold for each score path
 

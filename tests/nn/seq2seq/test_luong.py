@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnkit.nn.seq2seq.luong import LuongAttention
-from conftest import assert_oracle_close
+from attnkit.testing import assert_oracle_close
 
 F64 = torch.float64
 MODES = ["dot", "general", "concat", "location"]
