@@ -35,20 +35,12 @@ def reference_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled-dot attention, computed plainly (no argument checks beyond the score_mod's).
 
-    Args:
-        q: ``(B, Hq, Lq, D)``; k: ``(B, Hkv, Lk, D)``; v: ``(B, Hkv, Lk, Dv)``,
-            with ``Hq % Hkv == 0`` (query head ``h`` uses key/value head ``h // (Hq // Hkv)``).
-        mask: bool, broadcastable to ``(B, Hq, Lq, Lk)``, True = may attend; or None.
-        scale: multiplier of ``q . k``.
-        score_mod: optional ``score_mod(score, b, h, q_idx, kv_idx)``.
-        dropout_p: dropout on the weights (the returned weights are pre-dropout).
-        normalize: ``normalize(scores, mask) -> weights`` over the last axis, with the
-            conventions of :func:`~attnkit.functional.normalizers.masked_softmax`
-            (e.g. :func:`~attnkit.functional.sparsemax.sparsemax`).
-
-    Returns:
-        ``out (B, Hq, Lq, Dv)`` in the input dtype, and the weights
-        ``(B, Hq, Lq, Lk)`` in the input dtype when ``return_weights`` else None.
+    The public face of :func:`attnkit.kernels.reference.reference_forward`, whose docstring
+    gives the shapes ``q (B, Hq, Lq, D)``, ``k (B, Hkv, Lk, D)``, ``v (B, Hkv, Lk, Dv)``, the
+    bool ``mask`` (True = may attend) and the outputs ``(B, Hq, Lq, Dv)`` / weights
+    ``(B, Hq, Lq, Lk)``. The difference: ``score_mod(score, b, h, q_idx, kv_idx)`` is taken
+    as a raw callable and bound to the index grids here, and ``normalize`` defaults to
+    :func:`~attnkit.functional.normalizers.masked_softmax`.
     """
     score = None
     if score_mod is not None:

@@ -107,6 +107,18 @@ class Seq2SeqAttention(nn.Module):
         if parameter is not None:
             check_dtype(keys, "keys", parameter.dtype, who=type(self).__name__)
 
+    def _begin_stateful(self, query: torch.Tensor, keys: torch.Tensor,
+                        values: torch.Tensor | None, mask: torch.Tensor | None,
+                        state: State | None) -> tuple[torch.Tensor, torch.Tensor | None, State]:
+        """The start of a stateful mechanism's forward: :meth:`_check_inputs`, the query
+        width against ``query_dim``, and ``init_state(keys)`` when ``state`` is None.
+        Returns ``(values, mask, state)`` as :meth:`_check_inputs` gives them."""
+        values, mask = self._check_inputs(query, keys, values, mask, state)
+        if query.shape[-1] != self.query_dim:
+            raise ValueError(f"{type(self).__name__}: query must have last dim "
+                             f"{self.query_dim}, got shape {tuple(query.shape)}")
+        return values, mask, self.init_state(keys) if state is None else state
+
     def _check_inputs(self, query: torch.Tensor, keys: torch.Tensor,
                       values: torch.Tensor | None, mask: torch.Tensor | None,
                       state: State | None = None,

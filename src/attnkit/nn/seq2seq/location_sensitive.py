@@ -106,12 +106,7 @@ class LocationSensitiveAttention(Seq2SeqAttention):
         Returns:
             context ``(B, Lq, Dv)``, weights ``(B, Lq, Lk)`` and the state after the last row.
         """
-        values, mask = self._check_inputs(query, keys, values, mask, state)
-        if query.shape[-1] != self.query_dim:
-            raise ValueError(f"LocationSensitiveAttention: query must have last dim "
-                             f"{self.query_dim}, got shape {tuple(query.shape)}")
-        if state is None:
-            state = self.init_state(keys)
+        values, mask, state = self._begin_stateful(query, keys, values, mask, state)
         B, Lq, _ = query.shape
         Lk = keys.shape[1]
         _check_state(state, {"keys_proj": (B, Lk, self.hidden_dim), "alignment": (B, Lk),

@@ -165,12 +165,7 @@ class MonotonicAttention(Seq2SeqAttention):
             context ``(B, Lq, Dv)``; weights ``(B, Lq, Lk)`` (rows sum to at most 1; one-hot
             or zero in hard mode); the state after the last row.
         """
-        values, mask = self._check_inputs(query, keys, values, mask, state)
-        if query.shape[-1] != self.query_dim:
-            raise ValueError(f"MonotonicAttention: query must have last dim {self.query_dim}, "
-                             f"got shape {tuple(query.shape)}")
-        if state is None:
-            state = self.init_state(keys)
+        values, mask, state = self._begin_stateful(query, keys, values, mask, state)
         B, Lq, _ = query.shape
         Lk = keys.shape[1]
         for key, shape in (("keys_proj", (B, Lk, self.hidden_dim)), ("alignment", (B, Lk))):
