@@ -40,7 +40,7 @@ def test_build_then_info(attnkit_main, tmp_path, capsys):
     assert attnkit_main(["data", "build", *argv]) == 0
     out = capsys.readouterr().out
     assert "tokenizer:" in out and (tmp_path / "data" / "gettext-en-fr" /
-                                    "tokenizer.json").is_file()
+                                    "tokenizer-300.json").is_file()
     assert attnkit_main(["data", "build", *argv]) == 0
     assert "already built" in capsys.readouterr().out
     assert attnkit_main(["data", "info", "--lang", "fr", "--data-dir",
@@ -72,7 +72,7 @@ def test_info_with_a_broken_tokenizer_reports_it(attnkit_main, tmp_path, capsys)
     argv = ["--lang", "fr", "--data-dir", str(tmp_path / "data")]
     assert attnkit_main(["data", "build", *argv, "--roots", str(tmp_path / "roots"),
                          "--vocab-size", "300"]) == 0
-    (tmp_path / "data" / "gettext-en-fr" / "tokenizer.json").write_text("{broken")
+    (tmp_path / "data" / "gettext-en-fr" / "tokenizer-300.json").write_text("{broken")
     capsys.readouterr()
     assert attnkit_main(["data", "info", *argv]) == 0
     assert "is not a tokenizer file" in capsys.readouterr().out

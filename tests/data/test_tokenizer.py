@@ -87,11 +87,12 @@ def test_learned_merges_make_common_words_short(tokenizer):
 def test_tokens_are_readable(tokenizer):
     text = "Ouvrir le fichier sélectionné « 7 »"
     pieces = tokenizer.tokens(tokenizer.encode(text))
-    assert "".join(pieces) == text  # one piece per id, spaces and accents as text
+    # one piece per id, spaces and accents as text (the first word's space is the prefix)
+    assert "".join(pieces) == " " + text
     assert any(piece.startswith(" ") for piece in pieces)
     assert not any("Ã" in piece or "Ġ" in piece for piece in pieces)
     # A character never seen in training is split into bytes; the pieces show them escaped.
-    assert "".join(tokenizer.tokens(tokenizer.encode("漢"))) == "\\xe6\\xbc\\xa2"
+    assert "".join(tokenizer.tokens(tokenizer.encode("漢"))) == " \\xe6\\xbc\\xa2"
     with pytest.raises(ValueError, match="outside the vocabulary"):
         tokenizer.tokens([10**6])
 
@@ -134,3 +135,38 @@ def test_missing_tokenizers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "tokenizers", None)
     with pytest.raises(ImportError, match=r"pip install 'attnkit\[data\]'"):
         train_tokenizer(SENTENCES)
+
+
+@pytest.mark.parametrize("word", ["Open", "Delete", "Show"])
+def test_first_word_is_the_same_token_as_elsewhere(tokenizer, word):
+    # A UI string nearly always starts with its most important word: it must be split
+    # exactly as the same word in the middle of a sentence.
+    first = tokenizer.encode(f"{word} the file")
+    middle = tokenizer.encode(f"Please {word} the file")
+    alone = tokenizer.encode(word)
+    assert first == middle[len(tokenizer.encode("Please")):]
+    assert first[:len(alone)] == alone
+    assert tokenizer.prefix_space
+
+
+@pytest.mark.parametrize("text", ["", " ", " leading", "x", "\ttab"])
+def test_prefix_space_is_stripped_exactly_once(tokenizer, text):
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_files_without_prefix_space_keep_their_behaviour(tmp_path):
+    # A tokenizer.json written before the prefix-space rule: no Prepend normalizer.
+    tk = pytest.importorskip("tokenizers")
+    backend = tk.Tokenizer(tk.models.BPE())
+    backend.normalizer = tk.normalizers.NFC()
+    backend.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(vocab_size=300, special_tokens=list(SPECIAL_TOKENS),
+                                     initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
+                                     show_progress=False)
+    backend.train_from_iterator(SENTENCES, trainer=trainer)
+    old = Tokenizer(backend)
+    loaded = load_tokenizer(old.save(tmp_path / "old.json"))
+    assert not loaded.prefix_space
+    assert loaded.decode(loaded.encode("Open the file")) == "Open the file"
+    assert loaded.encode("Open") == old.encode("Open")

@@ -106,7 +106,7 @@ def _tokenizer_line(lang: str, data_dir: Path, vocab_size: int) -> str:
 
     corpus = load_corpus(lang, data_dir)
     tokenizer = corpus.tokenizer(vocab_size=vocab_size)
-    return f"tokenizer: {corpus.tokenizer_path} (vocab {tokenizer.vocab_size})"
+    return f"tokenizer: {corpus.tokenizer_path(vocab_size)} (vocab {tokenizer.vocab_size})"
 
 
 def _build(args: argparse.Namespace, base: Path) -> int:
@@ -188,14 +188,14 @@ def _info(lang: str, base: Path) -> int:
             print(f"skipped: {display_path(source['error'])}")
     for refused in manifest.get("refused_members", []):
         print(f"refused: {refused['package']}: {refused['member']} ({refused['reason']})")
-    if corpus.tokenizer_path.is_file():
+    for path in corpus.tokenizer_paths():
         from attnkit.data.tokenizer import load_tokenizer
 
         try:
-            vocab = f"vocab {load_tokenizer(corpus.tokenizer_path).vocab_size}"
+            vocab = f"vocab {load_tokenizer(path).vocab_size}"
         except (ImportError, UserError) as exc:
             vocab = str(exc)
-        print(f"tokenizer: {corpus.tokenizer_path} ({vocab})")
-    else:
+        print(f"tokenizer: {path} ({vocab})")
+    if not corpus.tokenizer_paths():
         print("tokenizer: not trained yet (attnkit data build trains it)")
     return 0

@@ -9,8 +9,13 @@ Deviations and choices:
 
 - One vocabulary is trained on the source and target sides of the train split together,
   so a model may tie its embeddings.
-- The text is NFC-normalized; no prefix space is added, so ``decode(encode(s)) == s``
-  for any NFC string ``s``.
+- The text is NFC-normalized and one space is prepended before the byte-level split (and
+  stripped again by the decoder), so a sentence's first word is the same token as the word
+  elsewhere: without it ``Open`` at the start of a UI string and `` Open`` inside one would
+  be unrelated subwords, and almost every UI string starts with such a word. Because the
+  space is always added and always removed, ``decode(encode(s)) == s`` for any NFC string
+  ``s`` (leading spaces included). Files written before this rule (no prepended space) load
+  and behave as they were trained; :attr:`Tokenizer.prefix_space` tells them apart.
 - Special tokens have fixed ids shared with the models and decoders: ``<pad>`` 0, ``<s>``
   1, ``</s>`` 2, ``<unk>`` 3. They are never produced by :meth:`Tokenizer.encode`, even if
   the text spells them out; batching adds BOS/EOS itself.
@@ -86,6 +91,17 @@ class Tokenizer:
         return self._backend.get_vocab_size()
 
     @property
+    def prefix_space(self) -> bool:
+        """Whether the normalizer prepends a space (every tokenizer trained by
+        :func:`train_tokenizer` does; older files do not)."""
+        import json
+
+        normalizer = json.loads(self._backend.to_str()).get("normalizer") or {}
+        parts = normalizer.get("normalizers", [normalizer])
+        return any(part.get("type") == "Prepend" and part.get("prepend") == " "
+                   for part in parts if isinstance(part, dict))
+
+    @property
     def backend(self):
         """The underlying ``tokenizers.Tokenizer``."""
         return self._backend
@@ -150,9 +166,13 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 8000,
     check_int(min_frequency, "min_frequency", minimum=1)
     tk = _tokenizers()
     backend = tk.Tokenizer(tk.models.BPE())
-    backend.normalizer = tk.normalizers.NFC()
+    # The space is prepended by the normalizer (always, unlike ByteLevel's add_prefix_space,
+    # which skips text that already starts with one) and stripped once by the decoder.
+    backend.normalizer = tk.normalizers.Sequence([tk.normalizers.NFC(),
+                                                  tk.normalizers.Prepend(" ")])
     backend.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    backend.decoder = tk.decoders.ByteLevel()
+    backend.decoder = tk.decoders.Sequence([tk.decoders.ByteLevel(),
+                                            tk.decoders.Strip(" ", 1, 0)])
     trainer = tk.trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
         special_tokens=list(SPECIAL_TOKENS),

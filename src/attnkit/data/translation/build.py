@@ -67,8 +67,9 @@ def _publish(out: Path, texts: dict[str, str], manifest: dict, keep_tokenizer: b
         os.chmod(work, 0o755)  # mkdtemp makes 0700; a corpus is meant to be shared
         for name, text in texts.items():
             atomic_write_text(work / name, text)
-        if keep_tokenizer and (out / "tokenizer.json").is_file():
-            shutil.copy2(out / "tokenizer.json", work / "tokenizer.json")
+        if keep_tokenizer and out.is_dir():
+            for cached in out.glob("tokenizer-*.json"):
+                shutil.copy2(cached, work / cached.name)
         atomic_write_json(work / "manifest.json", manifest)  # last: it marks a complete build
         if out.exists():
             os.replace(out, old)

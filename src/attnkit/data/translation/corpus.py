@@ -2,7 +2,7 @@
 
 The corpus folder (``$ATTNKIT_DATA/gettext-en-<lang>/``, written by
 :func:`attnkit.data.build_corpus`) holds ``train.tsv``, ``valid.tsv`` and ``test.tsv``
-(``en<TAB>xx`` per line), ``manifest.json`` and, once trained, ``tokenizer.json``.
+(``en<TAB>xx`` per line), ``manifest.json`` and, once trained, one ``tokenizer-<vocab>.json`` per vocabulary size.
 """
 
 from __future__ import annotations
@@ -49,31 +49,42 @@ class ParallelCorpus:
         """The pairs of split ``name`` ("train", "valid" or "test")."""
         return getattr(self, check_choice(name, "name", SPLITS))
 
-    @property
-    def tokenizer_path(self) -> Path:
-        return self.path / "tokenizer.json"
+    def tokenizer_path(self, vocab_size: int) -> Path:
+        """Where the tokenizer of ``vocab_size`` tokens is cached."""
+        return self.path / f"tokenizer-{check_int(vocab_size, 'vocab_size', minimum=1)}.json"
+
+    def tokenizer_paths(self) -> list[Path]:
+        """The cached tokenizers, by vocabulary size."""
+        found = [(p, p.stem.removeprefix("tokenizer-")) for p in self.path.glob("tokenizer-*.json")]
+        return [p for p, size in sorted(found, key=lambda item: (len(item[1]), item[1]))
+                if size.isdigit()]
 
     def tokenizer(self, *, vocab_size: int = 8000, train: bool = True):
         """The corpus tokenizer, trained on both sides of the train split on first use.
 
         Args:
-            vocab_size: vocabulary size when training (an existing file of another size is
-                retrained); at least 260 (4 specials + 256 bytes).
+            vocab_size: vocabulary size; at least 260 (4 specials + 256 bytes). Each size is
+                cached in its own file (:meth:`tokenizer_path`).
             train: if False, a missing tokenizer raises FileNotFoundError instead.
+
+        A cached file from before the prefix-space rule (see :mod:`attnkit.data.tokenizer`)
+        is retrained when ``train`` is True. A corpus whose BPE meets fewer distinct merges
+        than ``vocab_size`` asks for gets a smaller vocabulary.
         """
         from attnkit.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_tokenizer
 
         check_int(vocab_size, "vocab_size", minimum=len(SPECIAL_TOKENS) + 256)
         check_bool(train, "train")
-        if self.tokenizer_path.is_file():
-            tokenizer = load_tokenizer(self.tokenizer_path)
-            if tokenizer.vocab_size == vocab_size or not train:
+        path = self.tokenizer_path(vocab_size)
+        if path.is_file():
+            tokenizer = load_tokenizer(path)
+            if tokenizer.prefix_space or not train:
                 return tokenizer
         elif not train:
-            raise FileNotFoundError(f"no tokenizer at {self.tokenizer_path}")
+            raise FileNotFoundError(f"no tokenizer at {path}")
         texts = [text for pair in self.train for text in pair]
         tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
-        tokenizer.save(self.tokenizer_path)
+        tokenizer.save(path)
         return tokenizer
 
 
