@@ -34,7 +34,8 @@ _spec.loader.exec_module(script)
 @pytest.mark.parametrize("field, value", [
     ("max_steps", 0), ("lr", 0.0), ("lr", float("nan")), ("min_lr", -1.0),
     ("weight_decay", -0.1), ("betas", (0.9,)), ("betas", (0.9, 1.0)), ("eps", 0.0),
-    ("warmup_steps", -1), ("schedule", "linear"), ("grad_clip", -1.0),
+    ("warmup_steps", -1), ("schedule", "linear-ish"), ("grad_clip", -1.0),
+    ("horizon", "minutes"), ("eval_every_s", -1.0),
     ("label_smoothing", 1.0), ("accum_steps", 0), ("amp", "fp16"), ("eval_every", -1),
     ("checkpoint_every", 1.5), ("keep_checkpoints", 0), ("out_dir", 3), ("seed", -1),
     ("log_every", 0), ("progress", "yes"), ("max_steps", True),
@@ -418,3 +419,42 @@ def test_wall_clock_budget_ends_the_run_with_eval_and_checkpoint(tmp_path, monke
     assert evals == [1] and load_checkpoint(tmp_path).step == 3
     with pytest.raises(ValueError, match="max_time_s"):
         TrainConfig(max_time_s=-1.0)
+
+
+def test_time_horizon_lays_the_schedule_over_the_budget(tmp_path, monkeypatch):
+    import attnkit.train.trainer as trainer_module
+
+    clock = [0.0]  # every batch takes 10 s of a fake clock
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(trainer_module, "time", FakeTime)
+
+    def batch_fn(index, rank, world_size):
+        clock[0] += 10.0
+        return script.make_batch(index)
+
+    evals, plans = [], []
+    config = TrainConfig(max_steps=10**6, max_time_s=200.0, lr=1.0, warmup_steps=2,
+                         schedule="linear", horizon="time", eval_every_s=50.0, log_every=1,
+                         amp="off", out_dir=str(tmp_path), progress=False)
+    trainer = Trainer(script.TinyLM(), config, batch_fn, lm_loss_fn(pad_id=0),
+                      lambda model: evals.append(trainer.step) or {"score": 1.0},
+                      on_plan=plans.append)
+    summary = trainer.fit()
+    lrs = [r["lr"] for r in summary["metrics"] if r["event"] == "train"]
+    assert summary["step"] == 20 and summary["out_of_time"]
+    # Warmup in updates; update 2 (the peak) had the progress estimated after update 1
+    # (0.05, no step time known yet), then update k >= 3 ends at k * 10 s of 200 s.
+    assert lrs[:2] == pytest.approx([0.5, 1.0])
+    expected = [1.0 - (k * 10 / 200 - 0.05) / 0.95 for k in range(3, 21)]
+    assert lrs[2:] == pytest.approx(expected)
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)  # the budget ends at the bottom
+    assert evals == [5, 10, 15, 20]  # every 50 s, and the last
+    assert plans == [{"step_time": 10.0, "expected_steps": 20.0, "remaining_s": 80.0,
+                      "budget_s": 200.0, "step": 12}]
+    with pytest.raises(ValueError, match="horizon"):
+        TrainConfig(horizon="time")  # no budget to lay it over

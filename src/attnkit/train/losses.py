@@ -56,8 +56,8 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: 
                          f"(...) {tuple(targets.shape)} must agree on the leading dims")
     _check_options(pad_id, label_smoothing)
     compute_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    log_probs = F.log_softmax(logits.reshape(-1, logits.shape[-1]).to(compute_dtype), dim=-1)
-    flat_targets = targets.reshape(-1)  # (N,)
+    flat_logits = logits.reshape(-1, logits.shape[-1]).to(compute_dtype)  # (N, V)
+    flat_targets = targets.reshape(-1).long()  # (N,)
     keep = (torch.ones_like(flat_targets, dtype=torch.bool) if pad_id is None
             else flat_targets != pad_id)  # (N,)
     counted = flat_targets[keep]
@@ -66,12 +66,13 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: 
         raise ValueError(f"token_cross_entropy: targets must lie in [0, V = {vocab}) (or be "
                          f"pad_id={pad_id}), got values in [{int(counted.min())}, "
                          f"{int(counted.max())}]")
-    safe_targets = torch.where(keep, flat_targets, torch.zeros_like(flat_targets))
-    nll = -log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N,)
-    if label_smoothing > 0.0:
-        uniform = -log_probs.mean(dim=-1)  # (N,) cross-entropy against the uniform distribution
-        nll = (1.0 - label_smoothing) * nll + label_smoothing * uniform
-    loss_sum = torch.where(keep, nll, torch.zeros_like(nll)).sum()
+    # One fused kernel (log-softmax, the target's term and the smoothing term) and its
+    # fused backward: far cheaper on CPU than log_softmax + gather + mean as separate ops,
+    # whose backward materializes several (N, V) tensors. Pad positions (ignore_index)
+    # count in neither term; -100 stands for "no pad" (never a valid id, see the check).
+    loss_sum = F.cross_entropy(flat_logits, flat_targets,
+                               ignore_index=-100 if pad_id is None else pad_id,
+                               reduction="sum", label_smoothing=label_smoothing)
     return loss_sum, int(keep.sum())
 
 

@@ -89,10 +89,13 @@ from attnkit.train.schedule import SCHEDULES, WarmupSchedule
 __all__ = ["TrainConfig", "Trainer", "build_optimizer", "resolve_amp"]
 
 AMP_MODES = ("auto", "bf16", "off")
+HORIZONS = ("steps", "time")
+PLAN_SKIP = 2    # first updates of a session, left out of the step time (allocator warm-up)
+PLAN_AFTER = 10  # updates timed before the plan is announced
 METRICS_FILE = "metrics.jsonl"
 MAX_SEED = 2**32 - 1
 # Config fields that may change between a run and its resumption without breaking exactness.
-_RESUMABLE_CHANGES = {"max_steps", "max_time_s", "eval_every", "checkpoint_every",
+_RESUMABLE_CHANGES = {"max_steps", "max_time_s", "eval_every", "eval_every_s", "checkpoint_every",
                       "keep_checkpoints", "log_every", "progress", "out_dir"}
 
 
@@ -106,12 +109,14 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW moment decay rates
     eps: float = 1e-8                         # AdamW denominator epsilon
     warmup_steps: int = 100                   # linear warmup updates (0: none)
-    schedule: str = "inverse_sqrt"            # "inverse_sqrt" | "cosine" | "constant" after warmup
+    schedule: str = "inverse_sqrt"            # "inverse_sqrt" | "cosine" | "linear" | "constant"
+    horizon: str = "steps"                    # decay over max_steps, or "time": over max_time_s
     grad_clip: float = 1.0                    # max global grad L2 norm; 0: no clipping
     label_smoothing: float = 0.0              # for the loss helpers in losses.py
     accum_steps: int = 1                      # micro-batches per optimizer update
     amp: str = "auto"                         # "auto" | "bf16" | "off" (see module docstring)
     eval_every: int = 0                       # evaluate every N updates (0: only after the last)
+    eval_every_s: float = 0.0                 # and/or every S seconds of the run (0: never)
     checkpoint_every: int = 0                 # checkpoint every N updates (0: at the end/interrupt)
     keep_checkpoints: int = 2                 # newest ckpt-* directories kept in out_dir
     out_dir: str | None = None                # checkpoints + metrics.jsonl (None: none)
@@ -155,12 +160,19 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got "
                              f"{self.schedule!r}")
+        if self.horizon not in HORIZONS:
+            raise ValueError(f"TrainConfig.horizon must be one of {HORIZONS}, got "
+                             f"{self.horizon!r}")
+        if self.horizon == "time" and self.max_time_s <= 0:
+            raise ValueError("TrainConfig.horizon='time' lays the schedule over the time "
+                             "budget, so it needs max_time_s > 0")
         need_float("grad_clip", 0.0)
         need_float("label_smoothing", 0.0, 0.999)
         need_int("accum_steps", 1)
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         need_int("eval_every", 0)
+        need_float("eval_every_s", 0.0)
         need_int("checkpoint_every", 0)
         need_int("keep_checkpoints", 1)
         if self.out_dir is not None and not isinstance(self.out_dir, (str, Path)):
@@ -251,13 +263,17 @@ class Trainer:
         resume: continue from ``config.out_dir``'s latest checkpoint when there is one
             (otherwise start fresh). A fresh run refuses an ``out_dir`` that already holds
             checkpoints, so it never overwrites or prunes another run's.
+        on_plan: with a time budget, called once (rank 0) when the step time has been
+            measured (:data:`PLAN_AFTER` updates after the first :data:`PLAN_SKIP` of this
+            session) with :meth:`plan`'s dict: what the rest of the budget will hold.
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig,
                  batch_fn: Callable[[int, int, int], Any],
                  loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
                  eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-                 model_config: Any = None, *, resume: bool = False) -> None:
+                 model_config: Any = None, *, resume: bool = False,
+                 on_plan: Callable[[dict[str, float]], None] | None = None) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"Trainer: model must be a torch.nn.Module, got "
                             f"{type(model).__name__}")
@@ -267,6 +283,9 @@ class Trainer:
         for name, fn in (("batch_fn", batch_fn), ("loss_fn", loss_fn)):
             if not callable(fn):
                 raise TypeError(f"Trainer: {name} must be callable, got {type(fn).__name__}")
+        if on_plan is not None and not callable(on_plan):
+            raise TypeError(f"Trainer: on_plan must be callable or None, got "
+                            f"{type(on_plan).__name__}")
         if eval_fn is not None and not callable(eval_fn):
             raise TypeError(f"Trainer: eval_fn must be callable or None, got "
                             f"{type(eval_fn).__name__}")
@@ -276,6 +295,9 @@ class Trainer:
         self.config = config
         self.model = unwrap_model(model)
         self.batch_fn, self.loss_fn, self.eval_fn = batch_fn, loss_fn, eval_fn
+        self.on_plan = on_plan
+        self._step_times: list[float] = []  # this session's update times (for the plan)
+        self._next_progress: float | None = None  # agreed time progress of the next update
         self.model_config = model_config if model_config is not None else {}
         self.rank, self.world_size = get_rank(), get_world_size()
         first = next(self.model.parameters(), None)
@@ -298,7 +320,8 @@ class Trainer:
         self._stop_requested = False
         self._started = time.perf_counter()  # reset by fit(); read by the budget vote
         self._state = {"window": {"loss_sum": 0.0, "tokens": 0, "steps": 0, "train_time": 0.0},
-                       "elapsed": 0.0, "tokens_seen": 0, "last_loss": None, "last_eval": None}
+                       "elapsed": 0.0, "tokens_seen": 0, "last_loss": None, "last_eval": None,
+                       "next_eval_s": config.eval_every_s}
         checkpoint = self._find_checkpoint(resume)
         if checkpoint is None:
             _seed_all(config.seed + self.rank)
@@ -360,8 +383,9 @@ class Trainer:
         try:
             while self.step < cfg.max_steps and not stop and not out_of_time:
                 step_started = time.perf_counter()
-                result = self._train_step()
+                result = self._train_step(self._progress())
                 step_time = time.perf_counter() - step_started
+                self._step_times.append(step_time)
                 self.step += 1
                 stop, out_of_time = result["stop"], result["out_of_time"]
                 self._state["elapsed"] = time.perf_counter() - started
@@ -373,9 +397,18 @@ class Trainer:
                     self._log_train(result)
                 # Scheduled evaluations run even when stopping, so the checkpoint (and the RNG
                 # state in it) is the one an uninterrupted run would have at this step.
+                timed_eval = (cfg.eval_every_s > 0
+                              and self._state["elapsed"] >= self._state["next_eval_s"])
+                if timed_eval:
+                    while self._state["next_eval_s"] <= self._state["elapsed"]:
+                        self._state["next_eval_s"] += cfg.eval_every_s
                 if self.eval_fn is not None and (
-                        last or (cfg.eval_every and self.step % cfg.eval_every == 0)):
+                        last or timed_eval
+                        or (cfg.eval_every and self.step % cfg.eval_every == 0)):
                     self._evaluate()
+                if (self.on_plan is not None and self.rank == 0 and cfg.max_time_s > 0
+                        and len(self._step_times) == PLAN_SKIP + PLAN_AFTER and not last):
+                    self.on_plan(self.plan())
                 if self.out_dir is not None and (
                         last or stop or (cfg.checkpoint_every
                                          and self.step % cfg.checkpoint_every == 0)):
@@ -391,10 +424,42 @@ class Trainer:
             self._restore_signal_handlers(previous_handlers)
         return self._summary(stop)
 
-    def _train_step(self) -> dict[str, Any]:
+    def _progress(self) -> float | None:
+        """With ``horizon="time"``: the fraction of the budget used once the coming update is
+        done (None: the horizon is in steps). Every process uses the same value: the mean of
+        the processes' estimates, agreed on in the previous update's all-reduce (at the
+        first update of a session, the elapsed time stored in the run's state)."""
+        if self.config.horizon != "time":
+            return None
+        if self._next_progress is None:
+            return min(self._state["elapsed"] / self.config.max_time_s, 1.0)
+        return self._next_progress
+
+    def _local_progress_estimate(self) -> float:
+        """This process's estimate of the progress after the next update: time used so far
+        plus the mean time of the recent updates."""
+        recent = self._step_times[PLAN_SKIP:][-50:] or self._step_times[-1:]
+        expected = sum(recent) / len(recent) if recent else 0.0
+        elapsed = time.perf_counter() - self._started
+        return min((elapsed + expected) / self.config.max_time_s, 1.0)
+
+    def plan(self) -> dict[str, float]:
+        """What the rest of the time budget holds at the measured speed: ``step_time`` (mean
+        seconds per update, the first :data:`PLAN_SKIP` updates of this session left out),
+        ``expected_steps`` (updates when the budget ends, within ``max_steps``),
+        ``remaining_s`` and ``budget_s``."""
+        timed = self._step_times[PLAN_SKIP:] or self._step_times
+        step_time = sum(timed) / max(len(timed), 1)
+        remaining = max(self.config.max_time_s - self._state["elapsed"], 0.0)
+        expected = self.step + (remaining / step_time if step_time > 0 else 0.0)
+        return {"step_time": step_time, "expected_steps": min(expected, self.config.max_steps),
+                "remaining_s": remaining, "budget_s": self.config.max_time_s,
+                "step": self.step}
+
+    def _train_step(self, progress: float | None = None) -> dict[str, Any]:
         """One optimizer update over ``accum_steps`` micro-batches (all processes)."""
         cfg = self.config
-        lr = self.scheduler.apply()
+        lr = self.scheduler.apply(progress)
         self.train_model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens = 0.0, 0
@@ -414,9 +479,13 @@ class Trainer:
         # The budget vote rides on the same all-reduce: processes whose clocks disagree
         # still stop after the same step.
         over_budget = cfg.max_time_s > 0 and time.perf_counter() - self._started >= cfg.max_time_s
-        stats = torch.tensor([loss_sum, tokens, float(self._stop_requested), float(over_budget)],
-                             dtype=torch.float64, device=self._stats_device())
-        total_loss, total_tokens, stop_votes, budget_votes = all_reduce_sum(stats).tolist()
+        progress_next = self._local_progress_estimate() if progress is not None else 0.0
+        stats = torch.tensor([loss_sum, tokens, float(self._stop_requested), float(over_budget),
+                              progress_next], dtype=torch.float64, device=self._stats_device())
+        total_loss, total_tokens, stop_votes, budget_votes, progress_sum = \
+            all_reduce_sum(stats).tolist()
+        if progress is not None:
+            self._next_progress = min(progress_sum / self.world_size, 1.0)
         if total_tokens <= 0:
             raise ValueError(f"Trainer: step {self.step + 1} has no tokens to train on "
                              f"(loss_fn returned num_tokens=0 for every micro-batch)")

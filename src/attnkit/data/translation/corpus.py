@@ -2,7 +2,8 @@
 
 The corpus folder (``$ATTNKIT_DATA/gettext-en-<lang>/``, written by
 :func:`attnkit.data.build_corpus`) holds ``train.tsv``, ``valid.tsv`` and ``test.tsv``
-(``en<TAB>xx`` per line), ``manifest.json`` and, once trained, one ``tokenizer-<vocab>.json`` per vocabulary size.
+(``en<TAB>xx`` per line), ``manifest.json`` and, once trained, one
+``tokenizer-<vocab>.json`` per vocabulary size.
 """
 
 from __future__ import annotations
