@@ -61,10 +61,21 @@ Choices and deviations:
   (scheduled sampling, Bengio et al. 2015, arXiv:1506.03099, with a constant rate).
   Coins come from ``torch.rand``, so runs repeat under ``torch.manual_seed``. Eval
   mode always feeds the gold tokens.
-* Luong style without input feeding runs the RNN over the whole target in one call
-  and attends with all ``T`` queries at once (Luong's global and local attention give
-  the same result as ``T`` single steps); every other configuration steps through the
-  target, the same code that :meth:`RNNSeq2Seq.decode_step` runs.
+* Teacher-forced ``forward`` (the training path) computes the same equations as
+  :meth:`RNNSeq2Seq.decode_step` run ``T`` times, arranged so that only what is recurrent
+  runs step by step. The target embeddings, the first RNN layer's input projection of
+  ``E y`` and the vocabulary projection ``W_s`` are each one matrix product over all
+  ``T`` steps; so is the output layer ``tanh(W_o ...)`` unless input feeding makes ``o_t``
+  an input of step ``t + 1``. Luong style without input feeding runs the RNN over the
+  whole target in one call and attends with all ``T`` queries at once (every mechanism
+  treats ``Lq`` rows as ``Lq`` steps); ``attention=None`` without input feeding runs the
+  decoder as one ``nn.GRU``/``nn.LSTM`` call over ``[E y_t; c]``, as ``c`` is constant.
+  Everything else loops over the steps with the RNN cell's equations written out on
+  ``nn.GRU``/``nn.LSTM``'s own weights (parameter names, hence checkpoints, unchanged).
+  Scheduled sampling (``teacher_forcing_ratio < 1``) needs each step's logits for the next
+  input, so it runs :meth:`RNNSeq2Seq.decode_step`'s code step by step. Dropout draws its
+  masks per call, so in training mode the two arrangements draw different (identically
+  distributed) masks; in eval mode they agree to rounding (tested in float64).
 * :func:`build_rnn_seq2seq` builds hard attention with the Gumbel straight-through
   estimator, which trains from the task loss alone; REINFORCE (the paper's) needs
   the attention state, which ``forward`` does not return.
@@ -75,6 +86,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -266,11 +278,11 @@ class RNNSeq2Seq(nn.Module):
             return state.fixed_context[:, None].expand_as(query), None, state.attention
         return self.attention(query, state.memory, mask=state.src_mask, state=state.attention)
 
-    def _step(self, tokens: torch.Tensor, state: RNNDecodeState,
+    def _step(self, embedded: torch.Tensor, state: RNNDecodeState,
               ) -> tuple[torch.Tensor, RNNDecodeState, torch.Tensor | None]:
-        """One decoder step: ``tokens (B,)`` -> attentional vector ``o (B, H)``, the next
-        state and the weights ``(B, S)`` (None without attention)."""
-        embedded = self.dropout(self.tgt_embed(tokens))[:, None]  # (B, 1, E)
+        """One decoder step: the embedded input ``(B, 1, E)`` (dropout applied) ->
+        attentional vector ``o (B, H)``, the next state and the weights ``(B, S)`` (None
+        without attention)."""
         feed = [] if state.feed is None else [state.feed[:, None]]
         if self.style == "luong":
             top, hidden, cell = self._rnn(torch.cat([embedded, *feed], -1), state)  # (B, 1, H)
@@ -284,6 +296,10 @@ class RNNSeq2Seq(nn.Module):
         next_state = replace(state, hidden=hidden, cell=cell, attention=attn_state,
                              feed=out if self.input_feeding else None)
         return out, next_state, None if weights is None else weights[:, 0]
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens (B, ...)`` long -> embeddings ``(B, ..., E)`` after dropout."""
+        return self.dropout(self.tgt_embed(tokens))
 
     def decode_step(self, tokens: torch.Tensor, state: RNNDecodeState, *,
                     return_alignment: bool = False,
@@ -302,7 +318,7 @@ class RNNSeq2Seq(nn.Module):
         if tuple(tokens.shape) != (batch,):
             raise ValueError(f"RNNSeq2Seq: tokens must have shape (B,) = ({batch},) (the "
                              f"state's batch), got {tuple(tokens.shape)}")
-        out, state, weights = self._step(tokens, state)
+        out, state, weights = self._step(self._embed(tokens)[:, None], state)
         logits = self.generator(self.dropout(out))  # (B, V)
         return logits, state, weights if return_alignment else None
 
@@ -334,27 +350,136 @@ class RNNSeq2Seq(nn.Module):
         if tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"RNNSeq2Seq: tgt_in must have B = {src.shape[0]} rows (as src), "
                              f"got shape {tuple(tgt_in.shape)}")
-        sample = self.training and ratio < 1.0
-        if not sample and self.style == "luong" and not self.input_feeding:
-            return self._forward_parallel(tgt_in, state)
+        if self.training and ratio < 1.0:
+            return self._forward_sampled(tgt_in, state, ratio)
+        embedded = self._embed(tgt_in)  # (B, T, E)
+        if self.style == "luong" and not self.input_feeding:
+            out = self._decode_parallel(embedded, state)
+        elif self.attention is None and not self.input_feeding:
+            out = self._decode_fixed(embedded, state)
+        else:
+            out = self._decode_loop(embedded, state)
+        return self.generator(self.dropout(out))  # (B, T, V), one projection for all steps
+
+    # The teacher-forced decoders below return the attentional vectors o (B, T, H) of all
+    # steps; forward applies the output layer to all of them at once.
+
+    def _decode_parallel(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
+        """Luong style without input feeding: all ``T`` steps in one RNN and one attention
+        call (equal to stepping, as every mechanism treats ``Lq`` rows as ``Lq`` steps)."""
+        top, _, _ = self._rnn(embedded, state)  # (B, T, H)
+        context, _, _ = self._attend(top, state)  # (B, T, H)
+        return torch.tanh(self.output_proj(torch.cat([context, top], -1)))  # (B, T, H)
+
+    def _decode_fixed(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
+        """``attention=None`` without input feeding: the context ``c`` is the same at every
+        step, so the decoder is one RNN over ``[E y_t; c]``, run as one fused call."""
+        context = state.fixed_context[:, None].expand(-1, embedded.shape[1], -1)  # (B, T, H)
+        top, _, _ = self._rnn(torch.cat([embedded, context], -1), state)  # (B, T, H)
+        return torch.tanh(self.output_proj(torch.cat([top, context, embedded], -1)))
+
+    def _decode_loop(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
+        """Every configuration with a step-to-step dependence beyond the RNN itself (an
+        attention read, input feeding). The loop holds only what is recurrent: the RNN
+        update, the attention read and, with input feeding, the output layer. The first
+        RNN layer's input projection of ``E y`` for all steps is one matrix product before
+        the loop; without input feeding the output layer runs on all steps after it."""
+        embed_dim = embedded.shape[2]
+        rnn, bahdanau, feeding = self.decoder, self.style == "bahdanau", self.input_feeding
+        emb_gates = F.linear(embedded, rnn.weight_ih_l0[:, :embed_dim],
+                             rnn.bias_ih_l0)  # (B, T, G H)
+        # the rest of W_ih acts on [c_i (; o_{i-1})] (Bahdanau) or on o_{t-1} (Luong)
+        rest_weight = rnn.weight_ih_l0[:, embed_dim:].t()  # (H or 2H, G H)
+        fixed = self.attention is None  # the context is the same at every step
+        if fixed:
+            context = state.fixed_context  # (B, H)
+            emb_gates = emb_gates + (context @ rest_weight[:context.shape[1]])[:, None]
+            rest_weight = rest_weight[context.shape[1]:]
+        hidden = list(state.hidden.unbind(0))  # layers x (B, H)
+        cell = None if state.cell is None else list(state.cell.unbind(0))
+        attn_state, feed = state.attention, state.feed
+        tops, contexts, outs = [], [], []
+        # unbind: one backward node for all steps (indexing emb_gates[:, i] in the loop
+        # would allocate a zero (B, T, G H) gradient per step)
+        for step_gates, step_embedded in zip(emb_gates.unbind(1), embedded.unbind(1),
+                                             strict=True):
+            rest = []
+            if bahdanau and not fixed:
+                context, attn_state = self._read(hidden[-1], state, attn_state)  # (B, H)
+                rest.append(context)
+            if feeding:
+                rest.append(feed)
+            gates = step_gates if not rest else torch.addmm(
+                step_gates, rest[0] if len(rest) == 1 else torch.cat(rest, -1), rest_weight)
+            hidden, cell = self._cell_update(gates, hidden, cell)  # gates: (B, G H)
+            top = hidden[-1]  # (B, H)
+            if not bahdanau:
+                context, attn_state = self._read(top, state, attn_state)
+            if feeding:  # o_t is the next step's input: the output layer stays in the loop
+                parts = [context, top] if not bahdanau else [top, context, step_embedded]
+                feed = torch.tanh(self.output_proj(torch.cat(parts, -1)))  # (B, H)
+                outs.append(feed)
+            else:
+                tops.append(top)
+                contexts.append(context)
+        if feeding:
+            return torch.stack(outs, 1)  # (B, T, H)
+        top, context = torch.stack(tops, 1), torch.stack(contexts, 1)  # (B, T, H) each
+        parts = [context, top] if not bahdanau else [top, context, embedded]
+        return torch.tanh(self.output_proj(torch.cat(parts, -1)))  # (B, T, H)
+
+    def _read(self, query: torch.Tensor, state: RNNDecodeState, attn_state: State,
+              ) -> tuple[torch.Tensor, State]:
+        """One attention read with ``query (B, H)`` -> context ``(B, H)`` and the next
+        attention state (the fixed vector without attention)."""
+        if self.attention is None:
+            return state.fixed_context, attn_state
+        context, _, attn_state = self.attention(query[:, None], state.memory,
+                                                mask=state.src_mask, state=attn_state)
+        return context[:, 0], attn_state
+
+    def _cell_update(self, gates: torch.Tensor, hidden: list[torch.Tensor],
+                     cell: list[torch.Tensor] | None,
+                     ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """One step of the stacked decoder RNN, with the first layer's input projection
+        ``W_ih x + b_ih`` given as ``gates (B, G H)``; the equations of ``nn.GRU`` /
+        ``nn.LSTM`` with their weights (and their dropout between layers)."""
+        rnn = self.decoder
+        new_hidden, new_cell = [], None if cell is None else []
+        for layer in range(rnn.num_layers):
+            if layer > 0:
+                below = F.dropout(new_hidden[-1], rnn.dropout, self.training)
+                gates = F.linear(below, getattr(rnn, f"weight_ih_l{layer}"),
+                                 getattr(rnn, f"bias_ih_l{layer}"))
+            recurrent = F.linear(hidden[layer], getattr(rnn, f"weight_hh_l{layer}"),
+                                 getattr(rnn, f"bias_hh_l{layer}"))  # (B, G H)
+            if cell is None:  # GRU: reset r, update z, candidate n
+                x_r, x_z, x_n = gates.chunk(3, 1)
+                h_r, h_z, h_n = recurrent.chunk(3, 1)
+                reset = torch.sigmoid(x_r + h_r)
+                update = torch.sigmoid(x_z + h_z)
+                candidate = torch.tanh(x_n + reset * h_n)
+                new_hidden.append(candidate + update * (hidden[layer] - candidate))
+            else:  # LSTM: input, forget, cell candidate, output
+                in_gate, forget, candidate, out_gate = (gates + recurrent).chunk(4, 1)
+                c = torch.sigmoid(forget) * cell[layer] + \
+                    torch.sigmoid(in_gate) * torch.tanh(candidate)
+                new_cell.append(c)
+                new_hidden.append(torch.sigmoid(out_gate) * torch.tanh(c))
+        return new_hidden, new_cell
+
+    def _forward_sampled(self, tgt_in: torch.Tensor, state: RNNDecodeState,
+                         ratio: float) -> torch.Tensor:
+        """Scheduled sampling: each step's input may be the previous step's greedy token,
+        so the vocabulary projection stays inside the loop."""
         logits, tokens = [], tgt_in[:, 0]
         for i in range(tgt_in.shape[1]):
             if i > 0:
-                tokens = tgt_in[:, i]
-                if sample:
-                    gold = torch.rand(tokens.shape, device=tokens.device) < ratio
-                    tokens = torch.where(gold, tokens, logits[-1].argmax(-1))
-            out, state, _ = self._step(tokens, state)
+                gold = torch.rand(tokens.shape, device=tokens.device) < ratio
+                tokens = torch.where(gold, tgt_in[:, i], logits[-1].argmax(-1))
+            out, state, _ = self._step(self._embed(tokens)[:, None], state)
             logits.append(self.generator(self.dropout(out)))  # (B, V)
         return torch.stack(logits, dim=1)  # (B, T, V)
-
-    def _forward_parallel(self, tgt_in: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
-        """Luong style without input feeding: all ``T`` steps in one RNN and one attention
-        call (equal to stepping, as every mechanism treats ``Lq`` rows as ``Lq`` steps)."""
-        top, _, _ = self._rnn(self.dropout(self.tgt_embed(tgt_in)), state)  # (B, T, H)
-        context, _, _ = self._attend(top, state)  # (B, T, H)
-        out = torch.tanh(self.output_proj(torch.cat([context, top], -1)))  # (B, T, H)
-        return self.generator(self.dropout(out))  # (B, T, V)
 
 
 def build_rnn_seq2seq(config: RNNSeq2SeqConfig, attention: str = "bahdanau",

@@ -1,0 +1,260 @@
+"""Training throughput (target tokens/s) of the translate experiment's recurrent models,
+two source trees side by side.
+
+Builds the ``small`` recurrent models exactly as ``attnkit.experiments.translate.model``
+did when this benchmark was written (vocabulary 8000, embeddings 256, hidden 384,
+bidirectional GRU encoder, one layer, dropout 0.1) and trains each on the same real
+batches of the gettext en-fr corpus (``TranslationBatches(max_tokens=3000, max_len=96)``)
+with AdamW (lr 1e-3), label-smoothed cross-entropy (0.1) and gradient clipping at 1, as
+the translate job does. Throughput is target (non-pad) tokens per second of the timed
+steps, after warm-up steps.
+
+Each measurement runs in a fresh subprocess whose ``PYTHONPATH`` selects the source tree
+(``--baseline-src`` or ``--candidate-src``); the two trees alternate (A B, then B A, ...)
+within every round, so a load that comes and goes on a shared machine hits both alike,
+and the report gives medians over rounds. The batches are encoded once, by the parent
+process, and handed to every subprocess, so both trees train on identical inputs.
+
+Usage (the baseline is a git worktree of the commit to compare against)::
+
+    git worktree add /tmp/rnn_base 9e72299
+    python benchmarks/rnn_throughput.py --baseline-src /tmp/rnn_base/src --rounds 5
+
+Writes ``<out>/rnn_throughput.json`` and ``<out>/rnn_throughput.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = {"rnn-attention": "bahdanau", "rnn-luong": "luong-general", "rnn-none": "none"}
+HERE = Path(__file__).resolve().parent
+DEFAULT_CANDIDATE = HERE.parent / "src"
+
+
+def _machine(threads: int) -> dict:
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True,
+                                   check=False).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": threads, "python": platform.python_version()}
+
+
+def _prepare_batches(path: Path, count: int, lang: str, data_dir: str | None) -> dict:
+    """Encode ``count`` training batches (the first of epoch 0's order) into ``path``."""
+    import torch
+
+    from attnkit.data import TranslationBatches, load_corpus
+
+    corpus = load_corpus(lang, data_dir)
+    try:
+        tokenizer = corpus.tokenizer(vocab_size=8000, train=False)
+    except Exception:  # noqa: BLE001 - no cached tokenizer: train one, as the job would
+        tokenizer = corpus.tokenizer(vocab_size=8000)
+    batches = TranslationBatches(corpus.train, tokenizer, max_tokens=3000, max_len=96, seed=0)
+    chosen = [batches(step=i) for i in range(count)]
+    chosen = [{k: v for k, v in b.items() if k in ("src", "src_lengths", "tgt_in", "tgt_out")}
+              for b in chosen]
+    torch.save({"vocab_size": tokenizer.vocab_size, "batches": chosen}, path)
+    target_tokens = [int((b["tgt_out"] != 0).sum()) for b in chosen]
+    return {"batches": count, "vocab_size": tokenizer.vocab_size,
+            "target_tokens_per_batch_mean": statistics.mean(target_tokens),
+            "rows_per_batch_mean": statistics.mean(int(b["src"].shape[0]) for b in chosen)}
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """One measurement: build the model from the source tree on sys.path, train, print JSON."""
+    import torch
+    import torch.nn.functional as F
+
+    import attnkit
+    from attnkit.models import RNNSeq2SeqConfig, build_rnn_seq2seq
+
+    torch.set_num_threads(args.threads)
+    data = torch.load(args.batches, weights_only=True)
+    batches = data["batches"]
+    vocab = data["vocab_size"]
+    torch.manual_seed(0)
+    config = RNNSeq2SeqConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, embed_dim=256,
+                              hidden_dim=384, num_layers=1, cell="gru", bidirectional=True,
+                              dropout=0.1)
+    model = build_rnn_seq2seq(config, MODELS[args.model])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def loss_of(batch: dict, smoothing: float) -> tuple[torch.Tensor, int]:
+        logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])  # (B, T, V)
+        targets = batch["tgt_out"]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=0, label_smoothing=smoothing, reduction="sum")
+        return loss, int((targets != 0).sum())
+
+    # Same initial weights in both trees: the eval-mode loss of batch 0 must agree.
+    model.eval()
+    with torch.no_grad():
+        loss, count = loss_of(batches[0], 0.0)
+        initial_loss = float(loss) / count
+    model.train()
+
+    def step(batch: dict) -> int:
+        optimizer.zero_grad(set_to_none=True)
+        loss, count = loss_of(batch, 0.1)
+        (loss / count).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return count
+
+    for i in range(args.warmup):
+        step(batches[i % len(batches)])
+    tokens, started = 0, time.perf_counter()
+    for i in range(args.warmup, args.warmup + args.steps):
+        tokens += step(batches[i % len(batches)])
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"attnkit": str(Path(attnkit.__file__).parent), "model": args.model,
+                      "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+                      "step_ms": 1e3 * elapsed / args.steps, "initial_loss": initial_loss}))
+
+
+def _measure(src: str, model: str, args: argparse.Namespace, batches: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model,
+               "--batches", str(batches), "--threads", str(args.threads),
+               "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"worker failed ({src}, {model}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["attnkit"].startswith(str(Path(src).resolve())):
+        raise SystemExit(f"worker imported attnkit from {result['attnkit']}, not from {src}")
+    return result
+
+
+def _report(results: dict, out: Path, command: str) -> None:
+    rows = []
+    for model, runs in results["runs"].items():
+        base = statistics.median(r["tokens_per_s"] for r in runs["baseline"])
+        cand = statistics.median(r["tokens_per_s"] for r in runs["candidate"])
+        ratios = [c["tokens_per_s"] / b["tokens_per_s"]
+                  for b, c in zip(runs["baseline"], runs["candidate"], strict=True)]
+        rows.append({"model": model, "baseline_tokens_per_s": base,
+                     "candidate_tokens_per_s": cand, "speedup_of_medians": cand / base,
+                     "speedup_per_round_median": statistics.median(ratios),
+                     "speedup_per_round_min": min(ratios), "speedup_per_round_max": max(ratios),
+                     "initial_loss_baseline": runs["baseline"][0]["initial_loss"],
+                     "initial_loss_candidate": runs["candidate"][0]["initial_loss"]})
+    results["rows"] = rows
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rnn_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    m, s = results["machine"], results["settings"]
+    lines = [
+        "# RNN seq2seq training throughput, before and after",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (CPU capability "
+        f"{m['cpu_capability']}), {m['torch_threads']} torch threads, float32.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Each figure is the median over {s['rounds']} rounds of target (non-pad) tokens/s over "
+        f"{s['steps']} training steps after {s['warmup']} warm-up steps (AdamW, label smoothing "
+        f"0.1, clipping 1.0), each run in a fresh process; baseline "
+        f"(`{s['baseline_label']}`) and candidate (`{s['candidate_label']}`) alternate within "
+        f"every round on identical batches ({s['data']['batches']} real gettext en-fr batches, "
+        f"max_tokens 3000, max_len 96, mean {s['data']['rows_per_batch_mean']:.0f} rows and "
+        f"{s['data']['target_tokens_per_batch_mean']:.0f} target tokens per batch). Models: "
+        "the translate experiment's `small` RNNs (vocabulary "
+        f"{s['data']['vocab_size']}, embeddings 256, hidden 384, bidirectional GRU, 1 layer, "
+        "dropout 0.1).",
+        "",
+        "The machine is shared: other jobs may have run on its cores during the measurement. "
+        "The alternation exposes both trees to the same load; the per-round ratio's range "
+        "shows how much it moved.",
+        "",
+        "| model | baseline tokens/s | candidate tokens/s | speedup (medians) | per-round "
+        "speedup median [min, max] | eval loss at init, baseline / candidate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['baseline_tokens_per_s']:.0f} | "
+            f"{r['candidate_tokens_per_s']:.0f} | {r['speedup_of_medians']:.2f}x | "
+            f"{r['speedup_per_round_median']:.2f}x [{r['speedup_per_round_min']:.2f}, "
+            f"{r['speedup_per_round_max']:.2f}] | {r['initial_loss_baseline']:.5f} / "
+            f"{r['initial_loss_candidate']:.5f} |")
+    (out / "rnn_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-src", help="src/ folder of the baseline tree")
+    parser.add_argument("--candidate-src", default=str(DEFAULT_CANDIDATE),
+                        help="src/ folder of the candidate tree (default: this checkout)")
+    parser.add_argument("--baseline-label", default="9e72299")
+    parser.add_argument("--candidate-label", default="this checkout")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lang", default="fr")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default=str(HERE / "results" / "rnn_throughput"))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--batches", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    if not args.baseline_src:
+        parser.error("--baseline-src is required (the src/ folder of the baseline worktree)")
+    for name in ("rounds", "warmup", "steps", "threads"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            parser.error(f"--{name} must be a positive integer")
+    for src in (args.baseline_src, args.candidate_src):
+        if not (Path(src) / "attnkit" / "__init__.py").is_file():
+            parser.error(f"{src} is not a src/ folder holding the attnkit package")
+    command = "python benchmarks/rnn_throughput.py " + " ".join(
+        a if " " not in a else repr(a) for a in sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        batches = Path(tmp) / "batches.pt"
+        data = _prepare_batches(batches, args.warmup + args.steps, args.lang, args.data_dir)
+        import torch
+
+        torch.set_num_threads(args.threads)
+        runs: dict = {m: {"baseline": [], "candidate": []} for m in args.models}
+        trees = [("baseline", args.baseline_src), ("candidate", args.candidate_src)]
+        for round_ in range(args.rounds):
+            for model in args.models:
+                order = trees if round_ % 2 == 0 else trees[::-1]
+                for label, src in order:
+                    result = _measure(src, model, args, batches)
+                    runs[model][label].append(result)
+                    print(f"round {round_ + 1}/{args.rounds} {model:14s} {label:9s} "
+                          f"{result['tokens_per_s']:8.0f} tokens/s", flush=True)
+    settings = {"rounds": args.rounds, "warmup": args.warmup, "steps": args.steps,
+                "baseline_label": args.baseline_label, "candidate_label": args.candidate_label,
+                "data": data}
+    _report({"machine": _machine(args.threads), "settings": settings, "runs": runs},
+            Path(args.out), command)
+
+
+if __name__ == "__main__":
+    main()
