@@ -25,6 +25,12 @@ def test_train_writes_the_report(trained):
     assert sum(b["sentences"] for b in metrics["by_length"]) == metrics["test_sentences"]
     assert metrics["test_sentences"] == min(4, metrics["corpus"]["pairs"]["test"])
     assert "valid_loss" in metrics["training"]
+    curve = metrics["training"]["curve"]  # evaluations at updates 3 and 6
+    assert [p["step"] for p in curve] == [3, 6]
+    assert all(0.0 <= p["valid_bleu"] <= 100.0 and p["minutes"] > 0 for p in curve)
+    assert curve[0]["minutes"] < curve[1]["minutes"]
+    assert (trained / "bleu_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Quality over the budget" in (trained / "README.md").read_text()
     readme = (trained / "README.md").read_text()
     assert readme.count("BLEU") >= 2 and "![" in readme and "(alignments.png)" in readme
     assert (trained / "alignments.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -132,6 +138,10 @@ def test_config_validation():
         TranslateConfig(lr=float("inf"))
     with pytest.raises(TypeError, match="progress"):
         TranslateConfig(progress="yes")
+    for field, bad in (("width", 0), ("layers", 0), ("dropout", 1.0), ("schedule", "step"),
+                       ("eval_minutes", -1.0), ("valid_bleu_limit", 0)):
+        with pytest.raises(ValueError, match=field):
+            TranslateConfig(**{field: bad})
     assert set(MODEL_KINDS) == {"transformer", "rnn-attention", "rnn-luong", "rnn-local-p",
                                 "rnn-none"}
     with pytest.raises(ValueError, match="models"):
@@ -181,3 +191,36 @@ def test_compare_writes_table_and_plots(data_dir, tmp_path, capsys):
                                "--max-steps", "2", "--max-tokens", "400", "--no-progress",
                                "--data-dir", str(data_dir), "--out", str(out)], capsys)
     assert code == 0 and stdout.count("already evaluated") == 2
+
+
+def test_width_and_layers_shape_the_model_and_survive_reloading(data_dir, tmp_path, capsys):
+    out = tmp_path / "wide"
+    code, _, err = run_cli(train_args(data_dir, out, "--width", "64", "--layers", "2",
+                                      "--dropout", "0.0", "--max-steps", "2"), capsys)
+    assert code == 0, err
+    translator, model_config = load_translator(out)
+    config = model_config["config"]
+    assert (config["d_model"], config["num_encoder_layers"], config["num_decoder_layers"],
+            config["dropout"]) == (64, 2, 2, 0.0)
+    assert translator.model.config.d_model == 64
+
+
+def test_plan_says_what_the_budget_holds_and_warns_when_too_little():
+    from attnkit.experiments.translate.config import USABLE_EPOCHS
+    from attnkit.experiments.translate.run import _plan_logger
+
+    lines = []
+    config = TranslateConfig(minutes=10.0)
+    announce = _plan_logger(config, range(100), lines.append)  # 100 batches per epoch
+    # 1 s per update: 600 updates = 6 epochs in the budget, enough
+    announce({"step_time": 1.0, "expected_steps": 600.0, "remaining_s": 588.0,
+              "budget_s": 600.0, "step": 12})
+    assert lines == ["measured 1.00 s per update on this machine: expect about 600 updates "
+                     "(6.0 epochs) in the 10-minute budget"]
+    lines.clear()
+    # 4 s per update: 150 updates = 1.5 epochs, too few; 100 * 4 s per epoch
+    announce({"step_time": 4.0, "expected_steps": 150.0, "remaining_s": 552.0,
+              "budget_s": 600.0, "step": 12})
+    assert len(lines) == 2 and lines[1].startswith("warning: this machine is too slow")
+    needed = int(lines[1].rsplit("--minutes ", 1)[1].split()[0])
+    assert needed * 60 >= USABLE_EPOCHS * 100 * 4.0

@@ -27,6 +27,7 @@ from attnkit.experiments.translate.config import (
     MIN_VOCAB,
     MODEL_KINDS,
     PRESETS,
+    SCHEDULES,
     SIZES,
     CompareConfig,
     TranslateConfig,
@@ -40,13 +41,16 @@ HELP = "the main job: English->French translation on gettext catalogs"
 MAX_BATCH_TOKENS = 1 << 20  # beyond this the logits alone outgrow any memory (a typo)
 MAX_VOCAB = 1_000_000  # the BPE trainer's counts are 32-bit; real vocabularies are far smaller
 MAX_SEED = 2**32 - 1
+MAX_WIDTH = 1 << 16  # a model wider than this does not fit in memory (a typo)
+MAX_LAYERS = 1024
 
 # Flags whose value --quick may supply: argparse default None means "not given".
 _PRESET_FLAGS = ("minutes", "size", "vocab_size", "max_tokens", "warmup_steps", "eval_every",
                  "checkpoint_every", "beam_size", "test_limit")
-_BASE_FLAGS = ("lang", "max_steps", "size", "vocab_size", "max_tokens", "lr", "warmup_steps",
-               "eval_every", "checkpoint_every", "beam_size", "test_limit", "seed", "data_dir",
-               "amp")
+_BASE_FLAGS = ("lang", "max_steps", "size", "width", "layers", "dropout", "vocab_size",
+               "max_tokens", "lr", "warmup_steps", "schedule", "label_smoothing",
+               "eval_minutes", "eval_every", "checkpoint_every", "beam_size", "test_limit",
+               "seed", "data_dir", "amp")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) -> None:
@@ -70,6 +74,13 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
                         help="stop after this many updates if the budget lasts longer")
     parser.add_argument("--size", choices=SIZES, default=None,
                         help="model size preset " + default("size"))
+    parser.add_argument("--width", type=arg_int(1, MAX_WIDTH), default=None,
+                        help="model width: Transformer d_model (a multiple of 64), RNN hidden "
+                             "size (default: the size preset's)")
+    parser.add_argument("--layers", type=arg_int(1, MAX_LAYERS), default=None,
+                        help="encoder and decoder layers each (default: the size preset's)")
+    parser.add_argument("--dropout", type=arg_float(0.0, 1.0, high_open=True), default=None,
+                        help="dropout rate (default: the size preset's)")
     parser.add_argument("--vocab-size", type=arg_int(MIN_VOCAB, MAX_VOCAB), default=None,
                         help="joint BPE vocabulary " + default("vocab_size"))
     parser.add_argument("--max-tokens", type=arg_int(d.max_len, MAX_BATCH_TOKENS), default=None,
@@ -79,6 +90,14 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
                         help="peak learning rate (default: 7e-4 transformer, 1e-3 RNNs)")
     parser.add_argument("--warmup-steps", type=arg_int(0), default=None,
                         help="linear warmup updates " + default("warmup_steps"))
+    parser.add_argument("--schedule", choices=SCHEDULES, default=None,
+                        help="learning-rate decay after warmup; linear and cosine are laid "
+                             "over the time budget " + default("schedule"))
+    parser.add_argument("--label-smoothing", type=arg_float(0.0, 1.0, high_open=True),
+                        default=None, help="on the training loss " + default("label_smoothing"))
+    parser.add_argument("--eval-minutes", type=arg_float(0.0, MAX_MINUTES), default=None,
+                        help="validation loss and greedy BLEU every M minutes, the report's "
+                             "quality curve (0: at the end only) " + default("eval_minutes"))
     parser.add_argument("--eval-every", type=arg_int(1), default=None,
                         help="validation loss every N updates " + default("eval_every"))
     parser.add_argument("--checkpoint-every", type=arg_int(1), default=None,

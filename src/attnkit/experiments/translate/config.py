@@ -22,8 +22,9 @@ from typing import Any
 
 from attnkit._validate import check_bool, check_choice, check_float, check_int
 
-__all__ = ["MODEL_KINDS", "SIZES", "LANGS", "AMP_MODES", "PRESETS", "MIN_VOCAB", "MAX_MINUTES",
-           "MAX_BEAM", "RESUME_FIXED", "TranslateConfig", "CompareConfig", "preset"]
+__all__ = ["MODEL_KINDS", "SIZES", "LANGS", "AMP_MODES", "SCHEDULES", "PRESETS", "MIN_VOCAB",
+           "MAX_MINUTES", "MAX_BEAM", "RESUME_FIXED", "USABLE_EPOCHS", "TranslateConfig",
+           "CompareConfig", "preset"]
 
 #: model kind -> the seq2seq attention it uses ("transformer": its own multi-head attention)
 MODEL_KINDS: dict[str, str] = {
@@ -36,20 +37,26 @@ MODEL_KINDS: dict[str, str] = {
 SIZES = ("small", "tiny")
 LANGS = ("fr", "de")
 AMP_MODES = ("auto", "bf16", "off")
+SCHEDULES = ("linear", "cosine", "inverse_sqrt")  # see attnkit.train.schedule
 MIN_VOCAB = 260  # the byte-level BPE's 4 special tokens + 256 bytes
 MAX_MINUTES = 1e6  # about two years: any longer budget is a typo (and overflows seconds)
 MAX_BEAM = 64  # beam search keeps beam x vocabulary scores per sentence
 
+#: epochs of training below which the main job warns that the model will not be usable (the
+#: BLEU-vs-minutes curve of benchmarks/results/translate_sweep/ flattens out past it)
+USABLE_EPOCHS = 3.0
+
 #: fields a resumed run must share with its checkpoint: they define the model, the corpus
 #: and the batch stream, so changing them would silently train something else
-RESUME_FIXED = ("model", "size", "lang", "vocab_size", "max_len", "max_tokens", "seed")
+RESUME_FIXED = ("model", "size", "width", "layers", "lang", "vocab_size", "max_len",
+                "max_tokens", "seed")
 
 #: ``--quick``: a tiny model, a one-minute budget and a small test set; the whole run
 #: (training and evaluation) finishes in under two minutes on two CPU cores
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"size": "tiny", "minutes": 1.0, "vocab_size": 1000, "max_tokens": 1500,
               "warmup_steps": 50, "eval_every": 100, "checkpoint_every": 100, "beam_size": 2,
-              "test_limit": 64},
+              "test_limit": 64, "valid_bleu_limit": 32},
 }
 
 _DEFAULT_LR = {"transformer": 7e-4}  # the recurrent models use 1e-3
@@ -67,9 +74,15 @@ class TranslateConfig:
     vocab_size: int = 8000  # joint BPE vocabulary, specials included
     max_tokens: int = 3000  # padded tokens per batch
     max_len: int = 96  # longest sentence kept for training, in tokens
+    width: int | None = None  # model width (None: the size's; see model.py)
+    layers: int | None = None  # encoder and decoder layers each (None: the size's)
+    dropout: float | None = None  # (None: the size's)
     lr: float | None = None  # peak learning rate (None: 7e-4 transformer, 1e-3 RNNs)
-    warmup_steps: int = 300  # linear warmup updates, then inverse-sqrt decay
+    warmup_steps: int = 100  # linear warmup updates, then the decay over the time budget
+    schedule: str = "linear"  # decay after warmup, laid over the wall-clock budget
     label_smoothing: float = 0.1  # on the training loss
+    eval_minutes: float = 2.0  # validation loss and greedy BLEU every M minutes (the curve)
+    valid_bleu_limit: int = 256  # greedy BLEU of the curve on the first N valid pairs
     eval_every: int = 500  # validation loss every N updates
     checkpoint_every: int = 500  # checkpoint every N updates (and at the end / on Ctrl-C)
     beam_size: int = 4  # test-set decoding (1: greedy)
@@ -86,6 +99,15 @@ class TranslateConfig:
         check_choice(self.lang, "lang", LANGS)
         check_choice(self.size, "size", SIZES)
         check_choice(self.amp, "amp", AMP_MODES)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        self.eval_minutes = check_float(self.eval_minutes, "eval_minutes", low=0.0,
+                                        high=MAX_MINUTES)
+        for name in ("width", "layers"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, minimum=1)
+        if self.dropout is not None:
+            self.dropout = check_float(self.dropout, "dropout", low=0.0, high=1.0,
+                                       high_open=True)
         self.minutes = check_float(self.minutes, "minutes", low=0.0, low_open=True,
                                    high=MAX_MINUTES)
         for name in ("max_steps", "max_tokens", "max_len", "eval_every", "checkpoint_every"):
@@ -95,6 +117,7 @@ class TranslateConfig:
                              f"batch, so the longest sentence fits, got {self.max_tokens}")
         check_int(self.vocab_size, "vocab_size", minimum=MIN_VOCAB)
         check_int(self.beam_size, "beam_size", minimum=1, maximum=MAX_BEAM)
+        check_int(self.valid_bleu_limit, "valid_bleu_limit", minimum=1)
         check_int(self.warmup_steps, "warmup_steps", minimum=0)
         check_int(self.seed, "seed", minimum=0)
         if self.test_limit is not None:

@@ -20,7 +20,7 @@ from attnkit.errors import UserError
 from attnkit.experiments.translate.config import MAX_BEAM, TranslateConfig
 from attnkit.experiments.translate.translator import Translator, load_translator
 
-__all__ = ["LENGTH_BUCKETS", "evaluate", "evaluate_split", "alignment_sentences"]
+__all__ = ["LENGTH_BUCKETS", "evaluate", "evaluate_split", "alignment_sentences", "corpus_bleu"]
 
 # Source-length buckets in English words (the corpus keeps 3-50 words).
 LENGTH_BUCKETS: tuple[tuple[int, int], ...] = ((3, 5), (6, 8), (9, 12), (13, 20), (21, 50))
@@ -38,6 +38,11 @@ def _scores(sacrebleu: ModuleType, hypotheses: list[str], references: list[str])
     bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     return (bleu, bleu.corpus_score(hypotheses, [references]),
             chrf, chrf.corpus_score(hypotheses, [references]))
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
+    """sacreBLEU's corpus BLEU (default signature) of N hypotheses against N references."""
+    return _sacrebleu().metrics.BLEU().corpus_score(hypotheses, [references]).score
 
 
 def evaluate_split(translator: Translator, pairs: Sequence[tuple[str, str]],

@@ -38,6 +38,23 @@ def _summary(m: dict[str, Any]) -> list[str]:
     ]
 
 
+def curve_figure(curve: list[dict[str, Any]], title: str):
+    """Greedy validation BLEU against minutes of training (one point per evaluation)."""
+    from attnkit.interp.figures import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
+    ax.plot([p["minutes"] for p in curve], [p["valid_bleu"] for p in curve], marker="o")
+    for point in curve:
+        ax.annotate(f"{point['step']}", (point["minutes"], point["valid_bleu"]), fontsize=7,
+                    textcoords="offset points", xytext=(0, 5), ha="center")
+    ax.set(xlabel="minutes of training (evaluations included)",
+           ylabel="validation BLEU (greedy)", title=title)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def write_run_report(out: Path, metrics: dict[str, Any], translator: Translator,
                      test_pairs) -> Path:
     """Plot the alignments of a few test sentences and write the run's report to ``out``.
@@ -56,6 +73,16 @@ def write_run_report(out: Path, metrics: dict[str, Any], translator: Translator,
     report.add_table(["source", "reference", "output"],
                      [[s["source"], s["reference"], s["output"]] for s in metrics["samples"]],
                      title="Samples")
+    curve = metrics["training"].get("curve") or []
+    if curve:
+        report.add_table(["minutes", "update", "valid loss", "valid BLEU (greedy)"],
+                         [[round(p["minutes"], 2), p["step"], round(p["valid_loss"], 3),
+                           round(p["valid_bleu"], 2)] for p in curve],
+                         title="Quality over the budget")
+        report.add_figure("bleu_curve", curve_figure(curve, metrics["model"]),
+                          caption="validation BLEU (greedy, the first "
+                                  f"{metrics['config']['valid_bleu_limit']} valid pairs) at "
+                                  "each evaluation, labelled with its update")
     report.add_figure("alignments", alignment_figure([[a] for a in alignments]),
                       caption="attention of the decoder over the source, one test sentence "
                               "per row")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +33,7 @@ from attnkit.data import (
     load_corpus,
 )
 from attnkit.errors import UserError
-from attnkit.experiments.translate.config import RESUME_FIXED, TranslateConfig
+from attnkit.experiments.translate.config import RESUME_FIXED, USABLE_EPOCHS, TranslateConfig
 from attnkit.experiments.translate.evaluate import evaluate_split
 from attnkit.experiments.translate.model import build_model, num_parameters
 from attnkit.experiments.translate.report import write_run_report
@@ -101,11 +102,17 @@ def check_run_dir(config: TranslateConfig, *, resume: bool) -> None:
                         f"match to resume (use another --out for a new run)")
 
 
-def _valid_loss_fn(pairs, tokenizer, config: TranslateConfig) -> Callable[[Any], dict]:
+def _valid_fn(pairs, tokenizer, config: TranslateConfig) -> Callable[[Any], dict]:
+    """The validation split's loss, perplexity and greedy BLEU (the quality curve)."""
+    from attnkit.experiments.translate.evaluate import corpus_bleu
+
     batches = TranslationBatches(pairs, tokenizer, max_tokens=config.max_tokens,
                                  max_len=config.max_len, seed=0)
+    scored = list(pairs)[:config.valid_bleu_limit]  # decoding all of them would cost minutes
+    sources, references = [p[0] for p in scored], [p[1] for p in scored]
 
-    def evaluate_loss(model) -> dict[str, float]:
+    def evaluate_valid(model) -> dict[str, float]:
+        started = time.perf_counter()
         total, tokens = 0.0, 0
         device = next(model.parameters()).device
         for step in range(len(batches)):
@@ -114,9 +121,32 @@ def _valid_loss_fn(pairs, tokenizer, config: TranslateConfig) -> Callable[[Any],
             loss, count = token_cross_entropy(logits, batch["tgt_out"], pad_id=0)
             total, tokens = total + float(loss), tokens + int(count)
         loss = total / max(tokens, 1)
-        return {"valid_loss": loss, "valid_ppl": math.exp(min(loss, 50.0))}
+        translator = Translator(model, tokenizer, config.model, beam_size=1)
+        hypotheses, _ = translator.translate(sources)
+        return {"valid_loss": loss, "valid_ppl": math.exp(min(loss, 50.0)),
+                "valid_bleu": corpus_bleu(hypotheses, references),
+                "eval_s": time.perf_counter() - started}
 
-    return evaluate_loss
+    return evaluate_valid
+
+
+def _plan_logger(config: TranslateConfig, batches, log: Callable[[str], None]):
+    """What the job expects on this machine, said once the step time is measured; a warning,
+    with the --minutes that would do, when that is too little for a usable model."""
+
+    def announce(plan: dict[str, float]) -> None:
+        per_epoch = len(batches) * plan["step_time"]
+        updates, epochs = plan["expected_steps"], plan["expected_steps"] / len(batches)
+        log(f"measured {plan['step_time']:.2f} s per update on this machine: expect about "
+            f"{updates:.0f} updates ({epochs:.1f} epochs) in the {config.minutes:g}-minute "
+            f"budget")
+        if epochs < USABLE_EPOCHS:
+            needed = math.ceil(USABLE_EPOCHS * per_epoch / 60 * 1.1)  # evaluations: +10%
+            log(f"warning: this machine is too slow for a usable translator in "
+                f"{config.minutes:g} minutes (it needs about {USABLE_EPOCHS:g} epochs); "
+                f"--minutes {needed} would do")
+
+    return announce
 
 
 def _prepare(config: TranslateConfig, report: Path, log: Callable[[str], None]):
@@ -152,7 +182,9 @@ def train(config: TranslateConfig, *, resume: bool = False,
     corpus, tokenizer = _prepare(config, report, log)
 
     torch.manual_seed(config.seed)
-    model, description = build_model(config.model, tokenizer.vocab_size, config.size)
+    model, description = build_model(config.model, tokenizer.vocab_size, config.size,
+                                     width=config.width, layers=config.layers,
+                                     dropout=config.dropout)
     if torch.cuda.is_available():
         model = model.to(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
     batches = TranslationBatches(corpus.train, tokenizer, max_tokens=config.max_tokens,
@@ -163,7 +195,9 @@ def train(config: TranslateConfig, *, resume: bool = False,
         f"{len(batches)} batches per epoch, vocabulary {tokenizer.vocab_size}")
     train_config = TrainConfig(
         max_steps=config.max_steps, max_time_s=config.minutes * 60.0, lr=config.peak_lr,
-        warmup_steps=config.warmup_steps, schedule="inverse_sqrt",
+        warmup_steps=config.warmup_steps, schedule=config.schedule,
+        horizon="steps" if config.schedule == "inverse_sqrt" else "time",
+        eval_every_s=config.eval_minutes * 60.0,
         label_smoothing=config.label_smoothing, eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every, out_dir=str(report / "checkpoints"),
         seed=config.seed, log_every=50, progress=config.progress, amp=config.amp)
@@ -172,8 +206,9 @@ def train(config: TranslateConfig, *, resume: bool = False,
                     "translate_config": asdict(config)}
     trainer = Trainer(model, train_config, batches,
                       seq2seq_loss_fn(pad_id=0, label_smoothing=config.label_smoothing),
-                      eval_fn=_valid_loss_fn(corpus.valid, tokenizer, config),
-                      model_config=model_config, resume=resume)
+                      eval_fn=_valid_fn(corpus.valid, tokenizer, config),
+                      model_config=model_config, resume=resume,
+                      on_plan=_plan_logger(config, batches, log))
     summary = trainer.fit()
     if summary.get("interrupted"):
         raise KeyboardInterrupt
@@ -198,7 +233,15 @@ def _training_metrics(summary: dict, batches, model) -> dict[str, Any]:
             "out_of_time": summary.get("out_of_time", False), **(summary.get("eval") or {}),
             "parameters": num_parameters(model),
             "epochs": summary.get("step", 0) / max(len(batches), 1),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "curve": quality_curve(summary["metrics"])}
+
+
+def quality_curve(records: list[dict]) -> list[dict[str, float]]:
+    """The evaluation records of a run as the quality curve: minutes of training (evaluations
+    included), update, validation loss and greedy validation BLEU."""
+    return [{"minutes": r["elapsed"] / 60.0, "step": r["step"], "valid_loss": r["valid_loss"],
+             "valid_bleu": r["valid_bleu"]}
+            for r in records if r.get("event") == "eval" and "valid_bleu" in r]
 
 
 def _corpus_metrics(corpus) -> dict[str, Any]:

@@ -159,7 +159,13 @@ def load_translator(path: str | os.PathLike) -> tuple[Translator, dict[str, Any]
     if tokenizer.vocab_size != model_config.get("vocab_size"):
         raise UserError(f"checkpoint: {tokenizer_path} has {tokenizer.vocab_size} tokens "
                         f"but the model was trained with {model_config.get('vocab_size')}")
-    model, _ = build_model(kind, tokenizer.vocab_size, size)
+    shape = model_config.get("translate_config") or {}
+    try:
+        model, _ = build_model(kind, tokenizer.vocab_size, size, width=shape.get("width"),
+                               layers=shape.get("layers"), dropout=shape.get("dropout"))
+    except (TypeError, ValueError) as exc:  # a damaged or hand-edited model_config
+        raise UserError(f"checkpoint: {ckpt_dir} holds an invalid model shape ({exc})") \
+            from None
     try:
         model.load_state_dict(checkpoint.model_state)
     except RuntimeError as exc:
