@@ -126,16 +126,46 @@ def _worker(args: argparse.Namespace) -> None:
     for i in range(args.warmup, args.warmup + args.steps):
         tokens += step(batches[i % len(batches)])
     elapsed = time.perf_counter() - started
-    print(json.dumps({"attnkit": str(Path(attnkit.__file__).parent), "model": args.model,
-                      "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-                      "step_ms": 1e3 * elapsed / args.steps, "initial_loss": initial_loss}))
+    result = {"attnkit": str(Path(attnkit.__file__).parent), "model": args.model,
+              "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+              "step_ms": 1e3 * elapsed / args.steps, "initial_loss": initial_loss}
+    if args.breakdown:
+        result.update(_breakdown_times(model, step, batches[args.warmup:args.warmup + args.steps]))
+    print(json.dumps(result))
 
 
-def _measure(src: str, model: str, args: argparse.Namespace, batches: Path) -> dict:
+def _breakdown_times(model, step, batches: list) -> dict:
+    """Training steps interleaved, batch by batch, with the part no arrangement of the
+    recurrence can remove: the vocabulary projection ``W_s`` and the loss, forward and
+    backward, on random ``(B T, H)`` inputs for the same targets. Interleaving exposes
+    both to the same load, so their ratio holds on a busy machine."""
+    import torch
+    import torch.nn.functional as F
+
+    step_s = output_s = 0.0
+    for batch in batches:
+        started = time.perf_counter()
+        step(batch)
+        step_s += time.perf_counter() - started
+        targets = batch["tgt_out"].reshape(-1)
+        hidden = torch.randn(targets.shape[0], model.generator.in_features, requires_grad=True)
+        started = time.perf_counter()
+        loss = F.cross_entropy(model.generator(hidden), targets, ignore_index=0,
+                               label_smoothing=0.1, reduction="sum")
+        loss.backward()
+        output_s += time.perf_counter() - started
+    model.zero_grad(set_to_none=True)
+    return {"interleaved_step_ms": 1e3 * step_s / len(batches),
+            "output_layer_ms": 1e3 * output_s / len(batches)}
+
+
+def _measure(src: str, model: str, args: argparse.Namespace, batches: Path,
+             breakdown: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model,
                "--batches", str(batches), "--threads", str(args.threads),
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    command += ["--breakdown"] if breakdown else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker failed ({src}, {model}):\n{done.stderr[-3000:]}")
@@ -200,6 +230,53 @@ def _report(results: dict, out: Path, command: str) -> None:
     print("\n".join(lines))
 
 
+def _breakdown(args: argparse.Namespace, batches: Path, data: dict, command: str) -> None:
+    rows = []
+    for model in args.models:
+        shares: dict = {"baseline": [], "candidate": []}
+        for round_ in range(args.rounds):
+            trees = [("baseline", args.baseline_src), ("candidate", args.candidate_src)]
+            for label, src in trees if round_ % 2 == 0 else trees[::-1]:
+                result = _measure(src, model, args, batches, breakdown=True)
+                shares[label].append(result["output_layer_ms"] / result["interleaved_step_ms"])
+        base, cand = statistics.median(shares["baseline"]), statistics.median(shares["candidate"])
+        # If everything but W_s and the loss cost nothing, the step would be this much faster:
+        rows.append({"model": model, "rounds": args.rounds, "baseline_share": base,
+                     "candidate_share": cand, "bound_speedup": 1.0 / base,
+                     "shares": shares})
+        print(rows[-1], flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = _machine(args.threads)
+    (out / "rnn_throughput_breakdown.json").write_text(json.dumps(
+        {"machine": machine, "command": command, "data": data, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "# Where an RNN training step goes: the vocabulary projection and the loss",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} (CPU "
+        f"capability {machine['cpu_capability']}), {machine['torch_threads']} torch threads, "
+        "float32, on a shared machine (other jobs may have run meanwhile).",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Median over {args.rounds} runs per model and tree (fresh processes, trees "
+        "alternating). In each run the timed training steps are interleaved batch by batch "
+        "with the *output layer* alone: `W_s` (384 -> 8000) and the label-smoothed "
+        "cross-entropy, forward and backward, on (B T, 384) inputs for the same targets. "
+        "Its share of the step is a ratio measured under the same load. No arrangement of "
+        "the recurrence removes that part, so *bound* = 1 / (its share of the baseline "
+        "step) is the most any change to the rest of the model could give.",
+        "",
+        "| model | output layer share, baseline step | share, candidate step | bound |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['baseline_share']:.0%} | {r['candidate_share']:.0%} "
+                     f"| {r['bound_speedup']:.2f}x |")
+    (out / "rnn_throughput_breakdown.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,6 +293,11 @@ def main() -> None:
     parser.add_argument("--lang", default="fr")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(HERE / "results" / "rnn_throughput"))
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instead of the throughput rounds: per model and tree, the "
+                             "share of a step spent in the vocabulary projection and loss "
+                             "(which no change to the recurrence removes); writes "
+                             "rnn_throughput_breakdown.{json,md}")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--batches", help=argparse.SUPPRESS)
@@ -239,6 +321,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+        if args.breakdown:
+            _breakdown(args, batches, data, command)
+            return
         runs: dict = {m: {"baseline": [], "candidate": []} for m in args.models}
         trees = [("baseline", args.baseline_src), ("candidate", args.candidate_src)]
         for round_ in range(args.rounds):
