@@ -203,6 +203,9 @@ def test_width_and_layers_shape_the_model_and_survive_reloading(data_dir, tmp_pa
     assert (config["d_model"], config["num_encoder_layers"], config["num_decoder_layers"],
             config["dropout"]) == (64, 2, 2, 0.0)
     assert translator.model.config.d_model == 64
+    code, _, err = run_cli(train_args(data_dir, tmp_path / "odd", "--width", "99"), capsys)
+    assert code == 2 and err.count("\n") == 1 and "--width" in err
+    assert not (tmp_path / "odd").exists()  # refused before any work
 
 
 def test_plan_says_what_the_budget_holds_and_warns_when_too_little():

@@ -394,20 +394,7 @@ def test_sigint_saves_a_checkpoint_and_resumes_bit_identical(runs):
 
 
 def test_wall_clock_budget_ends_the_run_with_eval_and_checkpoint(tmp_path, monkeypatch):
-    import attnkit.train.trainer as trainer_module
-
-    clock = [0.0]  # a fake clock that each batch advances by 10 s
-
-    class FakeTime:
-        @staticmethod
-        def perf_counter() -> float:
-            return clock[0]
-
-    monkeypatch.setattr(trainer_module, "time", FakeTime)
-
-    def batch_fn(index, rank, world_size):
-        clock[0] += 10.0
-        return script.make_batch(index)
+    batch_fn = ten_second_batches(monkeypatch)
 
     evals = []
     config = TrainConfig(max_steps=100, max_time_s=25.0, amp="off", out_dir=str(tmp_path),
@@ -422,20 +409,7 @@ def test_wall_clock_budget_ends_the_run_with_eval_and_checkpoint(tmp_path, monke
 
 
 def test_time_horizon_lays_the_schedule_over_the_budget(tmp_path, monkeypatch):
-    import attnkit.train.trainer as trainer_module
-
-    clock = [0.0]  # every batch takes 10 s of a fake clock
-
-    class FakeTime:
-        @staticmethod
-        def perf_counter() -> float:
-            return clock[0]
-
-    monkeypatch.setattr(trainer_module, "time", FakeTime)
-
-    def batch_fn(index, rank, world_size):
-        clock[0] += 10.0
-        return script.make_batch(index)
+    batch_fn = ten_second_batches(monkeypatch)
 
     evals, plans = [], []
     config = TrainConfig(max_steps=10**6, max_time_s=200.0, lr=1.0, warmup_steps=2,
@@ -458,3 +432,23 @@ def test_time_horizon_lays_the_schedule_over_the_budget(tmp_path, monkeypatch):
                       "budget_s": 200.0, "step": 12}]
     with pytest.raises(ValueError, match="horizon"):
         TrainConfig(horizon="time")  # no budget to lay it over
+
+
+def ten_second_batches(monkeypatch):
+    """A batch_fn whose every batch advances the trainer's (fake) clock by 10 s."""
+    import attnkit.train.trainer as trainer_module
+
+    clock = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(trainer_module, "time", FakeTime)
+
+    def batch_fn(index, rank, world_size):
+        clock[0] += 10.0
+        return script.make_batch(index)
+
+    return batch_fn

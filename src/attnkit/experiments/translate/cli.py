@@ -202,7 +202,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     suffix = "-quick" if args.quick else ""
     out = args.out if args.out is not None else f"runs/translate-{args.model}{suffix}"
-    config = TranslateConfig(**_base(args), model=args.model, minutes=_minutes(args), out=out)
+    try:
+        config = TranslateConfig(**_base(args), model=args.model, minutes=_minutes(args),
+                                 out=out)
+    except ValueError as exc:  # a combination argparse cannot check, e.g. --width 99
+        raise UserError(f"--{str(exc).split(':')[0].replace('_', '-')}: "
+                        f"{str(exc).split(': ', 1)[-1]}") from None
     metrics = train(config, resume=args.resume)
     if "samples" in metrics:  # torchrun workers other than rank 0 do not evaluate
         _print_samples(metrics)

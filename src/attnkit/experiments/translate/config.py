@@ -105,6 +105,10 @@ class TranslateConfig:
         for name in ("width", "layers"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, minimum=1)
+        if self.model == "transformer" and self.width is not None \
+                and self.width % max(self.width // 64, 2):
+            raise ValueError(f"width: the Transformer splits it into heads of 64 features, "
+                             f"so it must be a multiple of 64 (or 32), got {self.width}")
         if self.dropout is not None:
             self.dropout = check_float(self.dropout, "dropout", low=0.0, high=1.0,
                                        high_open=True)
