@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "check": "attnkit.cli.check",
     "bench": "attnkit.cli.bench",
     "translate": "attnkit.experiments.translate.cli",
+    "longrange": "attnkit.experiments.longrange.cli",
     "data": "attnkit.data.cli",
 }
 
