@@ -1,0 +1,393 @@
+"""Ring attention: exact attention over a sequence split across the ranks of a process group.
+
+Liu, Zaharia & Abbeel 2023, "Ring Attention with Blockwise Transformers for Near-Infinite
+Context" (arXiv:2310.01889). Every rank holds the queries, keys and values of its shard of
+the sequence (``L / W`` positions, in the ``contiguous`` or ``zigzag`` layout of
+:mod:`attnkit.distributed.layout`). In ``W`` steps the key/value shards travel once round
+the ring (rank ``r`` sends to ``r+1`` and receives from ``r-1``); at step ``s`` rank ``r``
+attends its queries to the keys of rank ``r-s`` while the next shard is in flight, and
+merges the partial result into its running output through the log-sum-exp::
+
+    lse = logaddexp(lse_a, lse_b)
+    out = exp(lse_a - lse) * out_a + exp(lse_b - lse) * out_b
+
+The backward circulates the key/value shards a second time together with their
+gradient accumulators: rank ``r`` adds its contribution to ``dK, dV`` of the shard in
+hand and passes the sum on, so after ``W`` hops each ``dK, dV`` returns home complete,
+while ``dQ`` stays local. The global ``lse`` and output saved by the forward let every
+block recompute its exact probabilities, as the FlashAttention backward does.
+
+What runs per block: attnkit's ``tiled`` kernel (:mod:`attnkit.kernels.tiled`, its
+forward and backward with the row statistics supplied), with the mask rewritten for the
+block by :func:`~attnkit.distributed.local_masks.localize`. A block a mask rules out for
+this rank pair (keys entirely in the future under ``causal``, outside a sliding window,
+in other documents) is never computed; inside a block, empty tiles are skipped and full
+tiles run unmasked, as in a one-process call.
+
+Deviations from the paper: blocks are computed with attnkit's torch-ops flash kernel (on
+any device) instead of a fused one; the zigzag layout (not in the paper) balances causal
+work. Dropout and ``score_mod`` are not supported.
+
+Failure handling: before any transfer the ranks exchange a description of their call
+(:func:`~attnkit.distributed.agree.checked_agree`), so wrong or mismatched arguments make
+every rank raise the same ``ValueError``. Every later wait is bounded by the process
+group's timeout (``init_process_group(..., timeout=...)``): a rank that dies mid-ring makes
+its peers raise instead of hanging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import torch
+import torch.distributed as dist
+
+from attnkit._validate import check_bool, check_choice, check_float, check_int
+from attnkit.distributed.agree import checked_agree
+from attnkit.distributed.layout import LAYOUTS, segments, world_and_rank
+from attnkit.distributed.local_masks import check_ring_mask, localize, mask_signature
+from attnkit.functional._checks import check_qkv
+from attnkit.functional._plan import CallPlan
+from attnkit.functional.masks import and_masks
+from attnkit.functional.masks import causal as causal_mask
+from attnkit.kernels.precision import compute_dtype
+from attnkit.kernels.spec import EMPTY
+from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, TileFns
+from attnkit.kernels.tiled import _backward as tiled_backward
+from attnkit.kernels.tiled import _forward as tiled_forward
+
+__all__ = ["ring_attention", "ring_schedule", "Block"]
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_KV_TAG, _GRAD_TAG = 0, 2  # point-to-point tags: keys/values, their gradients
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block of work: local query rows ``q_start:q_start+q_len`` of this rank against
+    local key rows ``kv_start:kv_start+kv_len`` of the shard held at ``step``.
+
+    Attributes:
+        step: ring step (the keys come from rank ``(rank - step) % W``).
+        source: the rank whose keys/values these are.
+        q_start, q_len, kv_start, kv_len: local row ranges in the two shards.
+        fns: the tiled kernel's per-tile mask and tile plan for this block.
+        logits: query-key pairs in the tiles the kernel computes (empty tiles excluded),
+            per batch row and query head.
+    """
+
+    step: int
+    source: int
+    q_start: int
+    q_len: int
+    kv_start: int
+    kv_len: int
+    fns: TileFns
+    logits: int
+
+
+def _combined_mask(causal: bool, mask):
+    if not causal:
+        return mask
+    return causal_mask() if mask is None else and_masks(mask, causal_mask())
+
+
+def _block(step, source, q_run, q_start, kv_run, kv_start, mask, batch, heads, block_q,
+           block_k, device) -> Block | None:
+    """The work of one (query run, key run) pair, or None when the mask rules it out."""
+    (q_global, q_len), (kv_global, kv_len) = q_run, kv_run
+    rows = [min(block_q, q_len - i) for i in range(0, q_len, block_q)]  # tile heights
+    cols = [min(block_k, kv_len - j) for j in range(0, kv_len, block_k)]
+    if mask is None:
+        fns = TileFns()
+        logits = q_len * kv_len
+    else:
+        local = localize(mask, q_global, q_len, kv_global, kv_len)
+        plan = CallPlan(batch, heads, q_len, kv_len, device, None, local, None, None)
+        fns = plan.tile_fns(block_q, block_k)
+        kept = (fns.plan != EMPTY).to(torch.int64)  # (nq, nk)
+        logits = int(torch.tensor(rows, dtype=torch.int64) @ kept
+                     @ torch.tensor(cols, dtype=torch.int64))
+        if logits == 0:
+            return None
+    return Block(step, source, q_start, q_len, kv_start, kv_len, fns, logits)
+
+
+def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigzag", *,
+                  causal: bool = False, mask=None, batch: int = 1, heads: int = 1,
+                  block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
+                  device: torch.device | str | None = None) -> list[list[Block]]:
+    """The blocks rank ``rank`` computes at each of the ``W`` ring steps (no communication;
+    :func:`ring_attention` runs exactly this schedule).
+
+    Args:
+        seq_len: ``L``, the full sequence length.
+        world_size, rank: ``W`` and this rank.
+        layout: ``"zigzag"`` or ``"contiguous"``.
+        causal, mask: as :func:`ring_attention` (``mask`` over the full sequence).
+        batch, heads: ``B`` and ``Hq`` the mask is evaluated for.
+        block_q, block_k: tile sizes of the per-block kernel.
+
+    Returns:
+        ``schedule[step]``: the :class:`Block` s computed at that step; blocks the mask
+        rules out entirely are absent. ``sum(b.logits ...)`` is the rank's attention work.
+    """
+    check_bool(causal, "causal")
+    check_int(batch, "batch", minimum=1)
+    check_int(heads, "heads", minimum=1)
+    check_int(block_q, "block_q", minimum=1)
+    check_int(block_k, "block_k", minimum=1)
+    check_ring_mask(mask, batch, seq_len)
+    mask = _combined_mask(causal, mask)
+    runs = [segments(seq_len, world_size, r, layout) for r in range(world_size)]
+    schedule = []
+    for step in range(world_size):
+        source = (rank - step) % world_size
+        blocks = []
+        q_start = 0
+        for q_run in runs[rank]:
+            kv_start = 0
+            for kv_run in runs[source]:
+                block = _block(step, source, q_run, q_start, kv_run, kv_start, mask, batch,
+                               heads, block_q, block_k, device)
+                if block is not None:
+                    blocks.append(block)
+                kv_start += kv_run[1]
+            q_start += q_run[1]
+        schedule.append(blocks)
+    return schedule
+
+
+def _merge(out: torch.Tensor, lse: torch.Tensor, block_out: torch.Tensor,
+           block_lse: torch.Tensor) -> None:
+    """Fold a block's ``(out (B, H, r, Dv), lse (B, H, r))`` into the running pair, in place.
+    Rows with nothing attended on either side (``lse = -inf``) stay zero."""
+    new = torch.logaddexp(lse, block_lse)
+    shift = new.masked_fill(new == float("-inf"), 0.0)
+    out.mul_(torch.exp(lse - shift)[..., None]).add_(
+        block_out * torch.exp(block_lse - shift)[..., None])
+    lse.copy_(new)
+
+
+class _Ring:
+    """Peers, schedule and transfers of one :func:`ring_attention` call."""
+
+    def __init__(self, group, world: int, rank: int, schedule: list[list[Block]],
+                 scale: float, block_q: int, block_k: int):
+        self.group, self.world, self.schedule = group, world, schedule
+        self.scale, self.block_q, self.block_k = scale, block_q, block_k
+
+        def peer(r: int) -> int:
+            r %= world
+            return r if group is None else dist.get_global_rank(group, r)
+
+        self.next, self.prev = peer(rank + 1), peer(rank - 1)
+
+    def exchange(self, send: tuple[torch.Tensor, ...], recv: tuple[torch.Tensor, ...],
+                 tag: int) -> list:
+        """Start sending ``send`` to the next rank and receiving ``recv`` from the previous."""
+        ops = [dist.P2POp(dist.isend, t, self.next, self.group, tag + i)
+               for i, t in enumerate(send)]
+        ops += [dist.P2POp(dist.irecv, t, self.prev, self.group, tag + i)
+                for i, t in enumerate(recv)]
+        return dist.batch_isend_irecv(ops)
+
+    @staticmethod
+    def wait(works: list) -> None:
+        for work in works:
+            work.wait()  # bounded by the process group's timeout
+
+    def forward(self, q, k, v):
+        """``q (B, Hq, n, D)``, ``k (B, Hkv, n, D)``, ``v (B, Hkv, n, Dv)`` local shards ->
+        ``out (B, Hq, n, Dv)`` and ``lse (B, Hq, n)`` in the accumulation dtype."""
+        acc = compute_dtype(q.dtype)
+        B, Hq, n, _ = q.shape
+        out = torch.zeros(B, Hq, n, v.shape[3], dtype=acc, device=q.device)
+        lse = torch.full((B, Hq, n), float("-inf"), dtype=acc, device=q.device)
+        q_acc, held = q.to(acc), (k.contiguous(), v.contiguous())
+        for step, blocks in enumerate(self.schedule):
+            works, arriving = [], None
+            if step < self.world - 1:
+                arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
+                works = self.exchange(held, arriving, _KV_TAG)
+            k_acc, v_acc = held[0].to(acc), held[1].to(acc)
+            for b in blocks:
+                rows, cols = slice(b.q_start, b.q_start + b.q_len), \
+                    slice(b.kv_start, b.kv_start + b.kv_len)
+                block_out, block_lse = tiled_forward(
+                    q_acc[:, :, rows], k_acc[:, :, cols], v_acc[:, :, cols], b.fns,
+                    self.scale, self.block_q, self.block_k)
+                _merge(out[:, :, rows], lse[:, :, rows], block_out, block_lse)
+            self.wait(works)
+            held = arriving if arriving is not None else held
+        return out, lse
+
+    def backward(self, q, k, v, out, lse, grad_out):
+        """Gradients ``(dq, dk, dv)`` of this rank's shards, in the accumulation dtype."""
+        acc = compute_dtype(q.dtype)
+        q_acc, grad_acc = q.to(acc), grad_out.to(acc)
+        dq = torch.zeros_like(q_acc)
+        held = (k.contiguous(), v.contiguous())
+        grad_works, grad_sent, grad_in = [], None, None
+        for step, blocks in enumerate(self.schedule):
+            kv_works, arriving = [], None
+            if step < self.world - 1:
+                arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
+                kv_works = self.exchange(held, arriving, _KV_TAG)
+            k_acc, v_acc = held[0].to(acc), held[1].to(acc)
+            dk = torch.zeros_like(k_acc)
+            dv = torch.zeros_like(v_acc)
+            for b in blocks:
+                rows, cols = slice(b.q_start, b.q_start + b.q_len), \
+                    slice(b.kv_start, b.kv_start + b.kv_len)
+                dq_b, dk_b, dv_b, _ = tiled_backward(
+                    q_acc[:, :, rows], k_acc[:, :, cols], v_acc[:, :, cols],
+                    out[:, :, rows], lse[:, :, rows], grad_acc[:, :, rows], b.fns,
+                    self.scale, self.block_q, self.block_k, (), ())
+                dq[:, :, rows] += dq_b
+                dk[:, :, cols] += dk_b
+                dv[:, :, cols] += dv_b
+            if self.world > 1:
+                if step > 0:  # the accumulator for this shard, from the previous rank
+                    self.wait(grad_works)
+                    dk += grad_in[0]
+                    dv += grad_in[1]
+                grad_sent, grad_in = (dk, dv), (torch.empty_like(dk), torch.empty_like(dv))
+                grad_works = self.exchange(grad_sent, grad_in, _GRAD_TAG)
+            else:
+                grad_in = (dk, dv)
+            self.wait(kv_works)
+            held = arriving if arriving is not None else held
+        self.wait(grad_works)  # the last hop brings this rank's own dK, dV home complete
+        del grad_sent
+        return dq, grad_in[0], grad_in[1]
+
+
+class _RingFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ring: _Ring, q, k, v):
+        out, lse = ring.forward(q, k, v)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.ring = ring
+        ctx.mark_non_differentiable(lse)
+        return out.to(q.dtype), lse
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_lse):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = ctx.ring.backward(q, k, v, out, lse, grad_out)
+        return None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
+def _describe(q, k, v, causal, mask, scale, layout, block_q, block_k, world) -> list[int]:
+    """Check this rank's arguments; describe the call as ints for the other ranks."""
+    check_qkv(q, k, v)
+    if k.shape[2] != q.shape[2]:
+        raise ValueError(f"k: ring attention is self-attention over one sharded sequence, so "
+                         f"k's shard must be as long as q's; got q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}")
+    check_bool(causal, "causal")
+    check_choice(layout, "layout", LAYOUTS)
+    check_int(block_q, "block_q", minimum=1)
+    check_int(block_k, "block_k", minimum=1)
+    if scale is not None:
+        check_float(scale, "scale")
+    B, Hq, n, D = q.shape
+    check_ring_mask(mask, B, n * world)
+    return [LAYOUTS.index(layout), n, B, Hq, k.shape[1], D, v.shape[3],
+            _DTYPES.index(q.dtype), int(causal), mask_signature(mask),
+            zlib.crc32(repr(scale).encode()) & 0x7FFFFFFF, block_q, block_k]
+
+
+_FIELDS = ("layout", "shard length", "B", "Hq", "Hkv", "D", "Dv", "dtype", "causal", "mask",
+           "scale", "block_q", "block_k")
+_ARGUMENT = {"B": "q", "Hq": "q", "Hkv": "k", "D": "q", "Dv": "v", "dtype": "q",
+             "causal": "causal", "mask": "mask", "scale": "scale", "block_q": "block_q",
+             "block_k": "block_k"}
+
+
+def _check_agreement(table: list[list[int]]) -> None:
+    """Raise the same ValueError on every rank when the ranks' calls differ."""
+    per_rank = list(zip(*table, strict=True))
+    layouts = per_rank[0]
+    if len(set(layouts)) > 1:
+        names = ", ".join(f"rank {r}: {LAYOUTS[code]!r}" for r, code in enumerate(layouts))
+        raise ValueError(f"layout: the ranks passed different layouts ({names}); every rank "
+                         f"must pass the layout its shards were made with")
+    lengths = per_rank[1]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"q: uneven shard lengths across ranks (q.shape[2] per rank: "
+                         f"{list(lengths)}); every rank must hold L / W positions "
+                         f"(attnkit.distributed.shard cuts them)")
+    if LAYOUTS[layouts[0]] == "zigzag" and lengths[0] % 2:
+        raise ValueError(f"q: layout='zigzag' shards hold two equal chunks of L / (2W) "
+                         f"positions, but the shard length is {lengths[0]} (odd)")
+    for field, values in zip(_FIELDS[2:], per_rank[2:], strict=True):
+        if len(set(values)) > 1:
+            shown = list(values) if field not in ("mask", "scale") else "differs"
+            raise ValueError(f"{_ARGUMENT[field]}: the ranks disagree on {field} "
+                             f"({shown}); every rank must make the same call on its shard")
+
+
+def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                   causal: bool = False, mask=None, scale: float | None = None,
+                   group: dist.ProcessGroup | None = None, layout: str = "zigzag",
+                   block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact scaled-dot self-attention over a sequence sharded across ``group``.
+
+    Every rank of ``group`` calls it with its own shard; together the calls compute
+    ``attnkit.attention(Q, K, V, causal=..., mask=...)`` on the full sequence, and
+    autograd gives each rank the gradients of its shard. Shape legend: ``W`` ranks,
+    full length ``L``, shard length ``n = L / W``.
+
+    Args:
+        q: ``(B, Hq, n, D)`` this rank's queries, positions as :func:`shard` lays them out.
+        k: ``(B, Hkv, n, D)`` this rank's keys; ``Hq % Hkv == 0`` (grouped-query attention:
+            query head ``h`` reads key/value head ``h // (Hq // Hkv)``).
+        v: ``(B, Hkv, n, Dv)`` this rank's values.
+        causal: causal self-attention over the full sequence (query at global position
+            ``i`` sees keys ``<= i``).
+        mask: None, or a structured mask **of the full sequence** (global positions,
+            document ids of length ``L``): ``masks.causal()``, ``masks.sliding_window(w,
+            causal=...)``, ``masks.document(ids)``, ``masks.key_padding(lengths)`` and
+            ``&``/``|``/``~`` combinations of them. Other masks (dense tensors,
+            ``prefix_lm``, custom callables) raise ``TypeError``. Combined with ``causal``
+            by logical and.
+        scale: logit multiplier, default ``1 / sqrt(D)``.
+        group: the process group holding the sequence (None: the default group). Its
+            timeout bounds every wait.
+        layout: ``"zigzag"`` (balanced causal work) or ``"contiguous"``; every rank must
+            pass the same, the one its shards were made with.
+        block_q, block_k: tile sizes of the per-block ``tiled`` kernel.
+
+    Returns:
+        ``(out, lse)``: ``out (B, Hq, n, Dv)`` in the input dtype, this rank's rows of the
+        full attention output; ``lse (B, Hq, n)`` (float32, float64 for float64 inputs,
+        no gradient) their log-sum-exp over the whole sequence, ``-inf`` for a row with
+        nothing to attend to (its output is 0).
+
+    Raises:
+        TypeError/ValueError naming the argument, on every rank at once, when any rank's
+        arguments are wrong or the ranks' calls differ (shard lengths, layouts, shapes,
+        dtypes, masks). RuntimeError from torch.distributed when a peer fails mid-call
+        or the group's timeout passes.
+
+    Example (each of ``W`` processes, after ``init_process_group``)::
+
+        from attnkit.distributed import ring_attention, shard
+        q, k, v = (shard(t, dim=2) for t in (Q, K, V))       # (B, H, L / W, D) each
+        out, _ = ring_attention(q, k, v, causal=True)        # this rank's rows of the output
+    """
+    world, rank = world_and_rank(group)
+    table = checked_agree(group, "q", lambda: _describe(q, k, v, causal, mask, scale, layout,
+                                                        block_q, block_k, world))
+    _check_agreement(table)
+    B, Hq, n, D = q.shape
+    scale = D ** -0.5 if scale is None else float(scale)
+    schedule = ring_schedule(n * world, world, rank, layout, causal=causal, mask=mask,
+                             batch=B, heads=Hq, block_q=block_q, block_k=block_k,
+                             device=q.device)
+    ring = _Ring(group, world, rank, schedule, scale, block_q, block_k)
+    return _RingFunction.apply(ring, q, k, v)
