@@ -131,6 +131,28 @@ def test_no_weight_decay_on_biases_norms_and_embeddings():
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
+def test_fused_adamw_matches_the_per_tensor_loop():
+    # The fused kernel is the default; it must take the same steps as PyTorch's loop.
+    torch.manual_seed(0)
+    models = [script.TinyLM(dropout=0.0) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [build_optimizer(m, TrainConfig(lr=1e-2, fused_optimizer=fused))
+                  for m, fused in zip(models, (True, False), strict=True)]
+    assert optimizers[0].param_groups[0]["fused"] is True
+    assert not optimizers[1].param_groups[0]["fused"]
+    batch = torch.randint(1, script.VOCAB, (4, 9))
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            optimizer.zero_grad()
+            loss, count = lm_loss_fn()(model, batch)
+            (loss / count).backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="fused_optimizer"):
+        TrainConfig(fused_optimizer="yes")
+
+
 def test_resolve_amp():
     cpu = torch.device("cpu")
     assert resolve_amp("off", cpu) is None

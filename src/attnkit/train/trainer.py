@@ -96,7 +96,8 @@ METRICS_FILE = "metrics.jsonl"
 MAX_SEED = 2**32 - 1
 # Config fields that may change between a run and its resumption without breaking exactness.
 _RESUMABLE_CHANGES = {"max_steps", "max_time_s", "eval_every", "eval_every_s", "checkpoint_every",
-                      "keep_checkpoints", "log_every", "progress", "out_dir"}
+                      "keep_checkpoints", "log_every", "progress", "out_dir",
+                      "fused_optimizer"}  # a checkpoint's param groups keep their kernel
 
 
 @dataclass
@@ -108,6 +109,7 @@ class TrainConfig:
     weight_decay: float = 0.01                # AdamW decay; not on biases/norms/embeddings
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW moment decay rates
     eps: float = 1e-8                         # AdamW denominator epsilon
+    fused_optimizer: bool = True              # fused AdamW kernel (False: per-tensor loop)
     warmup_steps: int = 100                   # linear warmup updates (0: none)
     schedule: str = "inverse_sqrt"            # "inverse_sqrt" | "cosine" | "linear" | "constant"
     horizon: str = "steps"                    # decay over max_steps, or "time": over max_time_s
@@ -184,8 +186,10 @@ class TrainConfig:
         # (step, rank) offsets to them.
         need_int("seed", 0, MAX_SEED)
         need_int("log_every", 1)
-        if not isinstance(self.progress, bool):
-            raise ValueError(f"TrainConfig.progress must be a bool, got {self.progress!r}")
+        for name in ("progress", "fused_optimizer"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name} must be a bool, got "
+                                 f"{getattr(self, name)!r}")
 
 
 def _cpu_has_amx_bf16() -> bool:
@@ -228,7 +232,12 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
         raise ValueError("build_optimizer: model has no trainable parameters")
     groups = [{"params": params, "weight_decay": wd}
               for params, wd in ((decay, config.weight_decay), (no_decay, 0.0)) if params]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    # The fused kernel updates every parameter in one pass (CPU and CUDA); checkpoints store
+    # the choice in their param groups, so a resumed run keeps the kernel it started with.
+    fused = config.fused_optimizer and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps,
+                             fused=fused or None)
 
 
 def _seed_all(seed: int) -> None:

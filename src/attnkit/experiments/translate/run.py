@@ -4,7 +4,8 @@ report.
 The corpus is real software text (the English message ids and French/German translations of
 gettext catalogs, :mod:`attnkit.data`), built from this system's catalogs on first use; the
 tokenizer is a joint byte-level BPE trained on the train split. Training is
-:class:`attnkit.train.Trainer` (AdamW, inverse-sqrt warmup, label smoothing, checkpoints that
+:class:`attnkit.train.Trainer` (fused AdamW, warmup then a linear decay laid over the
+wall-clock budget, label smoothing, checkpoints that
 resume exactly); evaluation is :func:`~attnkit.experiments.translate.evaluate.evaluate_split`
 on the test split. Under torchrun every process trains on its share of each batch and
 process 0 alone builds the corpus, evaluates and writes the report.
@@ -17,13 +18,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from attnkit._validate import output_dir
+from attnkit._validate import check_choice, output_dir
 from attnkit.data import (
     CorpusNotFoundError,
     DataError,
@@ -49,7 +50,7 @@ from attnkit.train import (
     token_cross_entropy,
 )
 
-__all__ = ["train", "ensure_corpus", "check_run_dir"]
+__all__ = ["train", "fit", "FitResult", "ensure_corpus", "check_run_dir"]
 
 
 def ensure_corpus(lang: str, data_dir: str | None, *, log: Callable[[str], None] = print):
@@ -164,17 +165,38 @@ def _prepare(config: TranslateConfig, report: Path, log: Callable[[str], None]):
     return corpus, corpus.tokenizer(vocab_size=config.vocab_size, train=False)
 
 
-def train(config: TranslateConfig, *, resume: bool = False,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train ``config.model`` for the budget, evaluate it, write the report; return metrics.
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves behind: the trained model and everything needed to use it."""
+
+    model: torch.nn.Module
+    tokenizer: Any  # attnkit.data.Tokenizer
+    corpus: Any  # attnkit.data.Corpus
+    batches: TranslationBatches
+    summary: dict[str, Any]  # Trainer.fit's summary
+    amp: str  # the autocast dtype training used ("off": float32)
+
+
+def fit(config: TranslateConfig, *, resume: bool = False, horizon: str | None = None,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train ``config.model`` for the budget (no test-set evaluation, no report).
+
+    Args:
+        config: the run.
+        resume: continue the run in ``config.report_dir`` from its newest checkpoint.
+        horizon: where the ``linear``/``cosine`` decay ends: ``"time"`` (the wall-clock
+            budget, the default) or ``"steps"`` (``config.max_steps`` updates, whatever the
+            time; the sweep in benchmarks/ uses it to replay a budget's number of updates
+            on a loaded machine). ``inverse_sqrt`` has no horizon.
 
     Raises:
-        UserError: an unusable report or data directory (checked before any work), or a
-            ``resume`` whose checkpoint was trained with another model or data.
-        KeyboardInterrupt: training was interrupted (SIGINT/SIGTERM) after a checkpoint.
+        UserError, KeyboardInterrupt: as :func:`train`.
     """
     if not isinstance(config, TranslateConfig):
         raise TypeError(f"config: expected a TranslateConfig, got {type(config).__name__}")
+    if horizon is None:
+        horizon = "steps" if config.schedule == "inverse_sqrt" else "time"
+    check_choice(horizon, "horizon", ("time", "steps"))
     check_run_dir(config, resume=resume)
     report = config.report_dir
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not distributed.is_distributed():
@@ -195,8 +217,7 @@ def train(config: TranslateConfig, *, resume: bool = False,
         f"{len(batches)} batches per epoch, vocabulary {tokenizer.vocab_size}")
     train_config = TrainConfig(
         max_steps=config.max_steps, max_time_s=config.minutes * 60.0, lr=config.peak_lr,
-        warmup_steps=config.warmup_steps, schedule=config.schedule,
-        horizon="steps" if config.schedule == "inverse_sqrt" else "time",
+        warmup_steps=config.warmup_steps, schedule=config.schedule, horizon=horizon,
         eval_every_s=config.eval_minutes * 60.0,
         label_smoothing=config.label_smoothing, eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every, out_dir=str(report / "checkpoints"),
@@ -212,15 +233,30 @@ def train(config: TranslateConfig, *, resume: bool = False,
     summary = trainer.fit()
     if summary.get("interrupted"):
         raise KeyboardInterrupt
+    return FitResult(model=model, tokenizer=tokenizer, corpus=corpus, batches=batches,
+                     summary=summary, amp=str(trainer.amp_dtype or "off"))
+
+
+def train(config: TranslateConfig, *, resume: bool = False,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``config.model`` for the budget, evaluate it, write the report; return metrics.
+
+    Raises:
+        UserError: an unusable report or data directory (checked before any work), or a
+            ``resume`` whose checkpoint was trained with another model or data.
+        KeyboardInterrupt: training was interrupted (SIGINT/SIGTERM) after a checkpoint.
+    """
+    result = fit(config, resume=resume, log=log)
     if not distributed.is_main_process():
-        return {"rank": distributed.get_rank(), "training": summary}
-    translator = Translator(model.eval(), tokenizer, config.model)
-    metrics = evaluate_split(translator, corpus.test, config, log=log)
-    metrics["training"] = _training_metrics(summary, batches, model)
-    metrics["training"]["autocast"] = str(trainer.amp_dtype or "off")
-    metrics["corpus"] = _corpus_metrics(corpus)
+        return {"rank": distributed.get_rank(), "training": result.summary}
+    report = config.report_dir
+    translator = Translator(result.model.eval(), result.tokenizer, config.model)
+    metrics = evaluate_split(translator, result.corpus.test, config, log=log)
+    metrics["training"] = _training_metrics(result.summary, result.batches, result.model)
+    metrics["training"]["autocast"] = result.amp
+    metrics["corpus"] = _corpus_metrics(result.corpus)
     metrics["config"] = asdict(config)
-    write_run_report(report, metrics, translator, corpus.test)
+    write_run_report(report, metrics, translator, result.corpus.test)
     log(f"wrote {report}/ (metrics.json, README.md, report.html, alignments.png, "
         f"checkpoints/)")
     return metrics
