@@ -112,3 +112,67 @@ def test_library_refuses_bad_arguments_before_any_work(call, name, tmp_path):
     with pytest.raises((ValueError, TypeError), match=name):
         call(tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+
+
+# --- ring: wired to its library call; bad arguments refused before any process starts ------
+
+def test_bench_ring_is_wired(monkeypatch, tmp_path):
+    from attnkit.bench import ring
+
+    calls = _recorder(monkeypatch, ring)
+    assert cli.main(["bench", "ring", "--worlds", "1", "2", "--lengths", "64",
+                     "--out", str(tmp_path)]) == 0
+    command = (f"attnkit bench ring --worlds 1 2 --lengths 64 --layouts zigzag contiguous "
+               f"--heads 8 --kv-heads 8 --threads 1 --repeats 3 --max-gib 24.0 --name ring "
+               f"--out {tmp_path}")
+    assert calls == [{"worlds": [1, 2], "lengths": [64], "layouts": ["zigzag", "contiguous"],
+                      "heads": 8, "kv_heads": 8, "threads": 1, "repeats": 3,
+                      "max_gib": 24.0, "out_dir": str(tmp_path), "name": "ring",
+                      "command": command}]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--worlds", "4", "--lengths", "100"], "--lengths"),
+    (["--heads", "8", "--kv-heads", "3"], "--kv-heads"),
+    (["--worlds", "0"], "--worlds"),
+    (["--layouts", "striped"], "--layouts"),
+])
+def test_bench_ring_bad_arguments_exit_2(monkeypatch, tmp_path, capsys, argv, flag):
+    from attnkit.bench import ring
+
+    calls = _recorder(monkeypatch, ring)
+    try:
+        code = cli.main(["bench", "ring", *argv, "--out", str(tmp_path)])
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and calls == [], err
+    assert flag in err and len(err.strip().splitlines()) <= 2  # usage line at most, no traceback
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"worlds": [4], "lengths": [100]}, "lengths"),
+    ({"worlds": [0]}, "worlds"),
+    ({"layouts": "zigzag"}, "layouts"),
+    ({"kv_heads": 3}, "kv_heads"),
+    ({"repeats": 0}, "repeats"),
+    ({"max_gib": 0.0}, "max_gib"),
+    ({"name": "../x"}, "name"),
+])
+def test_bench_ring_library_refuses_bad_arguments(kwargs, name, tmp_path):
+    from attnkit.bench import ring
+
+    with pytest.raises((ValueError, TypeError), match=name):
+        ring.run(out_dir=str(tmp_path), **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_ring_overlap_model_numbers():
+    from attnkit.bench.ring import overlap_model
+
+    # MHA, non-causal forward: n* = 2 Hkv D s / link x flops / (4 Hq D) = s flops / (2 link).
+    model = overlap_model(flops=1e12, link_bytes=1e9, heads=4, kv_heads=4, head_dim=64,
+                          element_bytes=2, causal=False)
+    assert model["forward_n"] == pytest.approx(2 * 1e12 / (2 * 1e9))
+    gqa = overlap_model(flops=1e12, link_bytes=1e9, heads=32, kv_heads=4, causal=False)
+    assert gqa["forward_n"] == pytest.approx(model["forward_n"] / 8)

@@ -1,6 +1,6 @@
 """``attnkit bench <suite>``: the benchmark suites of :mod:`attnkit.bench`.
 
-Suites: ``overhead``, ``attention``, ``classic``, ``train``. Each writes JSON and a
+Suites: ``overhead``, ``attention``, ``classic``, ``train``, ``ring``. Each writes JSON and a
 markdown table into ``--out``; the report records the command line that reproduces it,
 every option spelled out. Output paths and names are checked before anything is timed.
 """
@@ -82,13 +82,41 @@ def _add_train(suites) -> None:
     _out(parser)
 
 
+def _add_ring(suites) -> None:
+    parser = suites.add_parser(
+        "ring", help="ring attention on gloo CPU processes: memory per rank, bytes, step time",
+        description="Ring attention (attnkit.distributed) forward+backward with W gloo CPU "
+                    "processes: peak memory per rank against one process's tiled attention, "
+                    "bytes sent per step, step time, causal work balance; JSON + markdown, "
+                    "with a written model of compute/communication overlap on GPU clusters.")
+    parser.add_argument("--worlds", type=arg_int(1), nargs="+", default=[1, 2, 4],
+                        help="world sizes (default %(default)s)")
+    parser.add_argument("--lengths", type=arg_int(1), nargs="+", default=[4096, 16384],
+                        help="full sequence lengths, multiples of 2W (default %(default)s)")
+    parser.add_argument("--layouts", nargs="+", choices=("zigzag", "contiguous"),
+                        default=["zigzag", "contiguous"])
+    parser.add_argument("--heads", type=arg_int(1), default=8, help="query heads (default 8)")
+    parser.add_argument("--kv-heads", type=arg_int(1), default=8,
+                        help="key/value heads (default 8)")
+    parser.add_argument("--threads", type=arg_int(1), default=1,
+                        help="torch threads per process (default %(default)s)")
+    parser.add_argument("--repeats", type=arg_int(1), default=3,
+                        help="timed steps per row (default %(default)s)")
+    parser.add_argument("--max-gib", type=arg_float(0.0, low_open=True), default=24.0,
+                        help="skip rows whose per-rank working set would exceed this "
+                             "(default %(default)s)")
+    parser.add_argument("--name", default="ring",
+                        help="report file name, without extension (default %(default)s)")
+    _out(parser)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench", help=HELP,
         description="Benchmark suites: candidates measured side by side in one process; "
                     "each suite writes JSON and a markdown table into --out.")
     suites = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
-    for add in (_add_overhead, _add_attention, _add_classic, _add_train):
+    for add in (_add_overhead, _add_attention, _add_classic, _add_train, _add_ring):
         add(suites)
     return parser
 
@@ -148,9 +176,24 @@ def _run_train(args: argparse.Namespace, command: str) -> None:
     train.run(repeats=args.repeats, quick=args.quick, out_dir=args.out, command=command)
 
 
+def _run_ring(args: argparse.Namespace, command: str) -> None:
+    from attnkit.bench import ring
+
+    name = safe_name(args.name, "--name")
+    if args.heads % args.kv_heads:
+        raise UserError(f"--kv-heads: {args.kv_heads} does not divide --heads {args.heads}")
+    bad = [(L, W) for L in args.lengths for W in args.worlds if L % (2 * W)]
+    if bad:
+        raise UserError(f"--lengths: L={bad[0][0]} does not split into 2W = {2 * bad[0][1]} "
+                        f"equal zigzag chunks")
+    ring.run(worlds=args.worlds, lengths=args.lengths, layouts=args.layouts, heads=args.heads,
+             kv_heads=args.kv_heads, threads=args.threads, repeats=args.repeats,
+             max_gib=args.max_gib, out_dir=args.out, name=name, command=command)
+
+
 SUITES: dict[str, Callable[[argparse.Namespace, str], None]] = {
     "overhead": _run_overhead, "attention": _run_attention, "classic": _run_classic,
-    "train": _run_train,
+    "train": _run_train, "ring": _run_ring,
 }
 
 

@@ -9,7 +9,7 @@ A sequence of ``L`` positions is split over ``W`` ranks, ``L / W`` positions eac
   holds chunks ``r`` and ``2W-1-r``, in that order. Every rank then holds one early and
   one late chunk, so causal work is the same on every rank (Brandon et al. 2023,
   "Striped Attention", arXiv:2311.09431, discuss this imbalance; the zigzag split is
-  the one Llama 3 used for context parallelism, arXiv:2407.21783 section 3.3.2).
+  the one Llama 3 used for context parallelism, arXiv:2407.21783, section 3.3).
 
 ``L = 8, W = 2`` (the digit is the rank holding each position)::
 

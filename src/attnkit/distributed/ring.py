@@ -174,9 +174,14 @@ class _Ring:
     """Peers, schedule and transfers of one :func:`ring_attention` call."""
 
     def __init__(self, group, world: int, rank: int, schedule: list[list[Block]],
-                 scale: float, block_q: int, block_k: int):
+                 scale: float, block_q: int, block_k: int, stats: dict | None):
         self.group, self.world, self.schedule = group, world, schedule
         self.scale, self.block_q, self.block_k = scale, block_q, block_k
+        self.stats = stats
+        if stats is not None:
+            stats.update(bytes_sent_forward=0, bytes_sent_backward=0,
+                         blocks=sum(len(blocks) for blocks in schedule),
+                         logits=sum(b.logits for blocks in schedule for b in blocks))
 
         def peer(r: int) -> int:
             r %= world
@@ -185,8 +190,10 @@ class _Ring:
         self.next, self.prev = peer(rank + 1), peer(rank - 1)
 
     def exchange(self, send: tuple[torch.Tensor, ...], recv: tuple[torch.Tensor, ...],
-                 tag: int) -> list:
+                 tag: int, phase: str) -> list:
         """Start sending ``send`` to the next rank and receiving ``recv`` from the previous."""
+        if self.stats is not None:
+            self.stats[f"bytes_sent_{phase}"] += sum(t.numel() * t.element_size() for t in send)
         ops = [dist.P2POp(dist.isend, t, self.next, self.group, tag + i)
                for i, t in enumerate(send)]
         ops += [dist.P2POp(dist.irecv, t, self.prev, self.group, tag + i)
@@ -210,7 +217,7 @@ class _Ring:
             works, arriving = [], None
             if step < self.world - 1:
                 arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
-                works = self.exchange(held, arriving, _KV_TAG)
+                works = self.exchange(held, arriving, _KV_TAG, "forward")
             k_acc, v_acc = held[0].to(acc), held[1].to(acc)
             for b in blocks:
                 rows, cols = slice(b.q_start, b.q_start + b.q_len), \
@@ -229,15 +236,19 @@ class _Ring:
         q_acc, grad_acc = q.to(acc), grad_out.to(acc)
         dq = torch.zeros_like(q_acc)
         held = (k.contiguous(), v.contiguous())
-        grad_works, grad_sent, grad_in = [], None, None
+        # Three (dK, dV) pairs at most: this step's sum, the one in flight out, the one in
+        # flight in; once both transfers finish, their buffers are reused.
+        grad_works, grad_sent, grad_in, spare = [], None, None, None
         for step, blocks in enumerate(self.schedule):
             kv_works, arriving = [], None
             if step < self.world - 1:
                 arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
-                kv_works = self.exchange(held, arriving, _KV_TAG)
+                kv_works = self.exchange(held, arriving, _KV_TAG, "backward")
             k_acc, v_acc = held[0].to(acc), held[1].to(acc)
-            dk = torch.zeros_like(k_acc)
-            dv = torch.zeros_like(v_acc)
+            if spare is None:
+                dk, dv = torch.zeros_like(k_acc), torch.zeros_like(v_acc)
+            else:
+                dk, dv = spare[0].zero_(), spare[1].zero_()
             for b in blocks:
                 rows, cols = slice(b.q_start, b.q_start + b.q_len), \
                     slice(b.kv_start, b.kv_start + b.kv_len)
@@ -253,14 +264,16 @@ class _Ring:
                     self.wait(grad_works)
                     dk += grad_in[0]
                     dv += grad_in[1]
-                grad_sent, grad_in = (dk, dv), (torch.empty_like(dk), torch.empty_like(dv))
-                grad_works = self.exchange(grad_sent, grad_in, _GRAD_TAG)
+                    spare, receive = grad_sent, grad_in
+                else:
+                    receive = (torch.empty_like(dk), torch.empty_like(dv))
+                grad_sent, grad_in = (dk, dv), receive
+                grad_works = self.exchange(grad_sent, grad_in, _GRAD_TAG, "backward")
             else:
                 grad_in = (dk, dv)
             self.wait(kv_works)
             held = arriving if arriving is not None else held
         self.wait(grad_works)  # the last hop brings this rank's own dK, dV home complete
-        del grad_sent
         return dq, grad_in[0], grad_in[1]
 
 
@@ -280,8 +293,11 @@ class _RingFunction(torch.autograd.Function):
         return None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
-def _describe(q, k, v, causal, mask, scale, layout, block_q, block_k, world) -> list[int]:
+def _describe(q, k, v, causal, mask, scale, layout, block_q, block_k, stats,
+              world) -> list[int]:
     """Check this rank's arguments; describe the call as ints for the other ranks."""
+    if stats is not None and not isinstance(stats, dict):
+        raise TypeError(f"stats must be a dict or None, got {type(stats).__name__}")
     check_qkv(q, k, v)
     if k.shape[2] != q.shape[2]:
         raise ValueError(f"k: ring attention is self-attention over one sharded sequence, so "
@@ -334,7 +350,7 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                    causal: bool = False, mask=None, scale: float | None = None,
                    group: dist.ProcessGroup | None = None, layout: str = "zigzag",
                    block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact scaled-dot self-attention over a sequence sharded across ``group``.
 
     Every rank of ``group`` calls it with its own shard; together the calls compute
@@ -361,6 +377,9 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         layout: ``"zigzag"`` (balanced causal work) or ``"contiguous"``; every rank must
             pass the same, the one its shards were made with.
         block_q, block_k: tile sizes of the per-block ``tiled`` kernel.
+        stats: a dict to fill with this rank's counts (for benchmarks): ``blocks`` and
+            ``logits`` computed per pass (see :func:`ring_schedule`),
+            ``bytes_sent_forward``, and ``bytes_sent_backward`` once the backward has run.
 
     Returns:
         ``(out, lse)``: ``out (B, Hq, n, Dv)`` in the input dtype, this rank's rows of the
@@ -382,12 +401,12 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     """
     world, rank = world_and_rank(group)
     table = checked_agree(group, "q", lambda: _describe(q, k, v, causal, mask, scale, layout,
-                                                        block_q, block_k, world))
+                                                        block_q, block_k, stats, world))
     _check_agreement(table)
     B, Hq, n, D = q.shape
     scale = D ** -0.5 if scale is None else float(scale)
     schedule = ring_schedule(n * world, world, rank, layout, causal=causal, mask=mask,
                              batch=B, heads=Hq, block_q=block_q, block_k=block_k,
                              device=q.device)
-    ring = _Ring(group, world, rank, schedule, scale, block_q, block_k)
+    ring = _Ring(group, world, rank, schedule, scale, block_q, block_k, stats)
     return _RingFunction.apply(ring, q, k, v)
