@@ -136,17 +136,30 @@ def gpt_gradients(payload, rank, world):
 
 
 def trainer_run(payload, rank, world):
-    """A few Trainer updates of a context-parallel GPT; the loss curve and final weights."""
+    """A few Trainer updates of a context-parallel GPT; the loss curve and final weights.
+
+    With ``payload["dp"] = D`` the ranks form D data-parallel replicas of W / D
+    context-parallel ranks each: replica ``rank // (W / D)`` takes its own chunk of the
+    batch (one row each here) and splits them over its own group."""
     from attnkit.distributed import ContextParallelGPT, context_parallel_loss, shard_batch
     from attnkit.models.gpt import GPT, GPTConfig
     from attnkit.train.trainer import TrainConfig, Trainer
 
+    replicas = payload.get("dp", 1)
+    size = world // replicas
+    groups = [dist.new_group(list(range(r * size, (r + 1) * size))) for r in range(replicas)]
+    replica = rank // size
+    group = None if replicas == 1 else groups[replica]
     torch.manual_seed(0)
     model = GPT(GPTConfig(**payload["config"])).double()
-    cp = ContextParallelGPT(model, layout="zigzag")
+    cp = ContextParallelGPT(model, layout="zigzag", group=group)
     data = payload["tokens"]  # (steps, B, L + 1)
-    trainer = Trainer(cp, TrainConfig(**payload["train"]),
-                      batch_fn=lambda index, rank_, world_: shard_batch(data[index]),
+
+    def batch_fn(index, rank_, world_):
+        rows = data[index].chunk(replicas)[replica]  # this replica's rows
+        return shard_batch(rows, group=group)
+
+    trainer = Trainer(cp, TrainConfig(**payload["train"]), batch_fn=batch_fn,
                       loss_fn=lambda m, batch: context_parallel_loss(m, batch))
     trainer.fit()
     losses = [r["loss"] for r in trainer.history if r.get("event") == "train"]

@@ -155,9 +155,9 @@ def _payload(world: int) -> dict:
     payload = {"scenario": "exact", "timeout_s": 60, "cases": CASES[world], "errors": world == 2,
                "gpt": {"config": GPT_CONFIG, "layout": "zigzag" if world == 2 else "contiguous",
                        "tokens": _tokens((2, 8 * world + 1), world)}}
-    if world == 2:
-        payload["trainer"] = {"config": TRAIN_MODEL, "train": TRAIN_CONFIG,
-                              "tokens": _tokens((TRAIN_CONFIG["max_steps"], 2, 17), 7)}
+    # W = 2: context parallelism over both ranks; W = 4: 2 data-parallel replicas x 2.
+    payload["trainer"] = {"config": TRAIN_MODEL, "train": TRAIN_CONFIG, "dp": world // 2,
+                          "tokens": _tokens((TRAIN_CONFIG["max_steps"], 2, 17), 7)}
     return payload
 
 
@@ -338,8 +338,9 @@ def test_context_parallel_gpt_gradients_match_one_process(runs):
             assert _rel(result["grads"][name], param.grad) <= RTOL, name
 
 
-def test_trainer_context_parallel_follows_one_process_loss_curve(runs):
-    result = runs(2)[0]["trainer"]
+@pytest.fixture(scope="module")
+def one_process_training():
+    """The Trainer's loss curve and final weights on one process, full batches."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(**TRAIN_MODEL)).double()
     data = _payload(2)["trainer"]["tokens"]
@@ -352,7 +353,14 @@ def test_trainer_context_parallel_follows_one_process_loss_curve(runs):
     trainer = Trainer(model, TrainConfig(**TRAIN_CONFIG),
                       batch_fn=lambda index, rank, world: data[index], loss_fn=loss_fn)
     trainer.fit()
-    want = [r["loss"] for r in trainer.history if r.get("event") == "train"]
+    return [r["loss"] for r in trainer.history if r.get("event") == "train"], model
+
+
+@pytest.mark.parametrize("world", [2, 4], ids=["cp2", "dp2xcp2"])
+def test_trainer_context_parallel_follows_one_process_loss_curve(runs, one_process_training,
+                                                                 world):
+    result = runs(world)[0]["trainer"]
+    want, model = one_process_training
     assert len(want) == TRAIN_CONFIG["max_steps"] == len(result["losses"])
     assert want[-1] < want[0]  # it trained
     for got, expected in zip(result["losses"], want, strict=True):
