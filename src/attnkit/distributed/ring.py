@@ -364,7 +364,7 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             query head ``h`` reads key/value head ``h // (Hq // Hkv)``).
         v: ``(B, Hkv, n, Dv)`` this rank's values.
         causal: causal self-attention over the full sequence (query at global position
-            ``i`` sees keys ``<= i``).
+            ``i`` sees keys ``<= i``); None means False.
         mask: None, or a structured mask **of the full sequence** (global positions,
             document ids of length ``L``): ``masks.causal()``, ``masks.sliding_window(w,
             causal=...)``, ``masks.document(ids)``, ``masks.key_padding(lengths)`` and
@@ -399,6 +399,7 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         q, k, v = (shard(t, dim=2) for t in (Q, K, V))       # (B, H, L / W, D) each
         out, _ = ring_attention(q, k, v, causal=True)        # this rank's rows of the output
     """
+    causal = False if causal is None else causal
     world, rank = world_and_rank(group)
     table = checked_agree(group, "q", lambda: _describe(q, k, v, causal, mask, scale, layout,
                                                         block_q, block_k, stats, world))
