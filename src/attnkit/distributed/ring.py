@@ -53,9 +53,13 @@ from attnkit.functional.masks import and_masks
 from attnkit.functional.masks import causal as causal_mask
 from attnkit.kernels.precision import compute_dtype
 from attnkit.kernels.spec import EMPTY
-from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, TileFns
-from attnkit.kernels.tiled import _backward as tiled_backward
-from attnkit.kernels.tiled import _forward as tiled_forward
+from attnkit.kernels.tiled import (
+    DEFAULT_BLOCK_K,
+    DEFAULT_BLOCK_Q,
+    TileFns,
+    tiled_backward,
+    tiled_forward,
+)
 
 __all__ = ["ring_attention", "ring_schedule", "Block"]
 

@@ -39,7 +39,8 @@ from attnkit.kernels.problem import Problem
 from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
 
 __all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K", "BACKEND",
-           "TILED_MIN_ELEMENTS", "TILED_MIN_SPARSITY", "REFERENCE_MAX_WEIGHTS"]
+           "TILED_MIN_ELEMENTS", "TILED_MIN_SPARSITY", "REFERENCE_MAX_WEIGHTS",
+           "tiled_forward", "tiled_backward"]
 
 # Chosen by measurement on the 2-core development machine (dense forward, B=1,
 # H=8, D=64, float32, 2 threads; L=2048 and 4096): 128x512, 256x256, 256x512,
@@ -343,3 +344,9 @@ BACKEND = Backend(
     summary="FlashAttention in torch ops: online softmax, tile skipping, O(L) memory, trainable",
     refusal=_refusal, run=_run, bid=_bid,
 )
+
+
+# The per-block kernels, for callers that merge blocks themselves (ring attention): the
+# forward returns (out, lse); the backward (dq, dk, dv, captured score-mod gradients).
+tiled_forward = _forward
+tiled_backward = _backward
