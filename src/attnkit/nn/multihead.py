@@ -19,10 +19,13 @@ nothing to attend to gives zeros instead of NaN.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from attnkit._validate import check_bool, check_float, check_int
 from attnkit.functional.attention import attention
@@ -31,7 +34,23 @@ from attnkit.nn._inputs import check_dtype
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.positional import RotaryEmbedding
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "HeadCall"]
+
+
+class HeadCall(NamedTuple):
+    """What one forward gave :func:`attnkit.functional.attention`, as a head hook sees it.
+
+    ``q (B, Hq, Lq, Dh)`` after QK-norm and rotary; ``k``, ``v`` ``(B, Hkv, Lk, Dh)``
+    (including cached positions); ``mask``, ``causal``, ``score_mod`` as passed (the scale
+    is the default ``1 / sqrt(Dh)``).
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: torch.Tensor | Callable | None
+    causal: bool | str | None
+    score_mod: Callable | None
 
 
 def _check_input(x: object, name: str, features: int, layout: str,
@@ -116,6 +135,31 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(inner_q, embed_dim, bias=bias)
         self.q_norm = nn.RMSNorm(self.head_dim) if check_bool(qk_norm, "qk_norm") else None
         self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
+        # an OrderedDict, as torch's own hook dicts: RemovableHandle holds a weak reference
+        self._head_hooks: OrderedDict[int, Callable] = OrderedDict()
+
+    def register_head_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, call, out)`` in every forward, between the attention and the
+        merge of the heads; ``call`` is a :class:`HeadCall`, ``out`` the per-head output
+        ``(B, Hq, Lq, Dh)``. The hook returns None (observe only) or a tensor of ``out``'s
+        shape that replaces it (ablate or patch heads). ``handle.remove()`` unregisters it.
+        """
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        handle = RemovableHandle(self._head_hooks)
+        self._head_hooks[handle.id] = hook
+        return handle
+
+    def _run_head_hooks(self, call: HeadCall, out: torch.Tensor) -> torch.Tensor:
+        for hook in tuple(self._head_hooks.values()):
+            replaced = hook(self, call, out)
+            if replaced is not None:
+                if not isinstance(replaced, torch.Tensor) or replaced.shape != out.shape:
+                    got = getattr(replaced, "shape", type(replaced).__name__)
+                    raise ValueError(f"a head hook must return None or a tensor of shape "
+                                     f"{tuple(out.shape)}, got {got}")
+                out = replaced
+        return out
 
     def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         x = x.unflatten(-1, (heads, self.head_dim))  # (B, L, heads, Dh)
@@ -246,6 +290,8 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             return_weights=return_weights, backend=self.backend,
         )  # out: (B, Hq, Lq, Dh)
+        if self._head_hooks:
+            out = self._run_head_hooks(HeadCall(q, k, v, mask, causal, score_mod), out)
         out = out.transpose(1, 2).reshape(B, Lq, self.num_heads * self.head_dim)  # (B, Lq, E)
         out = self.out_proj(out)  # (B, Lq, E)
         if not self.batch_first:
