@@ -45,9 +45,13 @@ Commands::
     attnkit longrange --task both          # copy and reverse (twice as long)
     attnkit longrange --quick              # smoke run, about 1.5 minutes
     attnkit longrange --models rnn-none transformer --minutes 5 --out runs/lr5
+    attnkit longrange --threads 1          # on a machine shared with other work
 
 Step times are measured in the same process as the training; on a machine shared with
-other work they say less than on free cores (the report records the load average).
+other work they say less than on free cores (the report records the load average), and
+torch's default of one thread per core can be many times slower there than ``--threads 1``
+(the threads wait on each other). The budget is wall-clock time, so every model is
+measured under the same conditions only when the load stays steady through the run.
 """
 
 from attnkit.experiments.longrange.config import (

@@ -47,7 +47,7 @@ class LongRangeConfig:
     max_steps: int = 1_000_000  # stop earlier than the budget after this many updates
     min_len: int = 5  # shortest source, in tokens (characters)
     max_len: int = 100  # longest source, in tokens
-    max_tokens: int = 2000  # source tokens per training batch (rows = max_tokens // length)
+    max_tokens: int = 1000  # source tokens per training batch (rows = max_tokens // length)
     d_model: int = 64  # Transformer width; the recurrent models' embedding size
     layers: int = 2  # Transformer encoder and decoder layers each (the RNNs have 1 each)
     heads: int = 4  # Transformer attention heads

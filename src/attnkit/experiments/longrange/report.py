@@ -11,7 +11,7 @@ from attnkit.experiments.longrange.data import bucket_index, bucket_label, bucke
 from attnkit.experiments.longrange.probes import sequential_formula
 from attnkit.experiments.report import Report
 
-__all__ = ["write_report", "gradient_rows"]
+__all__ = ["write_report", "gradient_rows", "far_near_ratio"]
 
 _EXPLAINED = [
     "**token accuracy**: output token i equals target token i (greedy decoding, no gold "
@@ -46,6 +46,40 @@ def gradient_rows(flow: dict[str, Any], bucket_list: list[tuple[int, int]]) -> l
         sums[k] += norm
         counts[k] += 1
     return [s / c if c else None for s, c in zip(sums, counts, strict=True)]
+
+
+def far_near_ratio(flow: dict[str, Any]) -> float:
+    """Mean gradient norm over the farthest tenth of the distances over the nearest tenth's
+    (below 1: the gradient fades with distance)."""
+    norms = flow["norm"]
+    k = max(1, len(norms) // 10)
+    return (sum(norms[-k:]) / k) / (sum(norms[:k]) / k)
+
+
+def _findings(m: dict[str, Any]) -> list[str]:
+    """The run's headline numbers, read from the metrics (nothing here is fixed text)."""
+    lines = []
+    for task, runs in m["tasks"].items():
+        for kind, r in runs.items():
+            rows = [b for b in r["test"]["by_length"] if b["token_accuracy"] is not None]
+            first, last = rows[0], rows[-1]
+            lines.append(f"{task}, {kind}: token accuracy {_pct(first['token_accuracy']):.1f}% "
+                         f"at {first['bucket']} tokens, {_pct(last['token_accuracy']):.1f}% at "
+                         f"{last['bucket']} ({r['training']['steps']} updates)")
+        ratios = ", ".join(f"{kind} {far_near_ratio(r['gradient_flow']['init']):.2g} -> "
+                           f"{far_near_ratio(r['gradient_flow']['trained']):.2g}"
+                           for kind, r in runs.items())
+        lines.append(f"{task}: gradient norm at the farthest tenth of distances over the "
+                     f"nearest tenth, at initialization -> after training: {ratios}")
+    timing = m["timing"]
+    lo, hi = timing["lengths"][0], timing["lengths"][-1]
+    if hi > lo:
+        growth = ", ".join(
+            f"{kind} x{rows[-1]['seconds_per_step'] / rows[0]['seconds_per_step']:.2f}"
+            for kind, rows in timing["models"].items())
+        lines.append(f"step time from L={lo} to L={hi} at {timing['tokens']} tokens per step: "
+                     f"{growth}")
+    return lines
 
 
 def _summary(m: dict[str, Any]) -> list[str]:
@@ -98,13 +132,14 @@ def _gradient_figure(task_runs: dict[str, Any], task: str):
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6), layout="constrained", sharey=True)
-    for ax, state in zip(axes, ("init", "trained"), strict=True):
+    for ax, state, when in zip(axes, ("init", "trained"), ("at initialization", "after training"),
+                               strict=True):
         for kind, run in task_runs.items():
             flow = run["gradient_flow"][state]
             mean = sum(flow["norm"]) / len(flow["norm"])
             ax.plot(flow["distances"], [n / mean for n in flow["norm"]], label=kind)
         ax.set_yscale("log")
-        ax.set(xlabel="distance d = (L - j) + i", title=f"{task}: at {state}",
+        ax.set(xlabel="distance d = (L - j) + i", title=f"{task}: {when}",
                ylabel="||d loss_i / d e_j|| / its mean")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -235,6 +270,8 @@ def write_report(out: Path, metrics: dict[str, Any]) -> Path:
                          [[g["model"], g["goal"], _pct(g["measured"]),
                            "yes" if g["met"] else "**no**"] for g in metrics["goal"]],
                          title="The goal")
+    report.add_heading("What this run measured")
+    report.add_list(_findings(metrics))
     report.add_heading("Definitions")
     report.add_list(_EXPLAINED)
     for task, runs in metrics["tasks"].items():
