@@ -7,7 +7,10 @@ Learners" (GPT-2; no arXiv id for either). The layout is GPT-2's: pre-norm block
 and an output head tied to the token embedding.
 
 Options beyond GPT-2: grouped-query attention (``num_kv_heads``), sinusoidal or
-rotary positions, no biases (``bias=False``), an untied head.
+rotary positions, no biases (``bias=False``), an untied head, and attention-only blocks
+(``mlp=False``: no MLP and no second LayerNorm, the attention-only transformers of Elhage
+et al. 2021, "A Mathematical Framework for Transformer Circuits", transformer-circuits.pub,
+and Olsson et al. 2022, arXiv:2209.11895).
 
 Initialization (GPT-2): every linear and embedding weight ``N(0, 0.02^2)``, the
 residual output projections (attention ``out_proj`` and MLP ``proj``) ``N(0,
@@ -34,8 +37,10 @@ from attnkit._validate import check_bool, check_float, check_int
 from attnkit.models._blocks import EncoderLayer, TokenEmbedding, check_common, make_rotary
 from attnkit.nn._inputs import check_token_ids
 from attnkit.nn.kv_cache import KVCache
+from attnkit.nn.multihead import MultiHeadAttention
+from attnkit.nn.positional import RotaryEmbedding
 
-__all__ = ["GPTConfig", "GPT"]
+__all__ = ["GPTConfig", "GPT", "AttentionOnlyBlock"]
 
 _WHO = "GPTConfig"
 
@@ -56,6 +61,7 @@ class GPTConfig:
     bias: bool = True  # biases in linear layers and LayerNorms
     positional: str = "learned"  # "learned" (GPT-2) | "sinusoidal" | "rotary"
     tie_embeddings: bool = True  # output head shares the token embedding matrix
+    mlp: bool = True  # an MLP in every block (False: attention-only; ffn_dim is unused)
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "context_len", "num_layers"):
@@ -63,12 +69,39 @@ class GPTConfig:
         if self.ffn_dim is None:
             self.ffn_dim = 4 * self.d_model if isinstance(self.d_model, int) else self.d_model
         check_common(_WHO, self)
-        for field in ("bias", "tie_embeddings"):
+        for field in ("bias", "tie_embeddings", "mlp"):
             check_bool(getattr(self, field), field, owner=_WHO)
 
     def to_dict(self) -> dict:
         """JSON-able fields (for checkpoints); ``GPTConfig(**d)`` rebuilds it."""
         return dataclasses.asdict(self)
+
+
+class AttentionOnlyBlock(nn.Module):
+    """A pre-norm block without MLP, ``x + dropout(self_attn(norm1(x)))``: GPT's block for
+    ``mlp=False``. Its modules carry :class:`~attnkit.models._blocks.EncoderLayer`'s names
+    (``self_attn``, ``norm1``, ``dropout``), so captured layers keep their paths.
+
+    Args:
+        d_model, num_heads, num_kv_heads, bias, rotary: as :class:`MultiHeadAttention`.
+        dropout: on the attention weights and on the block's output.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, *, num_kv_heads: int | None = None,
+                 dropout: float = 0.0, bias: bool = True,
+                 rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, num_kv_heads=num_kv_heads,
+                                            bias=bias, dropout=dropout, rotary=rotary)
+        self.norm1 = nn.LayerNorm(d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, *, mask=None, causal: bool | None = None,
+                kv_cache: KVCache | None = None) -> torch.Tensor:
+        """``x (B, L, E) -> (B, L, E)``; ``mask``, ``causal``, ``kv_cache`` as
+        :meth:`EncoderLayer.forward`."""
+        out = self.self_attn(self.norm1(x), mask=mask, causal=causal, kv_cache=kv_cache)[0]
+        return x + self.dropout(out)
 
 
 class GPT(nn.Module):
@@ -92,10 +125,11 @@ class GPT(nn.Module):
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, positional=c.positional,
                                     max_len=c.context_len, dropout=c.dropout)
         rotary = make_rotary(c.positional, c.d_model // c.num_heads)
+        heads = dict(num_kv_heads=c.num_kv_heads, dropout=c.dropout, bias=c.bias,
+                     rotary=rotary)
         self.blocks = nn.ModuleList(
-            EncoderLayer(c.d_model, c.num_heads, c.ffn_dim, num_kv_heads=c.num_kv_heads,
-                         dropout=c.dropout, norm_first=True, activation="gelu", bias=c.bias,
-                         rotary=rotary)
+            EncoderLayer(c.d_model, c.num_heads, c.ffn_dim, norm_first=True, activation="gelu",
+                         **heads) if c.mlp else AttentionOnlyBlock(c.d_model, c.num_heads, **heads)
             for _ in range(c.num_layers))
         self.norm = nn.LayerNorm(c.d_model, bias=c.bias)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
@@ -112,7 +146,8 @@ class GPT(nn.Module):
         residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
         for block in self.blocks:
             nn.init.normal_(block.self_attn.out_proj.weight, std=residual_std)
-            nn.init.normal_(block.ffn.proj.weight, std=residual_std)
+            if self.config.mlp:
+                nn.init.normal_(block.ffn.proj.weight, std=residual_std)
 
     def make_kv_caches(self) -> list[KVCache]:
         """Empty caches for incremental decoding, one per block."""
