@@ -1,4 +1,5 @@
-"""Inspection tools: alignment matrices as terminal tables and plots; PNG figures."""
+"""Inspection tools: capture (exact weights from fused paths, stable names, head edits),
+head detectors, alignment matrices as terminal tables and plots; PNG figures."""
 
 from attnkit.interp.alignment import (
     Alignment,
@@ -6,7 +7,18 @@ from attnkit.interp.alignment import (
     format_alignment,
     plot_alignments,
 )
+from attnkit.interp.capture import Capture, Record, attention_modules, capture
 from attnkit.interp.figures import figure_png, pyplot, save_png
+from attnkit.interp.heads import (
+    HeadTable,
+    copying_scores,
+    detect_heads,
+    pattern_score,
+    pattern_table,
+    repeated_random_tokens,
+)
 
 __all__ = ["Alignment", "format_alignment", "alignment_figure", "plot_alignments",
-           "figure_png", "save_png", "pyplot"]
+           "figure_png", "save_png", "pyplot", "capture", "Capture", "Record",
+           "attention_modules", "HeadTable", "detect_heads", "copying_scores",
+           "pattern_score", "pattern_table", "repeated_random_tokens"]
