@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "translate": "attnkit.experiments.translate.cli",
     "longrange": "attnkit.experiments.longrange.cli",
     "data": "attnkit.data.cli",
+    "inspect": "attnkit.cli.inspect",
 }
 
 
