@@ -17,8 +17,10 @@ from attnkit.interp.heads import (
     pattern_table,
     repeated_random_tokens,
 )
+from attnkit.interp.viewer import AttentionLayer, inspect_html, viewer_html, write_viewer
 
 __all__ = ["Alignment", "format_alignment", "alignment_figure", "plot_alignments",
            "figure_png", "save_png", "pyplot", "capture", "Capture", "Record",
            "attention_modules", "HeadTable", "detect_heads", "copying_scores",
-           "pattern_score", "pattern_table", "repeated_random_tokens"]
+           "pattern_score", "pattern_table", "repeated_random_tokens",
+           "AttentionLayer", "inspect_html", "viewer_html", "write_viewer"]
