@@ -57,6 +57,23 @@ CONFIGS: dict[str, dict] = {
     "v4k-nodrop-l2": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0, "layers": 2},
     "v4k-nodrop-lr3e-3": {"lr": 3e-3, "vocab_size": 4000, "dropout": 0.0},
     "v2k-nodrop": {"lr": 2e-3, "vocab_size": 2000, "dropout": 0.0},
+    # second round, around the best of the first (smaller batches)
+    "v4k-nodrop-b1000": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0, "max_tokens": 1000},
+    "v4k-nodrop-b1500-lr1e-3": {"lr": 1e-3, "vocab_size": 4000, "dropout": 0.0,
+                                "max_tokens": 1500},
+    "v4k-nodrop-b1500-lr3e-3": {"lr": 3e-3, "vocab_size": 4000, "dropout": 0.0,
+                                "max_tokens": 1500},
+    "v4k-nodrop-b1500-ls0": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0,
+                             "max_tokens": 1500, "label_smoothing": 0.0},
+    # third round, around the narrower model (the best of the first two rounds)
+    "w192-b1500": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0, "width": 192,
+                   "max_tokens": 1500},
+    "w192-b2000": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0, "width": 192,
+                   "max_tokens": 2000},
+    "w192-lr3e-3": {"lr": 3e-3, "vocab_size": 4000, "dropout": 0.0, "width": 192},
+    "w192-ls0": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0, "width": 192,
+                 "label_smoothing": 0.0},
+    "w128": {"lr": 2e-3, "vocab_size": 4000, "dropout": 0.0, "width": 128},
 }
 
 

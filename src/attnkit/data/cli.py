@@ -49,9 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             help="data directory (default $ATTNKIT_DATA or ~/.cache/attnkit)")
 
     def vocab(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB), default=8000,
+        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB), default=4000,
                             help=f"tokenizer vocabulary size, at least {_MIN_VOCAB} (4 "
-                                 f"specials + 256 bytes; default 8000)")
+                                 f"specials + 256 bytes; default 4000, what translate uses)")
 
     build = actions.add_parser(
         "build", help="build a corpus from catalogs on this machine",

@@ -60,7 +60,7 @@ class ParallelCorpus:
         return [p for p, size in sorted(found, key=lambda item: (len(item[1]), item[1]))
                 if size.isdigit()]
 
-    def tokenizer(self, *, vocab_size: int = 8000, train: bool = True):
+    def tokenizer(self, *, vocab_size: int = 4000, train: bool = True):
         """The corpus tokenizer, trained on both sides of the train split on first use.
 
         Args:

@@ -85,9 +85,10 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
                         help="joint BPE vocabulary " + default("vocab_size"))
     parser.add_argument("--max-tokens", type=arg_int(d.max_len, MAX_BATCH_TOKENS), default=None,
                         help=f"padded tokens per batch, at least the longest sentence kept "
-                             f"({d.max_len}) " + default("max_tokens"))
+                             f"({d.max_len}) (default 1500 transformer, 3000 RNNs; --quick: "
+                             f"{quick['max_tokens']})")
     parser.add_argument("--lr", type=arg_float(0.0, low_open=True), default=None,
-                        help="peak learning rate (default: 7e-4 transformer, 1e-3 RNNs)")
+                        help="peak learning rate (default: 2e-3 transformer, 1e-3 RNNs)")
     parser.add_argument("--warmup-steps", type=arg_int(0), default=None,
                         help="linear warmup updates " + default("warmup_steps"))
     parser.add_argument("--schedule", choices=SCHEDULES, default=None,
@@ -128,7 +129,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Transformer for --minutes, evaluate on the test split (sacreBLEU BLEU "
                     "and chrF), and write a report directory (metrics.json, README.md, "
                     "report.html, alignments.png, checkpoints/).")
-    _add_training_options(translate, minutes=12.0)
+    _add_training_options(translate, minutes=13.0)
     translate.add_argument("--out", default=None, help="report directory (default "
                                                        "runs/translate-transformer, plus "
                                                        "-quick with --quick)")
@@ -139,7 +140,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--model", choices=sorted(MODEL_KINDS), default="transformer",
                        help="transformer | rnn-attention (Bahdanau) | rnn-luong | "
                             "rnn-local-p | rnn-none (no attention)")
-    _add_training_options(train, minutes=12.0)
+    _add_training_options(train, minutes=13.0)
     train.add_argument("--out", default=None, help="report directory (default "
                                                    "runs/translate-<model>, plus -quick with "
                                                    "--quick)")
