@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "bench": "attnkit.cli.bench",
     "translate": "attnkit.experiments.translate.cli",
     "longrange": "attnkit.experiments.longrange.cli",
+    "induction": "attnkit.experiments.induction.cli",
     "data": "attnkit.data.cli",
     "inspect": "attnkit.cli.inspect",
 }
