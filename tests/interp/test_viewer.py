@@ -291,6 +291,16 @@ def checkpoints(tmp_path_factory):
     save_checkpoint(gpt, model=GPT(config), step=1, model_config={"config": config.to_dict()})
     tokenizer.save(gpt / "tokenizer.json")
     found["gpt"] = gpt
+    induction = root / "induction"  # attnkit induction's layout: a folder per model
+    for layers in (1, 2):
+        config = GPTConfig(vocab_size=tokenizer.vocab_size, context_len=32, num_layers=layers,
+                           num_heads=2, d_model=16, mlp=False)
+        save_checkpoint(induction / "checkpoints" / f"attn-{layers}", model=GPT(config),
+                        step=3, model_config={"gpt": config.to_dict(),
+                                              "induction_model": f"attn-{layers}"})
+    tokenizer.save(induction / "tokenizer.json")
+    found["induction"] = induction
+    found["attn-2"] = induction / "checkpoints" / "attn-2"
     return found
 
 
@@ -326,6 +336,8 @@ def no_loading(monkeypatch):
     (["{afile}", "text"], "CKPT"),
     (["{folder}", "text"], "checkpoint"),
     (["{rnn-none}", "text"], "no attention"),
+    (["{induction}", "text"], "holds 2 checkpoints"),
+    (["{attn-2}", "text", "--layers", "blocks.0.ffn"], "--layers"),
     (["{gpt}"], "required"),
     (["{gpt}", "text", "--layers"], "--layers"),
 ])
@@ -335,7 +347,7 @@ def test_bad_arguments_exit_2_with_one_line_before_loading(argv, words, checkpoi
     afile.write_text("x")
     names = {"missing": tmp_path / "missing", "afile": afile, "folder": tmp_path,
              **{key: str(path) for key, path in checkpoints.items()}}
-    argv = [re.sub(r"\{([a-z-]+)\}", lambda m: str(names[m.group(1)]), arg) for arg in argv]
+    argv = [re.sub(r"\{([a-z0-9-]+)\}", lambda m: str(names[m.group(1)]), arg) for arg in argv]
     code, out, err = _run(["inspect", *argv], capsys)
     assert code == 2, err
     assert out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -348,6 +360,7 @@ def test_bad_arguments_exit_2_with_one_line_before_loading(argv, words, checkpoi
     ("gpt", ["--layers", "-1"], ["blocks.1.self_attn"]),
     ("transformer", [], ["encoder.0.self_attn", "decoder.0.self_attn", "decoder.0.cross_attn"]),
     ("rnn-attention", [], ["attention"]),
+    ("attn-2", [], ["blocks.0.self_attn", "blocks.1.self_attn"]),
 ])
 def test_inspect_writes_the_page(kind, layers, want, checkpoints, tmp_path, capsys):
     out_file = tmp_path / "page.html"
@@ -358,9 +371,10 @@ def test_inspect_writes_the_page(kind, layers, want, checkpoints, tmp_path, caps
     data = _data(out_file.read_text(encoding="utf-8"))
     assert [layer["name"] for layer in data["layers"]] == want
     sequences = {s["name"]: s["tokens"] for s in data["sequences"]}
-    text = "".join(sequences["tokens" if kind == "gpt" else "source"])
+    decoder_only = kind in ("gpt", "attn-2")
+    text = "".join(sequences["tokens" if decoder_only else "source"])
     assert XSS in text
-    if kind == "gpt":
+    if decoder_only:
         assert sequences["tokens"][0] == "<s>"  # one document, as the model was trained
     else:
         assert sequences["target input"][0] == "<s>"

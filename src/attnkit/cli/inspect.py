@@ -8,8 +8,9 @@ CKPT is any attnkit checkpoint, found and read without unpickling anything:
   that translation (encoder and decoder self-attention, cross-attention);
 - a **GPT** checkpoint (any attnkit checkpoint whose ``model_config`` holds a
   :class:`~attnkit.models.GPTConfig`, itself or under ``"config"``/``"gpt"``, with a
-  ``tokenizer.json`` in the checkpoint folder or one of its two parents): the text, as one
-  document (``<s>`` first when the tokenizer is attnkit's), and its causal self-attention;
+  ``tokenizer.json`` in the checkpoint folder or one of its two parents), such as the
+  ``checkpoints/<model>`` folders of ``attnkit induction``: the text, as one document
+  (``<s>`` first when the tokenizer is attnkit's), and its causal self-attention;
 - **MiniLM** (all-MiniLM-L6-v2 of the ``attnkit[hf]`` extra) through
   :class:`~attnkit.models.BertEncoder`: the literal ``minilm``, or a Hugging Face BERT folder
   (``config.json``, ``model.safetensors``, ``tokenizer.json``).
@@ -135,7 +136,19 @@ def _find(checkpoint: str) -> _Source:
         return _Source("bert", path)
     from attnkit.experiments.translate.translator import resolve_checkpoint
 
-    folder = resolve_checkpoint(path)  # UserError when there is no checkpoint
+    try:
+        folder = resolve_checkpoint(path)
+    except UserError:
+        # a report folder holding one checkpoint folder per model (attnkit induction)
+        named = sorted(item for base in (path, path / "checkpoints") if base.is_dir()
+                       for item in base.iterdir()
+                       if item.is_dir() and (item / "state.json").is_file())
+        if len(named) != 1:
+            if named:
+                raise UserError(f"CKPT: {path} holds {len(named)} checkpoints; name one: "
+                                f"{', '.join(str(item) for item in named)}") from None
+            raise
+        folder = named[0]
     state = _state(folder)
     from attnkit.experiments.translate.config import MODEL_KINDS
 
