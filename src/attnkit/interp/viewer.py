@@ -256,6 +256,8 @@ _PAGE = """<!DOCTYPE html>
 <section id="headview-section">
 <h2>Head view</h2>
 <p class="describe" id="headview-describe"></p>
+<p class="describe">Queries on the left, keys on the right, a line per weight from the chosen
+threshold on. Hover a token to keep its lines only, scaled to its strongest weight.</p>
 <div class="headview"><div class="tokcol left" id="hv-left"></div><canvas id="hv-canvas">
 </canvas><div class="tokcol right" id="hv-right"></div></div>
 </section>

@@ -254,18 +254,28 @@
       ctx.strokeStyle = headColor(state.head);
       ctx.lineWidth = 1.5;
       const hover = state.hover;
-      const threshold = hover ? Math.min(state.minWeight, 1e-3) : state.minWeight;
+      // a hovered token keeps its own lines only, scaled so that its strongest is opaque
+      let gain = 1;
+      if (hover) {
+        let peak = 0;
+        const [side, index] = hover;
+        const count = side === "q" ? layer.cols : layer.rows;
+        for (let o = 0; o < count; o++) {
+          peak = Math.max(peak, side === "q" ? w[index * layer.cols + o] : w[o * layer.cols + index]);
+        }
+        gain = peak > 0 ? 1 / peak : 1;
+      }
+      const threshold = hover ? data.floor : state.minWeight;
       // one path per opacity bucket: thousands of lines stay one stroke call each
       const buckets = Array.from({ length: 20 }, () => new Path2D());
       const y = (index) => (index + 0.5) * rowPx;
-      const iRange = hover && hover[0] === "q" ? [hover[1]] : null;
       for (let i = 0; i < layer.rows; i++) {
-        if (iRange && i !== iRange[0]) continue;
+        if (hover && hover[0] === "q" && i !== hover[1]) continue;
         for (let j = 0; j < layer.cols; j++) {
           if (hover && hover[0] === "k" && j !== hover[1]) continue;
           const v = w[i * layer.cols + j];
           if (v < threshold || v <= 0) continue;
-          const bucket = Math.min(19, Math.floor(v * 20));
+          const bucket = Math.min(19, Math.floor(v * gain * 20));
           buckets[bucket].moveTo(0, y(i));
           buckets[bucket].lineTo(width, y(j));
         }
@@ -283,8 +293,9 @@
         const others = side === "q" ? rightTokens : leftTokens;
         others.forEach((span, other) => {
           const v = side === "q" ? w[index * layer.cols + other] : w[other * layer.cols + index];
-          if (v > 0) span.style.background = "rgba(8, 48, 107, " + Math.min(0.85, v).toFixed(3) + ")";
-          span.style.color = v > 0.45 ? "#fff" : "";
+          const t = Math.min(1, v * gain);
+          if (v > 0) span.style.background = "rgba(8, 48, 107, " + (0.85 * t).toFixed(3) + ")";
+          span.style.color = t > 0.55 ? "#fff" : "";
         });
       } else {
         for (const span of [...leftTokens, ...rightTokens]) span.style.color = "";
