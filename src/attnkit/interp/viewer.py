@@ -393,4 +393,7 @@ def inspect_html(model: torch.nn.Module, ids, tokens: Sequence[str], *, source_i
                              f"the AttentionLayer list yourself and call viewer_html")
         found.append(AttentionLayer(name or type(model).__name__, weights[0].float(),
                                     queries, keys))
+    if not found:
+        raise ValueError(f"no attention module of {type(model).__name__} ran on this input "
+                         f"(captured: {cap.names})")
     return viewer_html(found, sequences, title=title, notes=notes)
