@@ -382,6 +382,28 @@ def test_inspect_writes_the_page(kind, layers, want, checkpoints, tmp_path, caps
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
 
 
+def test_inspect_gpt_with_a_plain_tokenizers_file(tmp_path, capsys):
+    """A tokenizer.json without attnkit's special tokens: its own tokens, no <s> added."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from attnkit.train import save_checkpoint
+
+    words = ["[UNK]", "the", "cat", "sat", "<b>"]
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(
+        {word: i for i, word in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    config = GPTConfig(vocab_size=len(words), context_len=8, num_layers=1, num_heads=2,
+                       d_model=8)
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, model=GPT(config), model_config=config.to_dict())
+    backend.save(str(folder / "tokenizer.json"))
+    out_file = tmp_path / "page.html"
+    code, out, err = _run(["inspect", str(folder), "the <b> cat dog", "--out", str(out_file)],
+                          capsys)
+    assert code == 0, err
+    data = _data(out_file.read_text(encoding="utf-8"))
+    assert data["sequences"][0]["tokens"] == ["the", "<b>", "cat", "[UNK]"]
+
+
 def test_inspect_minilm(tmp_path, capsys):
     pytest.importorskip("tokenizers")
     from attnkit.models import minilm_path

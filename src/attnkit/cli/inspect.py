@@ -232,21 +232,22 @@ def _gpt_page(source: _Source, model, text: str, layers) -> str:
     import torch
 
     from attnkit.data.errors import DataError
-    from attnkit.data.tokenizer import BOS_ID, load_tokenizer
+    from attnkit.data.tokenizer import BOS_ID, SPECIAL_TOKENS, load_tokenizer
     from attnkit.interp.viewer import inspect_html
     from attnkit.train import CheckpointError, load_checkpoint
 
     tokenizer_path = _tokenizer_file(source.path)
-    try:
-        tokenizer = load_tokenizer(tokenizer_path)
+    backend = _plain_tokenizer(tokenizer_path)
+    if all(backend.token_to_id(token) == i for i, token in enumerate(SPECIAL_TOKENS)):
+        try:  # attnkit's byte-level BPE: readable byte tokens, <s> starts a document
+            tokenizer = load_tokenizer(tokenizer_path)
+        except DataError as exc:
+            raise UserError(f"CKPT: {exc}") from None
         ids = [BOS_ID, *tokenizer.encode(text)]
         tokens = tokenizer.tokens(ids)
-    except ValueError:  # not attnkit's special tokens: a plain tokenizers file
-        backend = _plain_tokenizer(tokenizer_path)
+    else:
         ids = backend.encode(text, add_special_tokens=False).ids
         tokens = [backend.id_to_token(i) for i in ids]
-    except DataError as exc:
-        raise UserError(f"CKPT: {exc}") from None
     context = model.config.context_len
     if len(ids) > context:
         raise UserError(f"text: {len(ids)} tokens, but the model has context_len {context}; "
