@@ -18,6 +18,7 @@ import sys
 
 from attnkit._io import atomic_write_json
 from attnkit._validate import arg_float, arg_int, output_file
+from attnkit.data.translation.split import TEST_LONG
 from attnkit.errors import UserError
 from attnkit.experiments.translate.config import (
     AMP_MODES,
@@ -33,6 +34,8 @@ from attnkit.experiments.translate.config import (
     TranslateConfig,
     preset,
 )
+
+EVAL_SPLITS = ("test", TEST_LONG)  # as evaluate.EVAL_SPLITS, without importing torch
 
 __all__ = ["HELP", "add_parser", "run"]
 
@@ -120,6 +123,13 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
     parser.set_defaults(default_minutes=minutes)
 
 
+def _add_hold_out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hold-out-long", action="store_true",
+                        help="train without the test-long set (long train-split sentences "
+                             "picked by a salted hash, about 250+ per 13-20/21-30/31-50-word "
+                             "bucket) and score on it too (compare always does)")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``translate`` and its actions (train, eval, text, compare)."""
     translate = subparsers.add_parser(
@@ -130,6 +140,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "and chrF), and write a report directory (metrics.json, README.md, "
                     "report.html, alignments.png, checkpoints/).")
     _add_training_options(translate, minutes=13.0)
+    _add_hold_out(translate)
     translate.add_argument("--out", default=None, help="report directory (default "
                                                        "runs/translate-transformer, plus "
                                                        "-quick with --quick)")
@@ -141,12 +152,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="transformer | rnn-attention (Bahdanau) | rnn-luong | "
                             "rnn-local-p | rnn-none (no attention)")
     _add_training_options(train, minutes=13.0)
+    _add_hold_out(train)
     train.add_argument("--out", default=None, help="report directory (default "
                                                    "runs/translate-<model>, plus -quick with "
                                                    "--quick)")
 
     evaluate = actions.add_parser("eval", help="BLEU/chrF of a checkpoint on the test split")
     evaluate.add_argument("checkpoint", help="report directory, checkpoints/ or ckpt-* folder")
+    evaluate.add_argument("--split", choices=EVAL_SPLITS, default="test",
+                          help="test, or test-long for a run trained with --hold-out-long "
+                               "(default %(default)s)")
     evaluate.add_argument("--beam-size", type=arg_int(1, MAX_BEAM), default=None)
     evaluate.add_argument("--test-limit", type=arg_int(1), default=None)
     evaluate.add_argument("--data-dir", default=None)
@@ -161,8 +176,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     comp = actions.add_parser(
         "compare", help="rnn-none vs rnn-attention vs transformer under one budget",
         description="Train several models on the same corpus, tokenizer and wall-clock "
-                    "budget; write BLEU/chrF per model, BLEU by source length, throughput "
-                    "and side-by-side alignment plots.")
+                    "budget, each without the test-long set; write BLEU/chrF per model, BLEU "
+                    "by source length on the test split and on test-long with 95% paired-"
+                    "bootstrap intervals and p-values per pair of models (sacreBLEU), "
+                    "throughput and side-by-side alignment plots.")
     comp.add_argument("--models", nargs="+", choices=sorted(MODEL_KINDS),
                       default=["rnn-none", "rnn-attention", "transformer"])
     _add_training_options(comp, minutes=10.0)
@@ -180,6 +197,8 @@ def _base(args: argparse.Namespace) -> dict:
     values.update({name: getattr(args, name) for name in _BASE_FLAGS
                    if getattr(args, name) is not None})
     values["progress"] = not args.no_progress
+    if getattr(args, "hold_out_long", False):  # compare has no flag: it always holds out
+        values["hold_out_long"] = True
     return values
 
 
@@ -220,12 +239,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.json:
         output_file(args.json, "--json")
-    metrics = evaluate(args.checkpoint, beam_size=args.beam_size, test_limit=args.test_limit,
-                       data_dir=args.data_dir)
+    metrics = evaluate(args.checkpoint, split=args.split, beam_size=args.beam_size,
+                       test_limit=args.test_limit, data_dir=args.data_dir)
     for bucket in metrics["by_length"]:
         bleu = f"{bucket['bleu']:6.2f}" if "bleu" in bucket else "     -"
         print(f"  {bucket['bucket']:>6} words  {bucket['sentences']:5d} sentences  BLEU {bleu}")
-    print(f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  "
+    print(f"{args.split}: BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  "
           f"({metrics['bleu_signature']})")
     if args.json:
         atomic_write_json(args.json, metrics)

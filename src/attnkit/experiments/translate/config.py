@@ -49,7 +49,7 @@ USABLE_EPOCHS = 3.0
 #: fields a resumed run must share with its checkpoint: they define the model, the corpus
 #: and the batch stream, so changing them would silently train something else
 RESUME_FIXED = ("model", "size", "width", "layers", "lang", "vocab_size", "max_len",
-                "max_tokens", "seed")
+                "max_tokens", "seed", "hold_out_long")
 
 #: ``--quick``: a tiny model, a one-minute budget and a small test set; the whole run
 #: (training and evaluation) finishes in under two minutes on two CPU cores
@@ -96,6 +96,9 @@ class TranslateConfig:
     progress: bool = True  # tqdm progress bar when stderr is a terminal
     amp: str = "auto"  # bf16 autocast where the hardware has native bf16 (see TrainConfig)
     test_limit: int | None = None  # evaluate on the first N test pairs only (None: all)
+    # train without the test-long pairs (and their tokenizer), so the run can be scored on
+    # test-long too; compare always sets it. False keeps the main job's whole train split.
+    hold_out_long: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.model, "model", sorted(MODEL_KINDS))
@@ -137,6 +140,7 @@ class TranslateConfig:
                                            high=1.0, high_open=True)
         self.length_penalty = check_float(self.length_penalty, "length_penalty", low=0.0)
         check_bool(self.progress, "progress")
+        check_bool(self.hold_out_long, "hold_out_long")
         for name in ("data_dir", "out"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -186,9 +190,10 @@ class CompareConfig:
                                    high=MAX_MINUTES)
         if not isinstance(self.out, str):
             raise TypeError(f"out: expected a path string, got {type(self.out).__name__}")
-        overlap = {"model", "minutes", "out"} & set(self.base)
+        overlap = {"model", "minutes", "out", "hold_out_long"} & set(self.base)
         if overlap:
-            raise ValueError(f"base: {sorted(overlap)} are set per model by compare")
+            raise ValueError(f"base: {sorted(overlap)} are set per model by compare "
+                             f"(hold_out_long is always True there)")
         TranslateConfig(**self.base)  # validates the shared fields once, up front
 
 

@@ -35,7 +35,22 @@ def _summary(m: dict[str, Any]) -> list[str]:
         f"test: **BLEU {m['bleu']:.2f}**, **chrF {m['chrf']:.2f}** on {m['test_sentences']} "
         f"sentences (beam {m['beam_size']}, length penalty {m['length_penalty']})",
         f"signatures: `{m['bleu_signature']}`, `{m['chrf_signature']}`",
-    ]
+    ] + _test_long_summary(m)
+
+
+def _test_long_summary(m: dict[str, Any]) -> list[str]:
+    """The test-long line of a run trained with ``hold_out_long`` (none otherwise)."""
+    counts = m["corpus"].get("test_long")
+    if counts is None:
+        return []
+    strata = ", ".join(f"{n} of {name} words" for name, n in counts["by_length"].items())
+    line = (f"test-long (held out of training): {counts['pairs']} pairs ({strata}; "
+            f"{counts['outside']} outside)")
+    long = m.get("test_long")
+    if long is not None:
+        line += (f": **BLEU {long['bleu']:.2f}**, chrF {long['chrf']:.2f} on "
+                 f"{long['test_sentences']} sentences")
+    return [line]
 
 
 def curve_figure(curve: list[dict[str, Any]], title: str):
@@ -70,6 +85,11 @@ def write_run_report(out: Path, metrics: dict[str, Any], translator: Translator,
     report.add_list(_summary(metrics))
     report.add_table(["words", "sentences", "BLEU", "chrF"], by_length_rows(metrics["by_length"]),
                      title="BLEU by English source length (words)")
+    if "test_long" in metrics:
+        report.add_table(["words", "sentences", "BLEU", "chrF"],
+                         by_length_rows(metrics["test_long"]["by_length"]),
+                         title="test-long (long train-split sentences held out of training): "
+                               "BLEU by English source length")
     report.add_table(["source", "reference", "output"],
                      [[s["source"], s["reference"], s["output"]] for s in metrics["samples"]],
                      title="Samples")

@@ -9,6 +9,10 @@ wall-clock budget, label smoothing, checkpoints that
 resume exactly); evaluation is :func:`~attnkit.experiments.translate.evaluate.evaluate_split`
 on the test split. Under torchrun every process trains on its share of each batch and
 process 0 alone builds the corpus, evaluates and writes the report.
+
+With ``hold_out_long`` the run trains (and trains its tokenizer) without the ``test-long``
+pairs of the train split and is scored on test-long as well; every scored sentence's output
+goes to ``translations.json`` for the paired significance tests of ``translate compare``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import torch
 
+from attnkit._io import atomic_write_json
 from attnkit._validate import check_choice, output_dir
 from attnkit.data import (
     CorpusNotFoundError,
@@ -50,7 +55,13 @@ from attnkit.train import (
     token_cross_entropy,
 )
 
-__all__ = ["train", "fit", "FitResult", "ensure_corpus", "check_run_dir"]
+__all__ = ["train", "fit", "FitResult", "ensure_corpus", "check_run_dir", "training_pairs",
+           "TRANSLATIONS_FILE"]
+
+TRANSLATIONS_FILE = "translations.json"  # split -> sources, references, hypotheses
+
+#: RESUME_FIXED fields added after runs were first written: what an older checkpoint meant
+_RESUME_DEFAULTS = {"hold_out_long": False}
 
 
 def ensure_corpus(lang: str, data_dir: str | None, *, log: Callable[[str], None] = print):
@@ -95,6 +106,7 @@ def check_run_dir(config: TranslateConfig, *, resume: bool) -> None:
     if not isinstance(saved, dict):
         raise UserError(f"--resume: {latest} was not written by `attnkit translate`")
     wanted = asdict(config)
+    saved = {**_RESUME_DEFAULTS, **saved}
     changed = [name for name in RESUME_FIXED if saved.get(name) != wanted[name]]
     if changed:
         was = ", ".join(f"{_flag(n)} {saved.get(n)}" for n in changed)
@@ -153,16 +165,24 @@ def _plan_logger(config: TranslateConfig, batches, log: Callable[[str], None]):
 def _prepare(config: TranslateConfig, report: Path, log: Callable[[str], None]):
     """Process 0 builds the corpus and the tokenizer; then every process loads them."""
     checkpoints = report / "checkpoints"
+    hold_out = config.hold_out_long
     if distributed.is_main_process():
         corpus = ensure_corpus(config.lang, config.data_dir, log=log)
-        corpus.tokenizer(vocab_size=config.vocab_size)
+        corpus.tokenizer(vocab_size=config.vocab_size, hold_out_long=hold_out)
         checkpoints.mkdir(parents=True, exist_ok=True)
-        cached = corpus.tokenizer_path(config.vocab_size)
+        cached = corpus.tokenizer_path(config.vocab_size, hold_out_long=hold_out)
         shutil.copyfile(cached, checkpoints / "tokenizer.json")
         shutil.copyfile(cached, report / "tokenizer.json")
     distributed.barrier()
     corpus = load_corpus(config.lang, config.data_dir)
-    return corpus, corpus.tokenizer(vocab_size=config.vocab_size, train=False)
+    return corpus, corpus.tokenizer(vocab_size=config.vocab_size, train=False,
+                                    hold_out_long=hold_out)
+
+
+def training_pairs(corpus, config: TranslateConfig) -> list[tuple[str, str]]:
+    """The ``(english, target)`` pairs a run trains on: the train split, less the test-long
+    pairs when ``config.hold_out_long``."""
+    return corpus.split("train", hold_out_long=config.hold_out_long)
 
 
 @dataclass
@@ -209,10 +229,13 @@ def fit(config: TranslateConfig, *, resume: bool = False, horizon: str | None = 
                                      dropout=config.dropout)
     if torch.cuda.is_available():
         model = model.to(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
-    batches = TranslationBatches(corpus.train, tokenizer, max_tokens=config.max_tokens,
+    pairs = training_pairs(corpus, config)
+    batches = TranslationBatches(pairs, tokenizer, max_tokens=config.max_tokens,
                                  max_len=config.max_len, seed=config.seed)
+    held = (f" ({len(corpus.train) - len(pairs)} test-long pairs held out of train)"
+            if config.hold_out_long else "")
     log(f"{config.model}: {num_parameters(model) / 1e6:.2f}M parameters; corpus "
-        f"{len(corpus.train)}/{len(corpus.valid)}/{len(corpus.test)} train/valid/test pairs "
+        f"{len(pairs)}/{len(corpus.valid)}/{len(corpus.test)} train/valid/test pairs{held} "
         f"({batches.num_dropped} train pairs over {config.max_len} tokens dropped), "
         f"{len(batches)} batches per epoch, vocabulary {tokenizer.vocab_size}")
     train_config = TrainConfig(
@@ -252,13 +275,23 @@ def train(config: TranslateConfig, *, resume: bool = False,
     report = config.report_dir
     translator = Translator(result.model.eval(), result.tokenizer, config.model)
     metrics = evaluate_split(translator, result.corpus.test, config, log=log)
+    translations = {"test": metrics.pop("translations")}
+    if config.hold_out_long:
+        long_pairs = result.corpus.split("test-long")
+        if long_pairs:
+            metrics["test_long"] = evaluate_split(translator, long_pairs, config,
+                                                  split="test-long", log=log)
+            translations["test-long"] = metrics["test_long"].pop("translations")
+        else:
+            log("test-long: empty in this corpus (no train pair is selected), not scored")
+    atomic_write_json(report / TRANSLATIONS_FILE, translations)
     metrics["training"] = _training_metrics(result.summary, result.batches, result.model)
     metrics["training"]["autocast"] = result.amp
-    metrics["corpus"] = _corpus_metrics(result.corpus)
+    metrics["corpus"] = _corpus_metrics(result.corpus, config)
     metrics["config"] = asdict(config)
     write_run_report(report, metrics, translator, result.corpus.test)
     log(f"wrote {report}/ (metrics.json, README.md, report.html, alignments.png, "
-        f"checkpoints/)")
+        f"{TRANSLATIONS_FILE}, checkpoints/)")
     return metrics
 
 
@@ -280,9 +313,13 @@ def quality_curve(records: list[dict]) -> list[dict[str, float]]:
             for r in records if r.get("event") == "eval" and "valid_bleu" in r]
 
 
-def _corpus_metrics(corpus) -> dict[str, Any]:
+def _corpus_metrics(corpus, config: TranslateConfig) -> dict[str, Any]:
     manifest = corpus.manifest
-    return {"path": str(corpus.path), "lang": corpus.lang,
-            "pairs": {name: len(corpus.split(name)) for name in ("train", "valid", "test")},
-            "catalogs": len(manifest.get("sources", [])),
-            "splits_sha256": {k: v.get("sha256") for k, v in manifest.get("splits", {}).items()}}
+    found = {"path": str(corpus.path), "lang": corpus.lang,
+             "pairs": {name: len(corpus.split(name)) for name in ("train", "valid", "test")},
+             "catalogs": len(manifest.get("sources", [])),
+             "splits_sha256": {k: v.get("sha256")
+                               for k, v in manifest.get("splits", {}).items()}}
+    if config.hold_out_long:
+        found["test_long"] = corpus.test_long_counts()
+    return found
