@@ -15,7 +15,11 @@ from attnkit.cli import main
 from attnkit.data import build_corpus, load_corpus, write_mo
 from attnkit.errors import UserError
 from attnkit.experiments.translate import CompareConfig, TranslateConfig
-from attnkit.experiments.translate.compare import STATS_BUCKETS, significance
+from attnkit.experiments.translate.compare import (
+    MIN_STATS_SENTENCES,
+    STATS_BUCKETS,
+    significance,
+)
 from attnkit.experiments.translate.evaluate import check_held_out
 from attnkit.experiments.translate.run import TRANSLATIONS_FILE, fit, training_pairs
 from attnkit.experiments.translate.stats import (
@@ -111,6 +115,9 @@ def test_identical_and_near_identical_systems_are_not_significant():
     nearly = list(good)
     nearly[0] = "fichier"  # one sentence of 200 changed
     assert paired_bootstrap({"a": good, "b": nearly}, refs)["pairs"][0]["p"] > 0.05
+    # Different outputs, both at 0 BLEU on every resample: no difference, p = 1.
+    zero = paired_bootstrap({"x": ["zzz"] * len(refs), "y": ["qqq"] * len(refs)}, refs)
+    assert zero["pairs"][0]["delta"] == 0.0 and zero["pairs"][0]["p"] == 1.0
 
 
 def test_bootstrap_is_reproducible_and_leaves_the_environment_alone(monkeypatch):
@@ -145,6 +152,7 @@ def test_significance_covers_every_bucket_of_both_splits():
     refs, good, bad = _systems(sentences=120)
     rng = random.Random(2)
     sources = [" ".join(["word"] * rng.randint(3, 50)) for _ in refs]
+    sources[:3] = ["one two three"] * 3  # 3-5 words: under MIN_STATS_SENTENCES
     split = {"sources": sources, "references": refs}
     translations = {"bad": {"test": {**split, "hypotheses": bad},
                             "test-long": {**split, "hypotheses": bad}},
@@ -158,7 +166,8 @@ def test_significance_covers_every_bucket_of_both_splits():
             words = [len(s.split()) for s in sources]
             expected = sum(bucket is None or bucket[0] <= n <= bucket[1] for n in words)
             assert buckets[label]["sentences"] == expected
-            if expected:
+            assert ("systems" in buckets[label]) == (expected >= MIN_STATS_SENTENCES)
+            if expected >= MIN_STATS_SENTENCES:
                 assert set(buckets[label]["systems"]) == {"bad", "good"}
     assert stats["splits"]["test"]["all"]["pairs"][0]["p"] < 0.05
     translations["good"]["test"] = {**translations["good"]["test"],
@@ -254,7 +263,7 @@ def test_compare_reports_intervals_and_p_values(long_data, tmp_path, capsys):
     out = tmp_path / "compare"
     argv = ["translate", "compare", "--models", "rnn-none", "rnn-attention", "--size", "tiny",
             "--vocab-size", "600", "--max-steps", "2", "--max-tokens", "400", "--test-limit",
-            "6", "--beam-size", "1", "--no-progress", "--data-dir", str(long_data), "--out",
+            "12", "--beam-size", "1", "--no-progress", "--data-dir", str(long_data), "--out",
             str(out)]
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
@@ -268,13 +277,16 @@ def test_compare_reports_intervals_and_p_values(long_data, tmp_path, capsys):
         whole = stats["splits"]["test-long"]["all"]["systems"][name]
         assert whole["bleu"] == pytest.approx(run["test_long"]["bleu"])
         assert whole["low"] <= whole["high"]
-    pairs = stats["splits"]["test"]["all"]["pairs"]
+    pairs = stats["splits"]["test-long"]["all"]["pairs"]
     assert [(p["a"], p["b"]) for p in pairs] == [("rnn-none", "rnn-attention")]
     assert 0.0 < pairs[0]["p"] <= 1.0
+    test_all = stats["splits"]["test"]["all"]  # the fixture's test split: 8 sentences
+    assert test_all["sentences"] < MIN_STATS_SENTENCES and "systems" not in test_all
     assert summary["test_long"]["pairs"] == len(load_corpus("fr", long_data).split("test-long"))
     readme = (out / "README.md").read_text()
     assert "test-long: BLEU [95% interval]" in readme and "paired-bootstrap p-value" in readme
-    assert "| rnn-attention - rnn-none |" in readme
+    assert "| rnn-attention - rnn-none |" in readme and "(here: test all" in readme
+    assert "test: BLEU [95% interval]" not in readme  # no bucket of the test split qualifies
     assert (out / "bleu_by_length.png").read_bytes()[:4] == b"\x89PNG"
     # --resume reuses both runs and gives the same statistics (fixed seed).
     code, stdout, err = run_cli([*argv, "--resume"], capsys)

@@ -35,7 +35,12 @@ from attnkit.experiments.translate.stats import (
 from attnkit.experiments.translate.translator import load_translator
 from attnkit.interp import alignment_figure, pyplot
 
-__all__ = ["compare", "length_curve_figure", "significance", "STATS_BUCKETS"]
+__all__ = ["compare", "length_curve_figure", "significance", "STATS_BUCKETS",
+           "MIN_STATS_SENTENCES"]
+
+#: buckets with fewer sentences get BLEU only: resampling a handful of sentences gives an
+#: interval and a p-value that mean nothing (one sentence: a single resample value)
+MIN_STATS_SENTENCES = 10
 
 #: the buckets (English words) of each split that get intervals and p-values: the whole
 #: split, its by-length buckets and, on test-long, 21-50 words together (the long sentences
@@ -83,9 +88,10 @@ def significance(translations: dict[str, dict[str, dict]], *,
 
     Returns:
         ``samples``, ``seed``, ``signature`` and ``splits``: split -> bucket label ("all",
-        "3-5", ...) -> ``sentences`` and, where there are any, ``systems`` (BLEU, mean, ci,
-        low, high per model) and ``pairs`` (``a``, ``b``, ``delta`` = BLEU(b) - BLEU(a),
-        ``p``), as :func:`paired_bootstrap` returns them.
+        "3-5", ...) -> ``sentences`` and, where there are at least
+        :data:`MIN_STATS_SENTENCES`, ``systems`` (BLEU, mean, ci, low, high per model) and
+        ``pairs`` (``a``, ``b``, ``delta`` = BLEU(b) - BLEU(a), ``p``), as
+        :func:`paired_bootstrap` returns them.
     """
     if not translations:
         raise ValueError("translations: expected at least one model")
@@ -107,7 +113,7 @@ def significance(translations: dict[str, dict[str, dict]], *,
             rows = [i for i, n in enumerate(words)
                     if bucket is None or bucket[0] <= n <= bucket[1]]
             entry: dict[str, Any] = {"sentences": len(rows)}
-            if rows:
+            if len(rows) >= MIN_STATS_SENTENCES:
                 result = paired_bootstrap(
                     {name: [t[split]["hypotheses"][i] for i in rows]
                      for name, t in translations.items()},
@@ -190,7 +196,9 @@ def _report(out: Path, results: dict[str, dict], config: CompareConfig,
         title="BLEU by English source length (words; sentences per bucket in brackets)")
     stats = summary["bootstrap"]
     for split, buckets in stats["splits"].items():
-        labels = [label for label, entry in buckets.items() if entry["sentences"]]
+        labels = [label for label, entry in buckets.items() if "systems" in entry]
+        if not labels:
+            continue
         headers = [f"{label} ({buckets[label]['sentences']})" for label in labels]
         report.add_table(
             ["model", *headers],
@@ -208,10 +216,14 @@ def _report(out: Path, results: dict[str, dict], config: CompareConfig,
                 title=f"{split}: BLEU difference and paired-bootstrap p-value per pair of models")
     report.add_text(f"Intervals and p-values: sacreBLEU's paired bootstrap resampling (Koehn "
                     f"2004), {stats['samples']} resamples, seed {stats['seed']}; the interval "
-                    f"is the 2.5th-97.5th percentile of the resampled BLEU; p < 0.05 marks a "
-                    f"difference unlikely to be chance. Signature: `{stats['signature']}`")
+                    f"is the mean resampled BLEU +- half the distance between its 2.5th and "
+                    f"97.5th percentiles; p < 0.05 marks a difference unlikely to be chance. "
+                    f"Buckets under {MIN_STATS_SENTENCES} sentences get no interval"
+                    f"{_too_small(stats['splits'])}. Signature: `{stats['signature']}`")
     report.add_figure("bleu_by_length", length_curve_figure(results, stats["splits"]),
-                      caption="BLEU by English source length, with 95% bootstrap intervals")
+                      caption=f"BLEU by English source length: the test split, and "
+                              f"test-long where held out; error bars are 95% bootstrap "
+                              f"intervals (none under {MIN_STATS_SENTENCES} sentences)")
     report.add_figure("alignments", _alignments_figure(out, results),
                       caption="the same test sentences under every model (one column each)")
     report.add_text(f"Signature: `{first['bleu_signature']}`")
@@ -227,6 +239,12 @@ def _alignments_figure(out: Path, results: dict[str, dict]):
         for i, alignment in enumerate(alignments):
             grid[i].append(alignment)
     return alignment_figure(grid)
+
+
+def _too_small(splits: dict[str, dict[str, dict]]) -> str:
+    small = [f"{split} {label}" for split, buckets in splits.items()
+             for label, entry in buckets.items() if 0 < entry["sentences"] < MIN_STATS_SENTENCES]
+    return f" (here: {', '.join(small)})" if small else ""
 
 
 def _interval(system: dict[str, float]) -> str:

@@ -8,15 +8,20 @@ as ``sacrebleu.significance.PairedTest(test_type="bs")``, the ``--paired-bs`` of
 line; this module calls it unchanged and only fixes its seed and resample count, so a report
 is reproducible:
 
-- the 95% interval of a system is sacreBLEU's: the 2.5th and 97.5th percentiles of its
-  resampled BLEU give ``mean +- ci``, with ``ci`` half their distance;
+- the 95% interval of a system is sacreBLEU's: ``mean +- ci``, where ``mean`` is its mean
+  resampled BLEU and ``ci`` half the distance between the 2.5th and 97.5th percentiles of
+  it (the lower end clipped at 0, BLEU's floor);
 - the p-value of a pair is sacreBLEU's: ``(c + 1) / (n + 1)`` where ``c`` counts resamples
   whose centred absolute difference exceeds the observed one. It does not depend on which
   system is the baseline, and every system is scored on the same resamples (one seed).
 
-One deviation: two systems with identical outputs get ``p = 1``. sacreBLEU's statistic is
-then zero on every resample and its strict ``>`` count gives ``1 / (n + 1)``, which would
-read as a significant difference between a system and itself.
+One deviation: a pair whose observed BLEU difference is exactly zero (identical outputs,
+or both at 0 BLEU) gets ``p = 1``. sacreBLEU's strict ``>`` count would give ``1 / (n + 1)``
+whenever the resampled differences are all zero too, which reads as a significant
+difference between a system and itself. A bootstrap needs enough sentences to resample:
+one sentence has a single resample value and the same degenerate p-value, so callers
+should not test tiny buckets (compare skips those under
+:data:`~attnkit.experiments.translate.compare.MIN_STATS_SENTENCES`).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def paired_bootstrap(systems: Mapping[str, Sequence[str]], references: Sequence[
     Returns:
         ``sentences`` (N), ``samples``, ``seed``, ``signature`` (sacreBLEU's, with the seed
         and resample count), ``systems`` (name -> ``bleu``, the bootstrap ``mean``, ``ci``
-        (the interval's half-width), ``low``/``high`` = ``mean -+ ci``) and ``pairs`` (one
+        (the interval's half-width), ``low``/``high`` = ``mean -+ ci``, ``low`` clipped at
+        0) and ``pairs`` (one
         entry per unordered pair, in the order of ``systems``: ``a``, ``b``, ``delta`` =
         BLEU(b) - BLEU(a), ``p``).
     """
@@ -87,12 +93,12 @@ def paired_bootstrap(systems: Mapping[str, Sequence[str]], references: Sequence[
             for name, result in zip(results["System"], results["BLEU"], strict=True):
                 mean, ci = float(result.mean), float(result.ci)
                 scores.setdefault(name, {"bleu": float(result.score), "mean": mean, "ci": ci,
-                                         "low": mean - ci, "high": mean + ci})
+                                         "low": max(mean - ci, 0.0), "high": mean + ci})
                 if name != baseline:
-                    identical = outputs[name] == outputs[baseline]
-                    pairs.append({"a": baseline, "b": name,
-                                  "p": 1.0 if identical else float(result.p_value),
-                                  "delta": scores[name]["bleu"] - scores[baseline]["bleu"]})
+                    delta = scores[name]["bleu"] - scores[baseline]["bleu"]
+                    same = delta == 0.0 or outputs[name] == outputs[baseline]
+                    pairs.append({"a": baseline, "b": name, "delta": delta,
+                                  "p": 1.0 if same else float(result.p_value)})
     finally:
         if previous is None:
             os.environ.pop("SACREBLEU_SEED", None)
