@@ -202,6 +202,8 @@ def test_phase_change_is_the_fastest_rise_per_update():
     assert (found["start"], found["end"], found["step"]) == (100, 200, 150.0)
     assert found["rate"] == pytest.approx(0.6 / 100)
     assert phase_change([0, 10], [0.5, 0.4]) is None and phase_change([0], [1.0]) is None
+    assert phase_change(steps, values, min_rise=0.7) is None  # no step rises by 0.7
+    assert phase_change([0, 1, 100], [0.0, 0.03, 0.5], min_rise=0.05)["start"] == 1
     drop = steepest_drop(steps, [0.0, -0.01, -0.02, -0.5, -0.55])
     assert (drop["start"], drop["end"], drop["before"], drop["after"]) == (100, 200, -0.02, -0.5)
 

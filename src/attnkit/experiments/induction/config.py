@@ -36,14 +36,14 @@ class InductionConfig:
     """One ``attnkit induction`` run: every model in ``models``, one after the other."""
 
     models: list[str] = field(default_factory=lambda: list(MODEL_KINDS))  # MODEL_KINDS keys
-    steps: int = 1200  # optimizer updates per model (the schedule's horizon)
+    steps: int = 2500  # optimizer updates per model (the schedule's horizon)
     minutes: float = 18.0  # wall-clock cap on all models' training together (equal shares)
     context_len: int = 512  # tokens per training window and validation context
-    rows: int = 8  # windows per update
+    rows: int = 4  # windows per update
     d_model: int = 128  # model width E
     heads: int = 4  # attention heads per layer
     positional: str = "rotary"  # "learned" | "sinusoidal" | "rotary"
-    lr: float = 2e-3  # peak learning rate (AdamW)
+    lr: float = 5e-3  # peak learning rate (AdamW)
     warmup_steps: int = 50  # linear warmup, then a cosine decay to lr / 10 over `steps`
     weight_decay: float = 0.01  # AdamW decay on matrices (not embeddings, norms, biases)
     vocab_size: int = 1024  # byte-level BPE vocabulary (special tokens and bytes included)

@@ -14,7 +14,8 @@ a random sequence repeated twice (a ``<s>`` token first); copying is the OV-circ
 eigenvalue score of Elhage et al. 2021 (direct path, LayerNorms not folded in).
 
 Phase change (:func:`phase_change`): found in the data, as the measurement interval in which
-the best head's prefix-matching score rises fastest.
+the best head's prefix-matching score rises fastest (by more than :data:`MIN_RISE` between
+two measurements; smaller changes are noise, not a phase change).
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from torch.nn import functional as F
 from attnkit.interp.heads import copying_scores, detect_heads
 
 __all__ = ["position_losses", "icl_score", "head_scores", "measure", "phase_change",
-           "steepest_drop"]
+           "steepest_drop", "MIN_RISE", "MIN_DROP"]
+
+#: smallest rise of the best prefix-matching score between two measurements that counts
+MIN_RISE = 0.05
+#: smallest fall of the ICL score (nats) between two measurements that counts
+MIN_DROP = 0.02
 
 
 @torch.no_grad()
@@ -107,26 +113,29 @@ def measure(model: torch.nn.Module, contexts: torch.Tensor, probe: torch.Tensor,
             **head_scores(model, probe)}
 
 
-def phase_change(steps: list[int], values: list[float]) -> dict[str, Any] | None:
+def phase_change(steps: list[int], values: list[float], *,
+                 min_rise: float = 0.0) -> dict[str, Any] | None:
     """The interval between consecutive measurements where ``values`` rises fastest per
     update: ``{"start", "end", "step" (midpoint), "rate", "before", "after"}``, or None
-    with fewer than two measurements or no rise at all."""
+    with fewer than two measurements or when ``values`` never rises by more than
+    ``min_rise`` from one measurement to the next (noise is no phase change)."""
     best = None
     for k in range(1, len(steps)):
         span = steps[k] - steps[k - 1]
         if span <= 0 or not (math.isfinite(values[k]) and math.isfinite(values[k - 1])):
             continue
         rate = (values[k] - values[k - 1]) / span
-        if rate > 0 and (best is None or rate > best["rate"]):
+        if values[k] - values[k - 1] > min_rise and (best is None or rate > best["rate"]):
             best = {"start": steps[k - 1], "end": steps[k], "step": (steps[k - 1] + steps[k]) / 2,
                     "rate": rate, "before": values[k - 1], "after": values[k]}
     return best
 
 
-def steepest_drop(steps: list[int], values: list[float]) -> dict[str, Any] | None:
+def steepest_drop(steps: list[int], values: list[float], *,
+                  min_drop: float = 0.0) -> dict[str, Any] | None:
     """:func:`phase_change` of ``-values``: where ``values`` falls fastest (same keys, with
     ``rate`` the fall per update and ``before``/``after`` the values themselves)."""
-    found = phase_change(steps, [-v for v in values])
+    found = phase_change(steps, [-v for v in values], min_rise=min_drop)
     if found is not None:
         found["before"], found["after"] = -found["before"], -found["after"]
     return found

@@ -51,8 +51,10 @@ def findings(m: dict[str, Any]) -> list[str]:
         final, train = run["final"], run["training"]
         best = final["best_prefix_matching"]
         lines.append(f"{kind} ({run['model']['parameters']:,} parameters): "
-                     f"{train['steps']} updates in {train['elapsed_s'] / 60:.1f} min"
-                     f"{' (stopped by the time cap)' if train['out_of_time'] else ''}; "
+                     f"{train['steps']} updates in {train['elapsed_s'] / 60:.1f} min "
+                     f"({train['process_cpu_s'] / max(train['steps'], 1):.3f} CPU s per "
+                     f"update with measurements)"
+                     f"{', stopped by the time cap' if train['out_of_time'] else ''}; "
                      f"valid loss {final['valid_loss']:.3f}, ICL score "
                      f"{final['icl_score']:+.3f} nats, best prefix matching "
                      f"{best['score']:.3f} ({best['layer']} head {best['head']})")

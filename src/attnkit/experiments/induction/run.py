@@ -19,7 +19,13 @@ from attnkit.data.paths import default_data_dir
 from attnkit.data.tokenizer import BOS_ID, SPECIAL_TOKENS
 from attnkit.experiments.induction.config import MODEL_KINDS, InductionConfig
 from attnkit.experiments.induction.data import load_corpus, train_windows, valid_contexts
-from attnkit.experiments.induction.evaluate import measure, phase_change, steepest_drop
+from attnkit.experiments.induction.evaluate import (
+    MIN_DROP,
+    MIN_RISE,
+    measure,
+    phase_change,
+    steepest_drop,
+)
 from attnkit.experiments.induction.report import write_report
 from attnkit.interp.heads import repeated_random_tokens
 from attnkit.models.gpt import GPT, GPTConfig
@@ -85,12 +91,13 @@ def _train_one(kind: str, config: InductionConfig, corpus, contexts: torch.Tenso
                       lm_loss_fn(), eval_fn=evaluate, model_config=model.config.to_dict())
     log(f"{kind}: {model.num_parameters():,} parameters, {config.steps} updates of "
         f"{config.rows} x {config.context_len} tokens (cap {config.budget_s() / 60:.1f} min)")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with torch.no_grad():
         model.eval()
         evaluate(model)  # step 0
         model.train()
     summary = trainer.fit()
+    cpu_s = time.process_time() - cpu_started
     if summary.get("interrupted"):
         raise KeyboardInterrupt
     steps = [r["step"] for r in measurements]
@@ -110,13 +117,14 @@ def _train_one(kind: str, config: InductionConfig, corpus, contexts: torch.Tenso
                      "out_of_time": bool(summary["out_of_time"]), "elapsed_s": elapsed,
                      "tokens": summary["tokens"],
                      "seconds_per_step": elapsed / max(summary["step"], 1),
+                     "process_cpu_s": cpu_s,
                      "final_train_loss": summary["loss"], "curve": train_curve},
         "measurements": measurements,
         "final": {k: final[k] for k in ("step", "valid_loss", "icl_score", "prefix_matching",
                                          "previous_token", "copying",
                                          "best_prefix_matching")},
-        "phase_change": {"prefix_matching_rise": phase_change(steps, best),
-                         "icl_score_drop": steepest_drop(steps, icl)},
+        "phase_change": {"prefix_matching_rise": phase_change(steps, best, min_rise=MIN_RISE),
+                         "icl_score_drop": steepest_drop(steps, icl, min_drop=MIN_DROP)},
     }
     return model, result
 
