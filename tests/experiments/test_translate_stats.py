@@ -300,3 +300,24 @@ def test_compare_reports_intervals_and_p_values(long_data, tmp_path, capsys):
     code, _, err = run_cli([*argv, "--resume"], capsys)
     assert code == 2 and "test-long" in err and len(err.strip().splitlines()) == 1
     shutil.rmtree(out)
+
+
+def test_checkpoints_from_before_the_hold_out_resume_as_trained_on_everything(trained, data_dir,
+                                                                          tmp_path):
+    """A checkpoint written before hold_out_long existed meant the whole train split."""
+    from attnkit.experiments.translate.run import check_run_dir
+
+    copy = tmp_path / "old"
+    shutil.copytree(trained, copy)
+    for state in (copy / "checkpoints").glob("ckpt-*/state.json"):
+        stored = json.loads(state.read_text())
+        del stored["model_config"]["translate_config"]["hold_out_long"]
+        state.write_text(json.dumps(stored))
+    saved = json.loads(next((copy / "checkpoints").glob("ckpt-*/state.json")).read_text())
+    config = TranslateConfig.from_dict(saved["model_config"]["translate_config"],
+                                       out=str(copy), data_dir=str(data_dir))
+    assert config.hold_out_long is False
+    check_run_dir(config, resume=True)  # accepted: same data as before
+    with pytest.raises(UserError, match="--hold-out-long False, not --hold-out-long True"):
+        check_run_dir(TranslateConfig(**{**config.__dict__, "hold_out_long": True}),
+                      resume=True)
