@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from attnkit.experiments.induction.evaluate import MIN_RISE
 from attnkit.experiments.report import Report
 from attnkit.interp.figures import pyplot
 
@@ -60,6 +61,12 @@ def findings(m: dict[str, Any]) -> list[str]:
                      f"{best['score']:.3f} ({best['layer']} head {best['head']})")
         rise = run["phase_change"]["prefix_matching_rise"]
         drop = run["phase_change"]["icl_score_drop"]
+        if rise is None and run["model"]["layers"] >= 2:
+            lines.append(f"{kind}: no phase change in {train['steps']} updates (the best "
+                         f"head's prefix matching never rose by more than {MIN_RISE} between two "
+                         f"measurements): induction heads did not form within this budget; "
+                         f"a longer run (`--steps`, `--minutes`) is needed, and how much "
+                         f"longer is not measured by this run")
         if rise is not None and drop is not None:
             lines.append(f"{kind}: prefix matching rises fastest between updates "
                          f"{rise['start']} and {rise['end']} ({rise['before']:.2f} -> "
