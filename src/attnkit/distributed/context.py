@@ -103,7 +103,8 @@ class ContextParallelGPT(nn.Module):
                        zip(_split(idx, runs, dim=1), runs, strict=True)], dim=1)  # (B, n, E)
         for block in self.model.blocks:
             x = x + block.dropout(self._attend(block.self_attn, block.norm1(x), runs))
-            x = x + block.ffn(block.norm2(x))
+            if self.model.config.mlp:  # attention-only GPTs (mlp=False) have no ffn
+                x = x + block.ffn(block.norm2(x))
         return self.model.lm_head(self.model.norm(x))  # (B, n, V)
 
     def _attend(self, attn, h: torch.Tensor, runs) -> torch.Tensor:
