@@ -38,6 +38,14 @@ def test_train_writes_the_report(trained):
     assert "data:image/png;base64," in page and "alignments.png" not in page.split("<body>")[1] \
         .replace("metrics.json", "")  # the figure is embedded, not linked
     assert metrics["samples"][0]["source"].split()[0] in page
+    # the offline attention viewer of one test sentence, self-contained and linked
+    viewer = (trained / "viewer.html").read_text()
+    assert metrics["viewer"] == {"file": "viewer.html",
+                                 "sentence": metrics["alignment_sentences"][0]}
+    assert "viewer.html" in readme and "<script" in viewer
+    assert "http://" not in viewer and "https://" not in viewer
+    for module in ("encoder", "decoder"):  # both stacks' attention is in the page's data
+        assert module in viewer
 
 
 def test_quick_preset_end_to_end(data_dir, tmp_path, capsys):
@@ -113,9 +121,12 @@ def test_recurrent_models_train_end_to_end(model, data_dir, tmp_path, capsys):
     translator, _ = load_translator(tmp_path / model)
     assert translator.max_source_tokens is None  # recurrent: no position table
     _, alignments = translator.translate(["Close the window now"], return_alignment=True)
+    viewer = tmp_path / model / "viewer.html"
     if model == "rnn-none":
         assert alignments[0].weights is None
+        assert not viewer.exists()  # the fixed-vector model has no attention to show
     else:
+        assert viewer.is_file() and "<script" in viewer.read_text()
         weights = alignments[0].weights
         assert weights.shape == (len(alignments[0].target_tokens),
                                  len(alignments[0].source_tokens))

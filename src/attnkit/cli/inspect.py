@@ -186,39 +186,16 @@ def _layer_choice(model, layers: list[str] | None) -> list[str | int] | None:
 # ----------------------------------------------------------------------------- pages
 
 def _translate_page(source: _Source, text: str, layers) -> str:
-    import torch
-
-    from attnkit.data.tokenizer import BOS_ID
+    from attnkit.experiments.translate.report import attention_viewer, viewer_source_ids
     from attnkit.experiments.translate.translator import load_translator
-    from attnkit.interp.viewer import inspect_html
-    from attnkit.train import greedy_decode
 
     translator, _ = load_translator(source.path)
-    model, tokenizer = translator.model.eval(), translator.tokenizer
-    source_ids = tokenizer.encode(text)
-    limit = translator.max_source_tokens
-    if not source_ids:
-        raise UserError("text: it encodes to no token")
-    if limit is not None and len(source_ids) + 1 > limit:
-        raise UserError(f"text: {len(source_ids)} tokens, but this {translator.kind} has "
-                        f"positions for {limit - 1}; shorten it")
-    src = torch.tensor([source_ids])
-    lengths = torch.tensor([len(source_ids)])
-    steps = 2 * len(source_ids) + 10 if limit is None else min(2 * len(source_ids) + 10,
-                                                                   limit - 1)
-    with torch.no_grad():
-        result = greedy_decode(model, src, lengths, max_len=steps)
-        tgt_in = torch.tensor([[BOS_ID, *result.tokens[0]]])
-        predicted = model(src, lengths, tgt_in)[0].argmax(-1)  # (T,) what each row predicts
-    translation = tokenizer.decode(result.tokens[0])
-    notes = [f"checkpoint: {source.path} ({translator.kind})", f"source: {text}",
-             f"greedy translation: {translation}",
-             "Decoder rows are labelled by their input token (self-attention) and by the "
-             "token they predict (cross-attention)."]
-    return inspect_html(model, tgt_in, tokenizer.tokens(tgt_in[0]), source_ids=src,
-                        source_tokens=tokenizer.tokens(source_ids),
-                        output_tokens=tokenizer.tokens(predicted), layers=layers,
-                        title=f"attnkit inspect: {translator.kind}", notes=notes)
+    try:
+        viewer_source_ids(translator, text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return attention_viewer(translator, text, layers=layers,
+                            notes=(f"checkpoint: {source.path} ({translator.kind})",))
 
 
 def _tokenizer_file(folder: Path) -> Path:

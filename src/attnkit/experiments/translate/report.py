@@ -1,7 +1,8 @@
 """The report of one translate run: summary, BLEU by length, samples, alignment plots.
 
 Written with the shared :class:`attnkit.experiments.report.Report`: ``metrics.json``,
-``README.md``, ``alignments.png`` and ``report.html`` in the run's report directory.
+``README.md``, ``alignments.png`` and ``report.html`` in the run's report directory, and
+``viewer.html``, the offline attention viewer on one test sentence (models with attention).
 """
 
 from __future__ import annotations
@@ -14,7 +15,68 @@ from attnkit.experiments.translate.evaluate import alignment_sentences
 from attnkit.experiments.translate.translator import Translator
 from attnkit.interp import alignment_figure
 
-__all__ = ["write_run_report", "by_length_rows"]
+__all__ = ["write_run_report", "by_length_rows", "attention_viewer", "viewer_source_ids",
+           "VIEWER_FILE"]
+
+VIEWER_FILE = "viewer.html"
+
+
+def viewer_source_ids(translator: Translator, text: str) -> list[int]:
+    """``text``'s token ids; ValueError naming ``text`` if it encodes to no token or does
+    not fit the model's positions (with room for EOS)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    source_ids = translator.tokenizer.encode(text)
+    limit = translator.max_source_tokens
+    if not source_ids:
+        raise ValueError("text: it encodes to no token")
+    if limit is not None and len(source_ids) + 1 > limit:
+        raise ValueError(f"text: {len(source_ids)} tokens, but this {translator.kind} has "
+                         f"positions for {limit - 1}; shorten it")
+    return source_ids
+
+
+def attention_viewer(translator: Translator, text: str, *, layers=None,
+                     notes: tuple[str, ...] = ()) -> str:
+    """The offline attention viewer (:func:`attnkit.interp.viewer.inspect_html`) of one
+    translation: greedy decode ``text``, then capture the encoder's and decoder's
+    self-attention and the cross-attention of the forced decode of that output.
+
+    Args:
+        translator: a trained model with its tokenizer.
+        text: the English source; it must fit ``translator.max_source_tokens``.
+        layers: attention modules to show (paths or indices; None: all).
+        notes: extra lines shown above the views.
+
+    Returns:
+        the HTML page. ValueError if ``text`` encodes to no token or is too long.
+    """
+    import torch
+
+    from attnkit.data.tokenizer import BOS_ID
+    from attnkit.interp.viewer import inspect_html
+    from attnkit.train import greedy_decode
+
+    model, tokenizer = translator.model.eval(), translator.tokenizer
+    source_ids = viewer_source_ids(translator, text)
+    limit = translator.max_source_tokens
+    device = next(model.parameters()).device
+    src = torch.tensor([source_ids], device=device)
+    lengths = torch.tensor([len(source_ids)], device=device)
+    steps = 2 * len(source_ids) + 10
+    if limit is not None:
+        steps = min(steps, limit - 1)
+    with torch.no_grad():
+        result = greedy_decode(model, src, lengths, max_len=steps)
+        tgt_in = torch.tensor([[BOS_ID, *result.tokens[0]]], device=device)
+        predicted = model(src, lengths, tgt_in)[0].argmax(-1)  # (T,) what each row predicts
+    notes = (f"source: {text}", f"greedy translation: {tokenizer.decode(result.tokens[0])}",
+             "Decoder rows are labelled by their input token (self-attention) and by the "
+             "token they predict (cross-attention).", *notes)
+    return inspect_html(model, tgt_in.cpu(), tokenizer.tokens(tgt_in[0].tolist()),
+                        source_ids=src.cpu(), source_tokens=tokenizer.tokens(source_ids),
+                        output_tokens=tokenizer.tokens(predicted.tolist()), layers=layers,
+                        title=f"attnkit inspect: {translator.kind}", notes=notes)
 
 
 def by_length_rows(by_length: list[dict[str, Any]]) -> list[list[Any]]:
@@ -106,4 +168,20 @@ def write_run_report(out: Path, metrics: dict[str, Any], translator: Translator,
     report.add_figure("alignments", alignment_figure([[a] for a in alignments]),
                       caption="attention of the decoder over the source, one test sentence "
                               "per row")
+    if _has_attention(translator.model):
+        from attnkit.interp.viewer import write_viewer
+
+        write_viewer(Path(out) / VIEWER_FILE, attention_viewer(translator, sentences[0]))
+        metrics["viewer"] = {"file": VIEWER_FILE, "sentence": sentences[0]}
+        report.add_heading("Attention viewer")
+        report.add_text(f"{VIEWER_FILE} in this folder shows every attention head of the model "
+                        f"on the test sentence \"{sentences[0]}\" (one self-contained page; "
+                        f"open it in a browser, no network needed).")
     return report.write(metrics)
+
+
+def _has_attention(model) -> bool:
+    """Whether the model has an attention module to show (not the fixed-vector RNN)."""
+    from attnkit.interp.capture import attention_modules
+
+    return bool(attention_modules(model))
