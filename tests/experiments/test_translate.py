@@ -238,3 +238,15 @@ def test_plan_says_what_the_budget_holds_and_warns_when_too_little():
     assert len(lines) == 2 and lines[1].startswith("warning: this machine is too slow")
     needed = int(lines[1].rsplit("--minutes ", 1)[1].split()[0])
     assert needed * 60 >= USABLE_EPOCHS * 100 * 4.0
+
+
+def test_attention_viewer_names_bad_arguments(trained):
+    from attnkit.experiments.translate.report import attention_viewer
+
+    translator, _ = load_translator(trained)
+    with pytest.raises(TypeError, match="translator"):
+        attention_viewer(object(), "Open the file")
+    with pytest.raises(TypeError, match="text"):
+        attention_viewer(translator, 3)
+    with pytest.raises(ValueError, match="text"):
+        attention_viewer(translator, "")

@@ -24,6 +24,8 @@ VIEWER_FILE = "viewer.html"
 def viewer_source_ids(translator: Translator, text: str) -> list[int]:
     """``text``'s token ids; ValueError naming ``text`` if it encodes to no token or does
     not fit the model's positions (with room for EOS)."""
+    if not isinstance(translator, Translator):
+        raise TypeError(f"translator: expected a Translator, got {type(translator).__name__}")
     if not isinstance(text, str):
         raise TypeError(f"text: expected a str, got {type(text).__name__}")
     source_ids = translator.tokenizer.encode(text)
