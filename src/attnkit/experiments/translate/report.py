@@ -59,8 +59,8 @@ def attention_viewer(translator: Translator, text: str, *, layers=None,
     from attnkit.interp.viewer import inspect_html
     from attnkit.train import greedy_decode
 
+    source_ids = viewer_source_ids(translator, text)  # checks translator and text first
     model, tokenizer = translator.model.eval(), translator.tokenizer
-    source_ids = viewer_source_ids(translator, text)
     limit = translator.max_source_tokens
     device = next(model.parameters()).device
     src = torch.tensor([source_ids], device=device)
