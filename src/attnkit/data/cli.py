@@ -2,10 +2,11 @@
 
 ``build`` reads catalogs already on disk, ``fetch`` adds the catalogs of the Debian packages
 in :data:`attnkit.data.translation.fetch.DEBIAN_PACKAGES` (downloaded, unpacked, never
-installed), and ``info`` summarizes a built corpus. Both builders then train the joint BPE
-tokenizer. Every path is checked before any work starts; problems the user can fix are
-raised as :class:`attnkit.errors.UserError` (one line, exit code 2, printed by
-:mod:`attnkit.cli`).
+installed), and ``info`` summarizes a built corpus. ``fetch --images`` and ``fetch --glyphs``
+unpack the Fashion-MNIST and unifont datasets of :mod:`attnkit.data.packaged` instead.
+Both corpus builders then train the joint BPE tokenizer. Every path is checked before any
+work starts; problems the user can fix are raised as :class:`attnkit.errors.UserError`
+(one line, exit code 2, printed by :mod:`attnkit.cli`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = ["HELP", "add_parser", "run"]
 HELP = "build and inspect the EN->FR/DE corpora from gettext catalogs"
 _LANGUAGES = ("fr", "de")  # attnkit.data.LANGUAGES, spelled here to keep --help light
 _MIN_VOCAB = 260  # 4 special tokens + 256 bytes
+_DEFAULT_VOCAB = 4000  # what translate uses
 
 
 def _path(text: str) -> str:
@@ -49,9 +51,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             help="data directory (default $ATTNKIT_DATA or ~/.cache/attnkit)")
 
     def vocab(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB), default=4000,
+        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB), default=_DEFAULT_VOCAB,
                             help=f"tokenizer vocabulary size, at least {_MIN_VOCAB} (4 "
-                                 f"specials + 256 bytes; default 4000, what translate uses)")
+                                 f"specials + 256 bytes; default {_DEFAULT_VOCAB}, what "
+                                 f"translate uses)")
 
     build = actions.add_parser(
         "build", help="build a corpus from catalogs on this machine",
@@ -69,12 +72,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Download the catalog packages with `apt-get download` (nothing is "
                     "installed), unpack their catalogs, and rebuild the corpus from them plus "
                     "the system catalogs; then train the tokenizer. Needs apt-get and dpkg-deb.")
-    common(fetch)
+    target = fetch.add_mutually_exclusive_group(required=True)
+    target.add_argument("--lang", choices=_LANGUAGES, help="target language of the corpus")
+    target.add_argument("--images", action="store_true",
+                        help="instead of a corpus: Fashion-MNIST from the Debian package "
+                             "dataset-fashion-mnist (DATA_DIR/fashion-mnist, 30 MB)")
+    target.add_argument("--glyphs", action="store_true",
+                        help="instead of a corpus: unifont.hex from the Debian package unifont "
+                             "(DATA_DIR/unifont, 4 MB)")
+    fetch.add_argument("--data-dir", metavar="DIR", type=_path, default=None,
+                       help="data directory (default $ATTNKIT_DATA or ~/.cache/attnkit)")
+    fetch.add_argument("--deb", metavar="FILE", type=_path, default=None,
+                       help="with --images or --glyphs: unpack this .deb of the package "
+                            "instead of downloading it")
     fetch.add_argument("--keep-debs", action="store_true",
                        help="keep the downloaded .deb files in DATA_DIR/debs")
     fetch.add_argument("--debs", metavar="DIR", type=_path, default=None,
                        help="use the .deb files already in DIR instead of downloading")
     vocab(fetch)
+    fetch.set_defaults(vocab_size=None)
 
     info = actions.add_parser("info", help="summarize a built corpus",
                               description="Print the manifest summary of a built corpus.")
@@ -129,8 +145,35 @@ def _build(args: argparse.Namespace, base: Path) -> int:
     return 0
 
 
+def _fetch_packaged(args: argparse.Namespace, base: Path) -> int:
+    from attnkit.data.packaged import fetch_packaged
+
+    name = "images" if args.images else "glyphs"
+    start = time.perf_counter()
+    deb = None if args.deb is None else Path(args.deb)
+    if deb is not None and not deb.is_file():
+        raise UserError(f"--deb: {args.deb} is not a file")
+    fetch_packaged(name, base, deb=deb, log=print)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _fetch(args: argparse.Namespace, base: Path) -> int:
     from attnkit.data.translation.build import build_corpus
+
+    if args.lang is None:
+        corpus_only = [flag for flag, given in (("--debs", args.debs is not None),
+                                                ("--keep-debs", args.keep_debs),
+                                                ("--vocab-size", args.vocab_size is not None))
+                       if given]
+        if corpus_only:
+            raise UserError(f"{corpus_only[0]} applies to a corpus (--lang), not to "
+                            f"{'--images' if args.images else '--glyphs'}")
+        return _fetch_packaged(args, base)
+    if args.deb is not None:
+        raise UserError("--deb applies to --images or --glyphs; for a corpus use --debs DIR")
+    if args.vocab_size is None:
+        args.vocab_size = _DEFAULT_VOCAB
     from attnkit.data.translation.catalogs import default_roots
     from attnkit.data.translation.fetch import extract_debs, fetch_debian
 
