@@ -21,6 +21,14 @@ Usage (the baseline is a git worktree of the commit to compare against)::
     python benchmarks/rnn_throughput.py --baseline-src /tmp/rnn_base/src --rounds 5
 
 Writes ``<out>/rnn_throughput.json`` and ``<out>/rnn_throughput.md``.
+
+``--job`` compares the two trees as each one's translate job trains its recurrent models
+instead: the baseline with its tokenizer (``--baseline-vocab``, 8000 before the sweep) and
+PyTorch's per-tensor AdamW, the candidate with its tokenizer (``--candidate-vocab``, 4000
+now) and fused AdamW (``TrainConfig.fused_optimizer``). A smaller vocabulary cuts every
+sentence into more tokens, so tokens/s no longer compare; the figure is sentence pairs
+per second, the batches of each tree drawn the same way (max_tokens 3000, max_len 96,
+seed 0) from the same training split. Writes ``<out>/rnn_throughput_job.{json,md}``.
 """
 
 from __future__ import annotations
@@ -57,7 +65,8 @@ def _machine(threads: int) -> dict:
             "torch_threads": threads, "python": platform.python_version()}
 
 
-def _prepare_batches(path: Path, count: int, lang: str, data_dir: str | None) -> dict:
+def _prepare_batches(path: Path, count: int, lang: str, data_dir: str | None,
+                     vocab_size: int = 8000) -> dict:
     """Encode ``count`` training batches (the first of epoch 0's order) into ``path``."""
     import torch
 
@@ -65,9 +74,9 @@ def _prepare_batches(path: Path, count: int, lang: str, data_dir: str | None) ->
 
     corpus = load_corpus(lang, data_dir)
     try:
-        tokenizer = corpus.tokenizer(vocab_size=8000, train=False)
+        tokenizer = corpus.tokenizer(vocab_size=vocab_size, train=False)
     except Exception:  # noqa: BLE001 - no cached tokenizer: train one, as the job would
-        tokenizer = corpus.tokenizer(vocab_size=8000)
+        tokenizer = corpus.tokenizer(vocab_size=vocab_size)
     batches = TranslationBatches(corpus.train, tokenizer, max_tokens=3000, max_len=96, seed=0)
     chosen = [batches(step=i) for i in range(count)]
     chosen = [{k: v for k, v in b.items() if k in ("src", "src_lengths", "tgt_in", "tgt_out")}
@@ -96,7 +105,8 @@ def _worker(args: argparse.Namespace) -> None:
                               hidden_dim=384, num_layers=1, cell="gru", bidirectional=True,
                               dropout=0.1)
     model = build_rnn_seq2seq(config, MODELS[args.model])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3,
+                                  **({"fused": True} if args.fused else {}))
 
     def loss_of(batch: dict, smoothing: float) -> tuple[torch.Tensor, int]:
         logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])  # (B, T, V)
@@ -122,12 +132,15 @@ def _worker(args: argparse.Namespace) -> None:
 
     for i in range(args.warmup):
         step(batches[i % len(batches)])
-    tokens, started = 0, time.perf_counter()
+    tokens = pairs = 0
+    started = time.perf_counter()
     for i in range(args.warmup, args.warmup + args.steps):
         tokens += step(batches[i % len(batches)])
+        pairs += int(batches[i % len(batches)]["src"].shape[0])
     elapsed = time.perf_counter() - started
     result = {"attnkit": str(Path(attnkit.__file__).parent), "model": args.model,
               "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+              "pairs": pairs, "pairs_per_s": pairs / elapsed,
               "step_ms": 1e3 * elapsed / args.steps, "initial_loss": initial_loss}
     if args.breakdown:
         result.update(_breakdown_times(model, step, batches[args.warmup:args.warmup + args.steps]))
@@ -160,12 +173,13 @@ def _breakdown_times(model, step, batches: list) -> dict:
 
 
 def _measure(src: str, model: str, args: argparse.Namespace, batches: Path,
-             breakdown: bool = False) -> dict:
+             breakdown: bool = False, fused: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model,
                "--batches", str(batches), "--threads", str(args.threads),
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
     command += ["--breakdown"] if breakdown else []
+    command += ["--fused"] if fused else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker failed ({src}, {model}):\n{done.stderr[-3000:]}")
@@ -277,6 +291,76 @@ def _breakdown(args: argparse.Namespace, batches: Path, data: dict, command: str
     print("\n".join(lines))
 
 
+def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
+    """Each tree as its translate job trains the RNNs: own tokenizer and optimizer; pairs/s."""
+    trees = {"baseline": (args.baseline_src, args.baseline_vocab, False),
+             "candidate": (args.candidate_src, args.candidate_vocab, True)}
+    data, files = {}, {}
+    for label, (_, vocab, _) in trees.items():
+        files[label] = tmp / f"batches-{label}.pt"
+        data[label] = _prepare_batches(files[label], args.warmup + args.steps, args.lang,
+                                       args.data_dir, vocab)
+    runs: dict = {m: {"baseline": [], "candidate": []} for m in args.models}
+    for round_ in range(args.rounds):
+        for model in args.models:
+            order = list(trees.items())
+            for label, (src, _, fused) in order if round_ % 2 == 0 else order[::-1]:
+                result = _measure(src, model, args, files[label], fused=fused)
+                runs[model][label].append(result)
+                print(f"round {round_ + 1}/{args.rounds} {model:14s} {label:9s} "
+                      f"{result['pairs_per_s']:7.1f} pairs/s", flush=True)
+    rows = []
+    for model, by_tree in runs.items():
+        base = statistics.median(r["pairs_per_s"] for r in by_tree["baseline"])
+        cand = statistics.median(r["pairs_per_s"] for r in by_tree["candidate"])
+        ratios = [c["pairs_per_s"] / b["pairs_per_s"]
+                  for b, c in zip(by_tree["baseline"], by_tree["candidate"], strict=True)]
+        rows.append({"model": model, "baseline_pairs_per_s": base, "candidate_pairs_per_s": cand,
+                     "speedup_of_medians": cand / base,
+                     "speedup_per_round": [min(ratios), statistics.median(ratios), max(ratios)],
+                     "baseline_tokens_per_s": statistics.median(
+                         r["tokens_per_s"] for r in by_tree["baseline"]),
+                     "candidate_tokens_per_s": statistics.median(
+                         r["tokens_per_s"] for r in by_tree["candidate"])})
+    machine = _machine(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rnn_throughput_job.json").write_text(json.dumps(
+        {"machine": machine, "command": command, "data": data, "runs": runs, "rows": rows},
+        indent=2) + "\n")
+    lines = [
+        "# RNN training throughput as the translate job runs it, before and after",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} (CPU "
+        f"capability {machine['cpu_capability']}), {machine['torch_threads']} torch threads, "
+        "float32.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Baseline `{args.baseline_label}`: vocabulary {data['baseline']['vocab_size']}, "
+        f"per-tensor AdamW. Candidate `{args.candidate_label}`: vocabulary "
+        f"{data['candidate']['vocab_size']}, fused AdamW. Same models otherwise (the "
+        "translate job's `small` RNNs: embeddings 256, hidden 384, bidirectional GRU, 1 layer, "
+        f"dropout 0.1), batches of at most 3000 padded tokens (mean "
+        f"{data['baseline']['rows_per_batch_mean']:.0f} and "
+        f"{data['candidate']['rows_per_batch_mean']:.0f} pairs per batch). Each figure is the "
+        f"median over {args.rounds} rounds of {args.steps} training steps after "
+        f"{args.warmup} warm-up steps, each run in a fresh process, the trees alternating.",
+        "",
+        "| model | baseline pairs/s | candidate pairs/s | speedup (medians) | per-round "
+        "[min, median, max] | target tokens/s, baseline / candidate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        low, mid, high = r["speedup_per_round"]
+        lines.append(f"| {r['model']} | {r['baseline_pairs_per_s']:.1f} | "
+                     f"{r['candidate_pairs_per_s']:.1f} | {r['speedup_of_medians']:.2f}x | "
+                     f"[{low:.2f}, {mid:.2f}, {high:.2f}] | {r['baseline_tokens_per_s']:.0f} / "
+                     f"{r['candidate_tokens_per_s']:.0f} |")
+    (out / "rnn_throughput_job.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -298,7 +382,15 @@ def main() -> None:
                              "share of a step spent in the vocabulary projection and loss "
                              "(which no change to the recurrence removes); writes "
                              "rnn_throughput_breakdown.{json,md}")
+    parser.add_argument("--job", action="store_true",
+                        help="compare the trees as each one's translate job trains the RNNs "
+                             "(own vocabulary, own optimizer), in sentence pairs/s")
+    parser.add_argument("--baseline-vocab", type=int, default=8000,
+                        help="--job: the baseline job's vocabulary (default 8000)")
+    parser.add_argument("--candidate-vocab", type=int, default=4000,
+                        help="--job: the candidate job's vocabulary (default 4000)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--batches", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -316,6 +408,9 @@ def main() -> None:
     command = "python benchmarks/rnn_throughput.py " + " ".join(
         a if " " not in a else repr(a) for a in sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
+        if args.job:
+            _job(args, Path(tmp), command)
+            return
         batches = Path(tmp) / "batches.pt"
         data = _prepare_batches(batches, args.warmup + args.steps, args.lang, args.data_dir)
         import torch
