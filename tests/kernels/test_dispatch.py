@@ -283,3 +283,31 @@ def test_check_refuses_a_backend_that_cannot_run_here(monkeypatch):
     rows = run_check(tiny, dtypes=[torch.float32])
     assert {row["backend"] for row in rows} == {"reference", "sdpa", "tiled"}
     assert all(row["ok"] for row in rows)
+
+
+def test_cached_decisions_follow_registry_and_machine_changes(monkeypatch):
+    """choose() caches per Problem; a replaced entry or a change in CUDA availability
+    is a new question, and a cached answer is a copy the caller may not corrupt."""
+    q = torch.randn(1, 2, 5, 4)
+    first = attnkit.explain(q, q, q)
+    first.refused.clear()  # the caller's copy; the cache keeps its own
+    assert set(attnkit.explain(q, q, q).refused) == set(BACKENDS) - {first.backend}
+    calls = []
+
+    def counting(p):
+        calls.append(p)
+        return None
+
+    entry = Backend(name="counted", summary="test-only", refusal=counting, run=_always,
+                    bid=lambda p: Bid(-5, "never preferred"))
+    monkeypatch.setitem(BACKENDS, entry.name, entry)
+    for _ in range(3):
+        attnkit.explain(q, q, q)
+    assert len(calls) == 1  # asked once, then answered from the cache
+    flipped = not torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: flipped)
+    attnkit.explain(q, q, q)
+    assert len(calls) == 2  # availability changed: asked again
+    dispatch.clear_cache()
+    attnkit.explain(q, q, q)
+    assert len(calls) == 3

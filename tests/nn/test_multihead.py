@@ -347,3 +347,29 @@ def test_static_cache_batch_mismatch():
     mha(torch.randn(2, 1, 8), torch.randn(2, 5, 8), kv_cache=cache)
     with pytest.raises(ValueError, match="kv_cache holds batch size 2"):
         mha(torch.randn(3, 1, 8), kv_cache=cache)
+
+
+@pytest.mark.parametrize("kv_heads,qk_norm,bias", [(4, False, True), (2, True, False),
+                                                   (1, False, True)])
+def test_fused_self_projection_equals_three_projections(kv_heads, qk_norm, bias):
+    """Self-attention projects q, k, v with one matmul; with a hook on a projection
+    (which must see its own call) it uses the three modules. Same outputs and grads."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(32, 4, num_kv_heads=kv_heads, qk_norm=qk_norm, bias=bias,
+                             rotary=RotaryEmbedding(8))
+    x = torch.randn(2, 7, 32, dtype=torch.float32)
+    assert mha._fusable()
+    fused, _ = mha(x, causal=True)
+    fused.square().sum().backward()
+    grads = [p.grad.clone() for p in mha.parameters()]
+    mha.zero_grad()
+    seen = []
+    handle = mha.k_proj.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    assert not mha._fusable()
+    separate, _ = mha(x, causal=True)
+    separate.square().sum().backward()
+    handle.remove()
+    assert seen == [torch.Size([2, 7, 8 * kv_heads])]
+    torch.testing.assert_close(fused, separate, atol=1e-6, rtol=0)
+    for g, p in zip(grads, mha.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=0)

@@ -5,14 +5,37 @@ Every backend in :data:`~attnkit.kernels.registry.BACKENDS` says what it cannot 
 accepting backend with the highest bid, together with every other backend's reason,
 so ``attnkit.explain`` can report the decision as data instead of warnings. Nothing
 here names a backend.
+
+Decisions are cached: a training loop asks the same question every step, and the
+answer (every backend's refusal and bid) costs more than a small model's attention.
+The key is the :class:`Problem` (hashable plain data), the requested name, the
+registry's entries (a replaced or added entry is a new key) and the machine state
+that availability checks read: whether CUDA is available and the environment
+switches in :data:`AVAILABILITY_ENV`. Installed packages are assumed not to change
+within a process. :func:`clear_cache` empties it.
 """
 
 from __future__ import annotations
 
+import os
+
+import torch
+
 from attnkit.kernels.problem import Decision, Problem
 from attnkit.kernels.registry import BACKENDS
 
-__all__ = ["choose"]
+__all__ = ["choose", "clear_cache", "AVAILABILITY_ENV"]
+
+# Environment variables that a backend's availability may depend on (the Triton
+# interpreter switch); part of the cache key.
+AVAILABILITY_ENV = ("TRITON_INTERPRET",)
+_CACHE_SIZE = 256
+_cache: dict[tuple, Decision] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached decision."""
+    _cache.clear()
 
 
 def choose(problem: Problem, backend: str = "auto") -> Decision:
@@ -27,6 +50,18 @@ def choose(problem: Problem, backend: str = "auto") -> Decision:
     """
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {list(BACKENDS)}, got {backend!r}")
+    key = (problem, backend, tuple((name, id(entry)) for name, entry in BACKENDS.items()),
+           torch.cuda.is_available(), tuple(os.environ.get(n) for n in AVAILABILITY_ENV))
+    decision = _cache.get(key)
+    if decision is None:
+        decision = _decide(problem, backend)  # raises for a named backend that refuses
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        _cache[key] = decision
+    return Decision(decision.backend, dict(decision.refused))
+
+
+def _decide(problem: Problem, backend: str) -> Decision:
     refusals = {name: entry.refusal(problem) for name, entry in BACKENDS.items()}
     if backend != "auto":
         reason = refusals[backend]

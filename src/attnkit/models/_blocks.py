@@ -239,7 +239,9 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """``ids (B, L)`` long, first position ``offset`` -> ``(B, L, E)``."""
-        x = self.token(ids) * self.scale  # (B, L, E)
+        x = self.token(ids)  # (B, L, E)
+        if self.scale != 1.0:
+            x = x * self.scale
         if self.position is not None:
             x = self.position(x, offset)
         return self.dropout(x)

@@ -25,6 +25,13 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.nn.modules.module import (
+    _global_backward_hooks,
+    _global_backward_pre_hooks,
+    _global_forward_hooks,
+    _global_forward_pre_hooks,
+)
 from torch.utils.hooks import RemovableHandle
 
 from attnkit._validate import check_bool, check_float, check_int
@@ -174,13 +181,40 @@ class MultiHeadAttention(nn.Module):
     def _layout(self) -> str:
         return "(B, L, E)" if self.batch_first else "(L, B, E)"
 
-    def _self_keys_values(self, x: torch.Tensor, q: torch.Tensor, kv_cache: KVCache | None):
-        """Self-attention: keys/values from ``x (B, Lq, E)``, rotated and appended to the cache."""
-        if self.kdim != self.embed_dim or self.vdim != self.embed_dim:
-            raise ValueError(f"self-attention (key=None) needs kdim == vdim == embed_dim, got "
-                             f"kdim={self.kdim}, vdim={self.vdim}, embed_dim={self.embed_dim}; "
-                             f"pass key and value")
-        k, v = self._project_source(x, x)  # (B, Hkv, Lq, Dh)
+    def _fusable(self) -> bool:
+        """Whether the three projections of self-attention may run as one matmul: plain
+        ``nn.Linear`` modules without hooks (a hook or a replaced projection must see its
+        own call), so the fused result is exactly what the three calls would give."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if any(type(p) is not nn.Linear or p._forward_hooks or p._forward_pre_hooks
+               or p._backward_hooks or p._backward_pre_hooks for p in projections):
+            return False
+        return not (_global_forward_hooks or _global_forward_pre_hooks
+                    or _global_backward_hooks or _global_backward_pre_hooks)
+
+    def _project_self(self, x: torch.Tensor):
+        """``x (B, L, E)`` -> ``q (B, Hq, L, Dh), k, v (B, Hkv, L, Dh)``, with one matmul
+        for the three projections where :meth:`_fusable` allows (GPT-2's fused ``c_attn``;
+        the parameters stay ``q_proj``/``k_proj``/``v_proj``)."""
+        if not self._fusable():
+            q = self._heads(self.q_proj(x), self.num_heads)
+            k, v = self._project_source(x, x)
+            return q, k, v
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = None
+        if self.q_proj.bias is not None:
+            bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        inner_q, inner_kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        q, k, v = F.linear(x, weight, bias).split([inner_q, inner_kv, inner_kv], dim=-1)
+        q = self._heads(q, self.num_heads)  # (B, Hq, L, Dh)
+        k = self._heads(k, self.num_kv_heads)  # (B, Hkv, L, Dh)
+        v = self._heads(v, self.num_kv_heads)  # (B, Hkv, L, Dh)
+        return q, (k if self.k_norm is None else self.k_norm(k)), v
+
+    def _self_keys_values(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          kv_cache: KVCache | None):
+        """Self-attention: projected ``q``, ``k``, ``v`` rotated and ``k``, ``v`` appended to
+        the cache."""
         if self.rotary is not None:
             offset = 0 if kv_cache is None else kv_cache.length
             q, k = self.rotary(q, offset), self.rotary(k, offset)
@@ -273,16 +307,23 @@ class MultiHeadAttention(nn.Module):
         if not self.batch_first:
             query = query.transpose(0, 1)  # (B, Lq, E)
         B, Lq, _ = query.shape
-        q = self._heads(self.q_proj(query), self.num_heads)  # (B, Hq, Lq, Dh)
-        if self.q_norm is not None:
-            q = self.q_norm(q)
         if isinstance(kv_cache, StaticKVCache) or key is not None:
+            q = self._heads(self.q_proj(query), self.num_heads)  # (B, Hq, Lq, Dh)
+            if self.q_norm is not None:
+                q = self.q_norm(q)
             k, v = self._source_keys_values(key, value, kv_cache, B)  # (B, Hkv, Lk, Dh)
         else:
             if value is not None:
                 raise ValueError("value was given without key; pass key too (value defaults "
                                  "to key), or neither for self-attention")
-            q, k, v = self._self_keys_values(query, q, kv_cache)  # k, v: (B, Hkv, Lk, Dh)
+            if self.kdim != self.embed_dim or self.vdim != self.embed_dim:
+                raise ValueError(f"self-attention (key=None) needs kdim == vdim == embed_dim, "
+                                 f"got kdim={self.kdim}, vdim={self.vdim}, "
+                                 f"embed_dim={self.embed_dim}; pass key and value")
+            q, k, v = self._project_self(query)  # q (B, Hq, Lq, Dh), k, v (B, Hkv, Lq, Dh)
+            if self.q_norm is not None:
+                q = self.q_norm(q)
+            q, k, v = self._self_keys_values(q, k, v, kv_cache)  # k, v: (B, Hkv, Lk, Dh)
             causal = "lower_right" if causal is True and kv_cache is not None else causal
 
         out, weights = attention(
