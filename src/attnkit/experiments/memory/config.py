@@ -1,0 +1,90 @@
+"""What an ``attnkit memory`` run is: its config dataclass and presets (pure data, no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnkit._validate import check_bool, check_choice, check_float, check_int
+
+__all__ = ["MemoryConfig", "PRESETS", "preset", "MAX_MINUTES", "ALL_TASKS"]
+
+MAX_MINUTES = 1e6
+ALL_TASKS = list(range(1, 21))
+
+#: ``--quick``: three tasks, 200 examples each, 3 epochs; seconds on two CPU cores
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"tasks": [1, 4, 15], "examples": 200, "test_examples": 100, "epochs": 3,
+              "ls_epochs": 1, "minutes": 2.0},
+}
+
+
+@dataclass
+class MemoryConfig:
+    """One ``attnkit memory`` run: a MemN2N per hop count in ``hops``, trained jointly on
+    every task in ``tasks`` for the same number of epochs."""
+
+    tasks: list[int] = field(default_factory=lambda: list(ALL_TASKS))  # bAbI task numbers
+    examples: int = 1000  # generated training examples per task (a tenth held out as valid)
+    test_examples: int = 1000  # test examples per task
+    hops: list[int] = field(default_factory=lambda: [1, 3])  # one model per entry
+    embed_dim: int = 50  # d (the paper's joint models: 50)
+    encoding: str = "pe"  # "pe" or "bow"
+    memory_size: int = 50  # the most recent sentences kept
+    epochs: int = 40  # training epochs per model (all models get the same)
+    ls_epochs: int = 15  # most epochs of linear start (ends earlier when valid loss rises)
+    noise: float = 0.1  # random noise: empty memories per real one (0: off)
+    batch_size: int = 32
+    lr: float = 0.01  # Adam learning rate, halved every anneal_every epochs
+    anneal_every: int = 15
+    clip: float = 40.0  # gradient norm clip (the paper's 40)
+    minutes: float = 4.0  # wall-clock cap per model; training stops at the cap
+    seed: int = 0  # data generation, initialization and batch order
+    threads: int | None = None
+    out: str = "runs/memory"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, (str, int)) or not self.tasks:
+            raise ValueError(f"tasks: expected a non-empty list of task numbers, got "
+                             f"{self.tasks!r}")
+        self.tasks = [check_int(t, "tasks[]", minimum=1, maximum=20) for t in self.tasks]
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks: each task may appear once, got {self.tasks}")
+        if isinstance(self.hops, (str, int)) or not self.hops:
+            raise ValueError(f"hops: expected a non-empty list of hop counts, got {self.hops!r}")
+        self.hops = [check_int(h, "hops[]", minimum=1, maximum=10) for h in self.hops]
+        if len(set(self.hops)) != len(self.hops):
+            raise ValueError(f"hops: each hop count may appear once, got {self.hops}")
+        check_int(self.examples, "examples", minimum=10, maximum=100_000)
+        check_int(self.test_examples, "test_examples", minimum=1, maximum=100_000)
+        check_int(self.embed_dim, "embed_dim", minimum=1, maximum=4096)
+        check_choice(self.encoding, "encoding", ["bow", "pe"])
+        check_int(self.memory_size, "memory_size", minimum=1, maximum=1000)
+        check_int(self.epochs, "epochs", minimum=1, maximum=100_000)
+        check_int(self.ls_epochs, "ls_epochs", minimum=0, maximum=100_000)
+        self.noise = check_float(self.noise, "noise", low=0.0, high=1.0)
+        check_int(self.batch_size, "batch_size", minimum=1, maximum=100_000)
+        self.lr = check_float(self.lr, "lr", low=0.0, low_open=True, high=1.0)
+        check_int(self.anneal_every, "anneal_every", minimum=1)
+        self.clip = check_float(self.clip, "clip", low=0.0, low_open=True)
+        self.minutes = check_float(self.minutes, "minutes", low=0.0, low_open=True,
+                                   high=MAX_MINUTES)
+        check_int(self.seed, "seed", minimum=0, maximum=2**32 - 1)
+        if self.threads is not None:
+            check_int(self.threads, "threads", minimum=1, maximum=4096)
+        check_bool(self.progress, "progress")
+        if not isinstance(self.out, str):
+            raise TypeError(f"out: expected a path string, got {type(self.out).__name__}")
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.out)
+
+
+def preset(name: str | None) -> dict[str, Any]:
+    """The :class:`MemoryConfig` fields of preset ``name`` (None: the defaults)."""
+    if name is None:
+        return {}
+    return dict(PRESETS[check_choice(name, "preset", sorted(PRESETS))])

@@ -1,0 +1,149 @@
+"""One ``attnkit memory`` run: generate and encode the tasks, train one MemN2N per hop count
+(same data, epochs and seed), score the test split per task, pick an example story for the
+attention figure, check the goals and write the report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from attnkit._validate import output_dir
+from attnkit.data.babi import TASKS, Vocabulary, encode, render, splits
+from attnkit.experiments.memory.config import MemoryConfig
+from attnkit.experiments.memory.paper import PAPER_1K, paper_mean
+from attnkit.experiments.memory.report import write_report
+from attnkit.experiments.memory.train import evaluate, train_model
+from attnkit.models.memn2n import MemN2NConfig
+
+__all__ = ["run", "GOAL_MEAN_ERROR", "per_task_errors", "attention_example"]
+
+GOAL_MEAN_ERROR = 15.0  # % mean test error over the generated tasks, 1k examples
+_EXAMPLE_TASKS = (2, 3, 11, 13, 1)  # the figure's story: a multi-fact task when present
+
+
+def per_task_errors(predicted: torch.Tensor, answers: torch.Tensor, tasks: torch.Tensor,
+                    task_list: list[int]) -> dict[int, float]:
+    """Test error (%) of each task in ``task_list``."""
+    out = {}
+    for task in task_list:
+        rows = tasks == task
+        out[task] = 100.0 * float((predicted[rows] != answers[rows]).float().mean())
+    return out
+
+
+def attention_example(models: dict[int, Any], test, examples, vocab,
+                      tasks: list[int]) -> dict[str, Any]:
+    """Each model's per-hop attention over one short test story of a multi-fact task."""
+    wanted = [t for t in _EXAMPLE_TASKS if t in tasks] or tasks[:1]
+    pick = None
+    for task in wanted:
+        rows = [i for i, ex in enumerate(examples) if ex.task == task and 4 <= len(ex.story) <= 12]
+        if rows:
+            pick = rows[0]
+            break
+    if pick is None:
+        pick = 0
+    ex = examples[pick]
+    n = int(test.lengths[pick])
+    out = {"task": ex.task, "story": [" ".join(s) for s in ex.story[-n:]],
+           "question": " ".join(ex.question), "answer": ex.answer,
+           "supporting": [int(i) for i in test.supporting[pick, :n].nonzero().flatten()],
+           "text": render(ex), "models": {}}
+    for hops, model in models.items():
+        model.eval()
+        with torch.no_grad():
+            logits, weights = model(test.stories[pick:pick + 1, :max(n, 1)],
+                                    test.queries[pick:pick + 1],
+                                    test.memory_mask[pick:pick + 1, :max(n, 1)])
+        out["models"][str(hops)] = {"predicted": vocab.words[int(logits.argmax())],
+                                    "weights": [w[0, :n].tolist() for w in weights]}
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def _goals(config: MemoryConfig, results: dict[str, Any]) -> list[dict[str, Any]]:
+    goals = []
+    deepest = str(max(config.hops))
+    mean = results[deepest]["mean_error"]
+    goals.append({"goal": f"MemN2N ({deepest} hops) mean test error <= {GOAL_MEAN_ERROR:g}% "
+                          f"over {len(config.tasks)} generated tasks at {config.examples} "
+                          f"examples per task",
+                  "measured": f"{mean:.1f}%", "met": bool(mean <= GOAL_MEAN_ERROR),
+                  "applies": config.examples == 1000})
+    if 1 in config.hops and 3 in config.hops:
+        one, three = results["1"]["mean_error"], results["3"]["mean_error"]
+        goals.append({"goal": "3 hops better than 1 hop (mean test error)",
+                      "measured": f"3 hops {three:.1f}% vs 1 hop {one:.1f}%",
+                      "met": bool(three < one), "applies": True})
+    return goals
+
+
+def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the experiment, write the report, return the metrics."""
+    if not isinstance(config, MemoryConfig):
+        raise TypeError(f"config: expected a MemoryConfig, got {type(config).__name__}")
+    report_dir = output_dir(config.report_dir, "--out")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if not config.progress:
+        log = (lambda _message: None)  # noqa: E731
+    started = time.perf_counter()
+    machine = _machine()
+    data = splits(config.tasks, config.examples, config.test_examples, config.seed)
+    vocab = Vocabulary.from_examples(data["train"] + data["valid"] + data["test"])
+    encoded = {name: encode(examples, vocab, config.memory_size)
+               for name, examples in data.items()}
+    log(f"data: {len(config.tasks)} tasks, train {len(data['train'])}, valid "
+        f"{len(data['valid'])}, test {len(data['test'])} examples; vocabulary {len(vocab)}")
+    models, results = {}, {}
+    for hops in config.hops:
+        model_config = MemN2NConfig(len(vocab), config.embed_dim, hops, config.memory_size,
+                                    config.encoding)
+        model, info = train_model(config, model_config, encoded["train"], encoded["valid"],
+                                  seed=config.seed, log=log)
+        test = evaluate(model, encoded["test"])
+        errors = per_task_errors(test["predicted"], encoded["test"].answers,
+                                 encoded["test"].tasks, config.tasks)
+        mean = sum(errors.values()) / len(errors)
+        log(f"hops={hops}: mean test error {mean:.1f}% over {len(errors)} tasks "
+            f"({info['epochs_run']} epochs, {info['elapsed_s']:.0f} s)")
+        models[hops] = model
+        results[str(hops)] = {"errors": {str(t): e for t, e in errors.items()},
+                              "mean_error": mean,
+                              "failed_tasks": sum(e > 5 for e in errors.values()),
+                              "test_accuracy": test["accuracy"],
+                              "parameters": sum(p.numel() for p in model.parameters()),
+                              "training": info}
+    example = attention_example(models, encoded["test"], data["test"], vocab, config.tasks)
+    machine["load_average_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    metrics = {
+        "config": asdict(config), "machine": machine,
+        "data": {"source": "attnkit.data.babi (generated; not the official bAbI data)",
+                 "vocab_size": len(vocab), "train": len(data["train"]),
+                 "valid": len(data["valid"]), "test": len(data["test"]),
+                 "task_names": {str(t): TASKS[t][0] for t in config.tasks},
+                 "max_story": {k: int(v.lengths.max()) for k, v in encoded.items()}},
+        "results": results,
+        "paper": {"source": "Sukhbaatar et al. 2015, arXiv 1503.08895, Table 1 (1k, official "
+                            "bAbI)",
+                  "columns": {name: {"errors": {str(t): col[t - 1] for t in config.tasks},
+                                     "mean": paper_mean(name, config.tasks)}
+                              for name, col in PAPER_1K.items()}},
+        "example": example, "goals": _goals(config, results),
+        "wall_s": time.perf_counter() - started,
+    }
+    write_report(report_dir, metrics)
+    log(f"wrote {report_dir}/ (metrics.json, README.md, report.html and the figures)")
+    return metrics

@@ -1,0 +1,207 @@
+"""The bAbI-style generator: determinism, answers that a reader can derive from the story
+(an independent text-level solver for the tracking tasks, checks on the supporting facts for
+the rest), and the tensor encoding including the paper's position encoding formula."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from attnkit.data.babi import TASKS, Vocabulary, encode, generate, position_encoding, splits
+from attnkit.data.babi.reasoning import MOTIVES, POSITIONS, STEP
+from attnkit.data.babi.relations import OPPOSITE
+from attnkit.data.babi.world import PRONOUN
+
+COUNT = 60  # examples per task in the per-task checks
+
+MOVE = re.compile(r"^(?:(?:then|after that|afterwards|following that) )?(\w+(?: and \w+)?) "
+                  r"(?:moved|went|journeyed|travelled)(?: back)? to the (\w+)$")
+GET = re.compile(r"^(\w+) (?:picked up|got|grabbed|took) the (\w+)$")
+DROP = re.compile(r"^(\w+) (?:dropped|discarded|put down|left) the (\w+)$")
+
+
+def _solve_tracking(story, question):
+    """Read the story sentence by sentence, as a person would, and answer."""
+    place, holding, lies = {}, {}, {}
+    previous = None
+    for words in story:
+        text = " ".join(words)
+        if m := MOVE.match(text):
+            subject = m.group(1)
+            if subject in ("he", "she"):
+                people = [previous[0]]
+                assert PRONOUN[people[0]] == subject
+            elif subject == "they":
+                people = previous
+            else:
+                people = subject.split(" and ")
+            for person in people:
+                place[person] = m.group(2)
+                for obj, who in holding.items():
+                    if who == person:
+                        lies[obj] = m.group(2)
+            previous = people
+        elif m := GET.match(text):
+            holding[m.group(2)] = m.group(1)
+            lies[m.group(2)] = place.get(m.group(1))
+        elif m := DROP.match(text):
+            holding.pop(m.group(2))
+        else:
+            raise AssertionError(f"unparsed sentence {text!r}")
+    q = " ".join(question)
+    if m := re.match(r"where is the (\w+)$", q):
+        return lies[m.group(1)]
+    if m := re.match(r"where is (\w+)$", q):
+        return place[m.group(1)]
+    if m := re.match(r"is (\w+) in the (\w+)$", q):
+        return "yes" if place[m.group(1)] == m.group(2) else "no"
+    carried = [o for o, who in holding.items() if who == q.split()[-2]]
+    if q.startswith("how many"):
+        return ("none", "one", "two", "three")[len(carried)]
+    return ",".join(carried) or "nothing"
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_generation_is_deterministic_and_seeded(task):
+    first = generate(task, 20, seed=3)
+    assert first == generate(task, 20, seed=3)
+    assert first != generate(task, 20, seed=4)
+    assert first != generate(task, 20, seed=3, stream="test")
+    assert len(first) == 20 and all(ex.task == task for ex in first)
+    for ex in first:
+        assert ex.supporting and max(ex.supporting) < len(ex.story)
+
+
+@pytest.mark.parametrize("task", [1, 2, 6, 7, 8, 11, 12, 13])
+def test_tracking_answers_follow_from_the_story_and_from_the_supporting_facts(task):
+    for ex in generate(task, COUNT, seed=1):
+        assert _solve_tracking(ex.story, ex.question) == ex.answer, ex
+        if task in (1, 6, 12):  # one supporting fact decides the answer on its own
+            facts = [ex.story[i] for i in ex.supporting]
+            assert _solve_tracking(facts, ex.question) == ex.answer, ex
+
+
+def test_two_and_three_supporting_facts_are_about_the_object_and_its_carriers():
+    for ex in generate(2, COUNT, seed=2):
+        obj = ex.question[-1]
+        facts = [" ".join(ex.story[i]) for i in ex.supporting]
+        assert any(obj in f for f in facts) and any(ex.answer in f for f in facts), ex
+    for ex in generate(3, COUNT, seed=2):
+        assert ex.answer != ex.question[-1]
+        facts = " ".join(" ".join(ex.story[i]) for i in ex.supporting)
+        assert ex.question[3] in facts and ex.answer in facts, ex
+
+
+def test_relations_deduction_induction_and_motivation_answers():
+    for ex in generate(4, COUNT, seed=1):  # the one supporting statement names both
+        (fact,) = [ex.story[i] for i in ex.supporting]
+        a, d, b = fact[1], fact[3], fact[-1]
+        q = " ".join(ex.question)
+        assert ex.answer == (a if q == f"what is {d} of the {b}" else b), ex
+    for ex in generate(15, COUNT, seed=1):
+        name = ex.question[2]
+        kind = next(s[-1] for s in ex.story if s[0] == name)
+        plural = {"mouse": "mice", "sheep": "sheep", "wolf": "wolves", "cat": "cats"}
+        feared = next(s[-1] for s in ex.story if s[0] == plural[kind] and s[1] == "are")
+        assert plural[ex.answer] == feared, ex
+    for ex in generate(16, COUNT, seed=1):
+        name = ex.question[-1]
+        kind = next(s[-1] for s in ex.story if s[0] == name and s[1:3] == ("is", "a"))
+        same = {s[0] for s in ex.story if s[1:3] == ("is", "a") and s[-1] == kind} - {name}
+        colors = {s[-1] for s in ex.story if s[0] in same and len(s) == 3}
+        assert colors == {ex.answer}, ex
+    for ex in generate(20, COUNT, seed=1):
+        person = ex.question[2]
+        motive = next(s[-1] for s in ex.story if s[:2] == (person, "is"))
+        expected = MOTIVES[motive][0] if ex.question[1] == "will" else motive
+        assert ex.answer == expected, ex
+
+
+def test_positional_size_and_path_answers_from_the_statements():
+    for ex in generate(17, COUNT, seed=1):
+        spot = {}
+        for s in ex.story:  # "the X is REL the Y": place X relative to Y
+            text = " ".join(s)
+            rel = next(r for r in POSITIONS if f" is {r} the " in text)
+            x, y = text[4:].split(f" is {rel} the ")
+            spot.setdefault(y, (0, 0))
+            spot[x] = tuple(a + b for a, b in zip(spot[y], POSITIONS[rel], strict=True))
+        text = " ".join(ex.question)[7:]
+        rel = next(r for r in POSITIONS if f" {r} the " in text)
+        x, y = text.split(f" {rel} the ")
+        delta = [a - b for a, b in zip(spot[x], spot[y], strict=True)]
+        yes = any(u * d > 0 for u, d in zip(POSITIONS[rel], delta, strict=True))
+        assert ex.answer == ("yes" if yes else "no"), ex
+    for ex in generate(18, COUNT, seed=1):
+        bigger = set()
+        for s in ex.story:
+            text = " ".join(s)
+            if " fits inside the " in text:
+                small, big = text[4:].split(" fits inside the ")
+            else:
+                big, small = text[4:].split(" is bigger than the ")
+            bigger.add((big, small))
+        for _ in range(4):  # transitive closure
+            bigger |= {(a, d) for a, b in bigger for c, d in bigger if b == c}
+        q = " ".join(ex.question)
+        if q.startswith("does"):
+            x, y = q[len("does the "):].split(" fit in the ")
+            assert ex.answer == ("yes" if (y, x) in bigger else "no"), ex
+            assert (y, x) in bigger or (x, y) in bigger
+        else:
+            x, y = q[len("is the "):].split(" bigger than the ")
+            assert ex.answer == ("yes" if (x, y) in bigger else "no"), ex
+    for ex in generate(19, COUNT, seed=1):
+        edges = [(s[1], s[3], s[-1]) for s in ex.story]  # "the A is D of the B"
+        start, end = ex.question[6], ex.question[-1]
+        where = {start: (0, 0)}
+        for _ in range(5):
+            for a, d, b in edges:
+                if b in where and a not in where:
+                    where[a] = tuple(p + q for p, q in zip(where[b], STEP[d], strict=True))
+                if a in where and b not in where:
+                    where[b] = tuple(p + q for p, q in
+                                     zip(where[a], STEP[OPPOSITE[d]], strict=True))
+        names = {d[0]: d for d in STEP}
+        position = where[start]
+        for move in ex.answer.split(","):
+            position = tuple(p + q for p, q in zip(position, STEP[names[move]], strict=True))
+        assert position == where[end], ex
+
+
+def test_splits_hold_out_a_tenth_for_validation():
+    data = splits([1, 4], train_count=50, test_count=10, seed=0)
+    assert [len(data[k]) for k in ("train", "valid", "test")] == [90, 10, 20]
+    assert data["train"][:45] + data["valid"][:5] == generate(1, 50, 0)
+
+
+def test_position_encoding_matches_the_paper_formula():
+    words = torch.tensor([[5, 6, 7, 0, 0]])  # J = 3 words
+    d = 4
+    got = position_encoding(words, d)  # (1, 5, 4)
+    for j in range(1, 4):
+        for k in range(1, d + 1):
+            want = (1 - j / 3) - (k / d) * (1 - 2 * j / 3)
+            assert got[0, j - 1, k - 1].item() == pytest.approx(want)
+    assert torch.all(got[0, 3:] == 0)
+
+
+def test_encode_pads_keeps_the_last_sentences_and_marks_supporting_facts():
+    examples = generate(1, 12, seed=0)
+    vocab = Vocabulary.from_examples(examples)
+    enc = encode(examples, vocab, memory_size=3)
+    assert enc.stories.shape[1] == 3 and int(enc.lengths.max()) == 3
+    for row, ex in enumerate(examples):
+        kept = ex.story[-3:]
+        for slot, sentence in enumerate(kept):
+            ids = enc.stories[row, slot, :len(sentence)].tolist()
+            assert [vocab.words[i] for i in ids] == list(sentence)
+        assert vocab.words[int(enc.answers[row])] == ex.answer
+        offset = len(ex.story) - len(kept)
+        assert enc.supporting[row].nonzero().flatten().tolist() == \
+            [i - offset for i in ex.supporting if i >= offset]
+        assert enc.memory_mask[row].sum() == len(kept)
+    with pytest.raises(ValueError, match="words"):
+        vocab.ids(["unknownword"])
