@@ -1,0 +1,144 @@
+"""The pairs report: the task and its negatives, the goal check, every model's parameters and
+test accuracy with its interval, the trivial-feature line, valid curves and the alignment
+heatmaps; written with :class:`attnkit.experiments.report.Report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attnkit.experiments.pairs.shortcuts import FEATURES
+from attnkit.experiments.report import Report
+
+__all__ = ["write_report"]
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
+
+
+def _interval(scores: dict[str, Any]) -> str:
+    low, high = scores["ci95"]
+    return f"{100 * scores['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _summary(m: dict[str, Any]) -> list[str]:
+    c, d, mach = m["config"], m["data"], m["machine"]
+    neg = d["negatives"]
+    return [
+        f"data: EN->FR gettext corpus ({d['corpus']}): {d['pairs']['train']:,} / "
+        f"{d['pairs']['valid']:,} / {d['pairs']['test']:,} train / valid / test pairs; the "
+        f"run trains on the first {c['train_pairs'] or d['pairs']['train']:,} train pairs "
+        f"(hash order); examples (one positive and one hard negative per English sentence): "
+        f"{d['examples']['train']:,} / {d['examples']['valid']:,} / {d['examples']['test']:,}",
+        "hard negative: the French side of another pair of the same split with the highest "
+        "Jaccard overlap of lower-cased words and placeholders with the true French side "
+        "(train: searched in blocks of 4,096 pairs; never a translation of the same message); "
+        "mean overlap " + ", ".join(f"{n} {neg[n]['mean_jaccard']:.2f}" for n in neg)
+        + "; no overlap at all " + ", ".join(f"{n} {100 * neg[n]['zero_overlap']:.1f}%"
+                                             for n in neg),
+        f"tokens: the corpus's joint BPE ({d['vocab_size']} ids), sentences cut at "
+        f"{c['max_len']} tokens; embeddings {c['embed_dim']}-d in every model",
+        f"training: Adam lr {c['lr']:g}, batches of {c['batch_size']} examples, up to "
+        f"{c['epochs']} epoch(s) or {c['minutes']:g} min per model; valid accuracy "
+        f"{c['evals_per_epoch']} times per epoch, the best valid state is tested",
+        "test accuracy with a 95% interval: percentile bootstrap over the test English "
+        f"sentences (each with its positive and its negative), {c['bootstrap']} resamples",
+        f"machine: {mach['processor']}, {mach['cpus']} CPUs, {mach['threads']} torch threads, "
+        f"load average {mach['load_average_1min']} at the start and "
+        f"{mach['load_average_1min_end']} at the end; whole run {m['wall_s'] / 60:.1f} min",
+    ]
+
+
+def _curve_figure(models: dict[str, Any]):
+    from attnkit.interp.figures import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.2, 3.6), layout="constrained")
+    for kind, r in models.items():
+        curve = r["training"]["curve"]
+        ax.plot([p["epoch"] for p in curve], [100 * p["valid_accuracy"] for p in curve],
+                marker="o", label=kind)
+    ax.set(xlabel="epochs", ylabel="valid accuracy, %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _heatmap_figure(item: dict[str, Any]):
+    from attnkit.interp.figures import pyplot
+
+    plt = pyplot()
+    rows, cols = item["english_tokens"], item["french_tokens"]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.42 * len(cols), 1.2 + 0.36 * len(rows)),
+                           layout="constrained")
+    ax.imshow(item["weights"], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=70, fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    kind = "real pair" if item["label"] else "hard negative"
+    ax.set_title(f"{kind}: p(translation) = {item['probability']:.2f}", fontsize=9)
+    return fig
+
+
+def write_report(out: Path, metrics: dict[str, Any]) -> Path:
+    """Write the report of a pairs run (``metrics`` from
+    :func:`~attnkit.experiments.pairs.run.run`) to ``out``."""
+    models, goal = metrics["models"], metrics["goal"]
+    report = Report(out, title="attnkit pairs: decomposable attention on EN/FR translation "
+                               "pairs")
+    report.add_text("Is this French sentence a translation of this English one? Real gettext "
+                    "pairs against hard negatives. Decomposable attention (Parikh et al. 2016, "
+                    "arXiv:1606.01933) aligns the two sentences token by token; the baseline "
+                    "encodes each sentence alone with a BiGRU and compares the two vectors.")
+    report.add_list(_summary(metrics))
+    if goal is not None:
+        diff = goal["difference"]
+        report.add_table(
+            ["goal", "measured", "met"],
+            [[f"{goal['model']} test accuracy >= {goal['baseline']}'s",
+              f"{100 * goal['accuracy']:.1f}% vs {100 * goal['baseline_accuracy']:.1f}% "
+              f"(difference {100 * diff['difference']:+.1f} points, 95% paired bootstrap "
+              f"[{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}])",
+              "yes" if goal["accuracy_met"] else "**no**"],
+             [f"{goal['model']} parameters <= half of {goal['baseline']}'s",
+              f"ratio {goal['parameter_ratio']:.3f} "
+              f"({goal['parameter_ratio_without_embeddings']:.3f} without the embedding "
+              f"tables)",
+              "yes" if goal["parameters_met"] else "**no**"]],
+            title="The goal")
+        report.add_text(f"The decomposable variant compared is the one with the better valid "
+                        f"accuracy (**{metrics['selected']}**); test numbers were not used to "
+                        f"choose anything.")
+    short = metrics["shortcut"]
+    rows = [["trivial features (logistic regression)", None, None, None,
+             _pct(short["valid_accuracy"]), _interval(short["test"]),
+             _pct(short["test"]["accuracy_positive"]), _pct(short["test"]["accuracy_negative"]),
+             0.0]]
+    for kind, r in models.items():
+        t = r["training"]
+        rows.append([kind, r["parameters"]["total"], r["parameters"]["other"],
+                     f"{t['epochs']:.2f} ({t['stopped_by']})",
+                     _pct(t["best"]["valid_accuracy"]), _interval(r["test"]),
+                     _pct(r["test"]["accuracy_positive"]), _pct(r["test"]["accuracy_negative"]),
+                     _pct(r["test"]["accuracy_where_shortcut_wrong"])])
+    wrong = round(len(short["test"]["correct"]) * (1 - short["test"]["accuracy"]))
+    report.add_table(["model", "params", "params w/o embeddings", "epochs (stop)",
+                      "best valid acc. %", "test acc. [95% CI]", "test acc. on real pairs %",
+                      "test acc. on negatives %", "test acc. where trivial features fail %"],
+                     rows, title="Results")
+    report.add_text(f"The last column is the accuracy on the {wrong} test examples the "
+                    f"trivial-feature regression gets wrong: what reading the words adds.")
+    report.add_table(["feature", "weight (standardized)"],
+                     [[name, round(short["weights"][name], 3)] for name in (*FEATURES, "bias")],
+                     title="Trivial features: what length and copied tokens alone give")
+    report.add_figure("valid_curve", _curve_figure(models),
+                      caption="valid accuracy during training (the best point is tested)")
+    if metrics["heatmaps"]:
+        report.add_heading(f"Alignments of {metrics['selected']} on test pairs")
+        report.add_text("Rows: English tokens; columns: French tokens; each row is the "
+                        "softmax over the French tokens (attend step, beta). Each real pair is "
+                        "followed by its hard negative.")
+        for k, item in enumerate(metrics["heatmaps"]):
+            report.add_figure(f"alignment_{k}", _heatmap_figure(item),
+                              caption=f"{item['english']} / {item['french']}")
+    return report.write(metrics)

@@ -1,0 +1,108 @@
+"""`attnkit pairs`: the bootstrap intervals, the trivial features, the config checks, bad
+flags (exit 2 before any work) and the --quick run end to end on the tiny test corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _translate_helpers import run_cli
+
+from attnkit.data.translation.pairs import PairExample
+from attnkit.experiments.pairs import MODEL_KINDS, PRESETS, PairsConfig
+from attnkit.experiments.pairs.shortcuts import FEATURES, features, fit_logistic
+from attnkit.experiments.pairs.train import bootstrap_accuracy, paired_bootstrap
+from attnkit.experiments.report import REPORT_FILES
+
+
+def test_bootstrap_interval_holds_the_accuracy_and_resamples_whole_groups():
+    correct = torch.tensor([1, 1, 1, 0] * 50)
+    groups = torch.arange(200) // 2  # two examples per English sentence
+    low, high = bootstrap_accuracy(correct, groups, resamples=400)
+    assert low < 0.75 < high and high - low < 0.2
+    assert bootstrap_accuracy(torch.ones(10), torch.arange(10), resamples=50) == (1.0, 1.0)
+    diff = paired_bootstrap(torch.ones(200), correct, groups, resamples=400)
+    assert diff["difference"] == pytest.approx(0.25)
+    assert 0 < diff["low"] < 0.25 < diff["high"] and diff["p_not_above"] == 0.0
+
+
+def test_trivial_features_see_placeholders_lengths_and_copies():
+    good = PairExample("Copy %s to GIMP?", "Copier %s vers GIMP ?", 1, 0, 0)
+    bad = PairExample("Copy %s to GIMP?", "Fichier introuvable.", 0, 0, 1)
+    f_good, f_bad = dict(zip(FEATURES, features(good))), dict(zip(FEATURES, features(bad)))
+    assert f_good["placeholders and numbers match"] == 1.0
+    assert f_bad["placeholders and numbers match"] == 0.0
+    assert f_good["English words copied"] == pytest.approx(2 / 4)  # GIMP and the s of %s
+    assert f_good["same end punctuation"] == 1.0 and f_bad["same end punctuation"] == 0.0
+    predict, weights = fit_logistic([good, bad] * 5)
+    assert set(weights) == {*FEATURES, "bias"}
+    probabilities = predict([good, bad])
+    assert probabilities[0] > 0.5 > probabilities[1]
+
+
+def test_config_checks_name_the_field():
+    with pytest.raises(ValueError, match="models"):
+        PairsConfig(models=["transformer"])
+    with pytest.raises(ValueError, match="models"):
+        PairsConfig(models=["bigru", "bigru"])
+    with pytest.raises(ValueError, match="epochs"):
+        PairsConfig(epochs=0)
+    with pytest.raises(TypeError, match="out"):
+        PairsConfig(out=None)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs"),
+    (["--models", "transformer"], "--models"),
+    (["--models", "bigru", "bigru"], "--models"),
+    (["--lr", "0"], "--lr"),
+    (["--train-pairs", "1"], "--train-pairs"),
+    (["--minutes", "nan"], "--minutes"),
+])
+def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    code, _, err = run_cli(["pairs", *flags, "--out", str(out)], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_an_unusable_out_exits_2_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_cli(["pairs", "--quick", "--out", str(blocker / "report"),
+                            "--data-dir", str(tmp_path / "no-data")], capsys)
+    assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_quick_run_end_to_end(data_dir, tmp_path, capsys):
+    out = tmp_path / "pairs"
+    code, stdout, err = run_cli(["pairs", "--quick", "--vocab-size", "300", "--no-progress",
+                                 "--data-dir", str(data_dir), "--out", str(out)], capsys)
+    assert code == 0, err
+    for name in (*REPORT_FILES, "valid_curve.png", "alignment_0.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["train_pairs"] == PRESETS["quick"]["train_pairs"]
+    assert list(metrics["models"]) == list(MODEL_KINDS)
+    examples = metrics["data"]["examples"]
+    assert all(n > 0 and n % 2 == 0 for n in examples.values())
+    for kind, r in metrics["models"].items():
+        assert r["training"]["epochs"] == pytest.approx(1.0) and r["training"]["steps"] >= 1
+        test = r["test"]
+        assert test["examples"] == examples["test"] and len(test["correct"]) == examples["test"]
+        assert test["ci95"][0] <= test["accuracy"] <= test["ci95"][1]
+        assert r["training"]["best"]["valid_accuracy"] == max(
+            p["valid_accuracy"] for p in r["training"]["curve"]), kind
+    assert metrics["selected"] in ("decomposable", "decomposable-intra")
+    goal = metrics["goal"]
+    assert goal["model"] == metrics["selected"] and goal["baseline"] == "bigru"
+    params = {k: r["parameters"]["total"] for k, r in metrics["models"].items()}
+    assert goal["parameter_ratio"] == pytest.approx(params[goal["model"]] / params["bigru"])
+    heatmap = metrics["heatmaps"][0]
+    weights = torch.tensor(heatmap["weights"])
+    assert weights.shape == (len(heatmap["english_tokens"]), len(heatmap["french_tokens"]))
+    torch.testing.assert_close(weights.sum(1), torch.ones(len(weights)), atol=1e-3, rtol=0)
+    assert "trivial features" in (out / "README.md").read_text()
+    assert "goal" in stdout
