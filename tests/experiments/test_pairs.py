@@ -30,7 +30,8 @@ def test_bootstrap_interval_holds_the_accuracy_and_resamples_whole_groups():
 def test_trivial_features_see_placeholders_lengths_and_copies():
     good = PairExample("Copy %s to GIMP?", "Copier %s vers GIMP ?", 1, 0, 0)
     bad = PairExample("Copy %s to GIMP?", "Fichier introuvable.", 0, 0, 1)
-    f_good, f_bad = dict(zip(FEATURES, features(good))), dict(zip(FEATURES, features(bad)))
+    f_good = dict(zip(FEATURES, features(good), strict=True))
+    f_bad = dict(zip(FEATURES, features(bad), strict=True))
     assert f_good["placeholders and numbers match"] == 1.0
     assert f_bad["placeholders and numbers match"] == 0.0
     assert f_good["English words copied"] == pytest.approx(2 / 4)  # GIMP and the s of %s
