@@ -271,3 +271,53 @@ def test_register_is_idempotent_and_visible_to_transformers():
     assert AttentionInterface._global_mapping["attnkit"] is hf.attention_forward
     assert ALL_ATTENTION_FUNCTIONS["attnkit"] is hf.attention_forward
     assert ALL_MASK_ATTENTION_FUNCTIONS["attnkit"] is hf.mask_interface
+
+
+# -- attnkit bench hf ----------------------------------------------------------------------
+
+def test_bench_hf_quick_runs_end_to_end(tmp_path, capsys):
+    import json
+
+    from attnkit import cli
+
+    assert cli.main(["bench", "hf", "--quick", "--out", str(tmp_path), "--name", "hfq"]) == 0
+    report = json.loads((tmp_path / "hfq.json").read_text())
+    rows = report["rows"]
+    assert {(r["L"], r["implementation"]) for r in rows} == {
+        (L, i) for L in (256, 512) for i in ("attnkit", "sdpa", "eager")}
+    for row in rows:
+        assert row["forward_ms"] > 0 and row["max_abs_diff_vs_sdpa"] <= 1e-4
+    assert report["command"].startswith("attnkit bench hf")
+    assert (tmp_path / "hfq.md").is_file()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--lengths", "0"], "--lengths"),
+    (["--window", "-3"], "--window"),
+    (["--implementations", "flash"], "--implementations"),
+    (["--name", "../x"], "--name"),
+])
+def test_bench_hf_bad_arguments_exit_2(argv, flag, tmp_path, capsys):
+    from attnkit import cli
+    from attnkit.bench import hf as bench_hf
+
+    called = []
+    real = bench_hf.run
+    bench_hf.run = lambda **kw: called.append(kw)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            code = cli.main(["bench", "hf", *argv, "--out", str(tmp_path)])
+            raise SystemExit(code)
+    finally:
+        bench_hf.run = real
+    assert exc.value.code == 2 and not called
+    assert flag in capsys.readouterr().err
+
+
+def test_bench_hf_library_refuses_bad_arguments(tmp_path):
+    from attnkit.bench import hf as bench_hf
+
+    with pytest.raises(ValueError, match="implementations"):
+        bench_hf.run(implementations=["flash"], out_dir=str(tmp_path), write=False)
+    with pytest.raises(ValueError, match="window"):
+        bench_hf.run(window=0, out_dir=str(tmp_path), write=False)

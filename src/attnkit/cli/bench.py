@@ -1,7 +1,7 @@
 """``attnkit bench <suite>``: the benchmark suites of :mod:`attnkit.bench`.
 
-Suites: ``overhead``, ``attention``, ``classic``, ``train``, ``ring``. Each writes JSON and a
-markdown table into ``--out``; the report records the command line that reproduces it,
+Suites: ``overhead``, ``attention``, ``classic``, ``train``, ``ring``, ``hf``. Each writes JSON
+and a markdown table into ``--out``; the report records the command line that reproduces it,
 every option spelled out. Output paths and names are checked before anything is timed.
 """
 
@@ -110,13 +110,40 @@ def _add_ring(suites) -> None:
     _out(parser)
 
 
+def _add_hf(suites) -> None:
+    parser = suites.add_parser(
+        "hf", help="Hugging Face forward at long context: attnkit vs sdpa vs eager",
+        description="Forward time of a random sliding-window Mistral (transformers) with "
+                    "attn_implementation attnkit, sdpa and eager on the same weights, and "
+                    "each output's largest difference from sdpa (needs attnkit[hf]).")
+    parser.add_argument("--lengths", type=arg_int(1), nargs="+", default=[4096, 16384],
+                        help="context lengths (default %(default)s)")
+    parser.add_argument("--window", type=arg_int(1), default=1024,
+                        help="sliding window (default %(default)s)")
+    parser.add_argument("--implementations", nargs="+", default=["attnkit", "sdpa", "eager"],
+                        choices=("attnkit", "sdpa", "eager"),
+                        help="sdpa always runs: it is the baseline (default %(default)s)")
+    parser.add_argument("--layers", type=arg_int(1), default=2,
+                        help="decoder layers (default %(default)s)")
+    parser.add_argument("--repeats", type=arg_int(1), default=3,
+                        help="timed forwards per row (default %(default)s)")
+    parser.add_argument("--max-dense-gib", type=arg_float(0.0, low_open=True), default=6.0,
+                        help="skip implementations whose dense per-layer tensors would exceed "
+                             "this (default %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke-test sizes (L 256 and 512, window 64, one repeat)")
+    parser.add_argument("--name", default="hf",
+                        help="report file name, without extension (default %(default)s)")
+    _out(parser)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench", help=HELP,
         description="Benchmark suites: candidates measured side by side in one process; "
                     "each suite writes JSON and a markdown table into --out.")
     suites = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
-    for add in (_add_overhead, _add_attention, _add_classic, _add_train, _add_ring):
+    for add in (_add_overhead, _add_attention, _add_classic, _add_train, _add_ring, _add_hf):
         add(suites)
     return parser
 
@@ -191,9 +218,22 @@ def _run_ring(args: argparse.Namespace, command: str) -> None:
              max_gib=args.max_gib, out_dir=args.out, name=name, command=command)
 
 
+def _run_hf(args: argparse.Namespace, command: str) -> None:
+    import importlib.util
+
+    name = safe_name(args.name, "--name")
+    if importlib.util.find_spec("transformers") is None:
+        raise UserError("bench hf needs Hugging Face transformers: pip install 'attnkit[hf]'")
+    from attnkit.bench import hf
+
+    hf.run(lengths=args.lengths, window=args.window, implementations=args.implementations,
+           repeats=args.repeats, max_dense_gib=args.max_dense_gib, layers=args.layers,
+           quick=args.quick, out_dir=args.out, name=name, command=command)
+
+
 SUITES: dict[str, Callable[[argparse.Namespace, str], None]] = {
     "overhead": _run_overhead, "attention": _run_attention, "classic": _run_classic,
-    "train": _run_train, "ring": _run_ring,
+    "train": _run_train, "ring": _run_ring, "hf": _run_hf,
 }
 
 
