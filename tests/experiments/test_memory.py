@@ -1,0 +1,92 @@
+"""`attnkit memory`: a tiny run end to end through the CLI (report files, metrics, goals,
+attention figure data), the paper's table, per-task errors, and bad arguments (exit 2,
+one line, before any work)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _translate_helpers import run_cli
+
+import attnkit.experiments.memory.run as run_module
+from attnkit.experiments.memory.paper import PAPER_1K, paper_mean
+from attnkit.experiments.memory.run import per_task_errors
+from attnkit.experiments.report import REPORT_FILES
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_run_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, err = run_cli(["memory", "--quick", "--tasks", "1", "15", "--examples", "60",
+                                 "--test-examples", "20", "--epochs", "2", "--out", str(out)],
+                                capsys)
+    assert code == 0, err
+    for name in (*REPORT_FILES, "attention.png", "valid_accuracy.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["tasks"] == [1, 15]
+    assert metrics["data"]["train"] == 2 * 54 and metrics["data"]["test"] == 40
+    for hops in ("1", "3"):
+        result = metrics["results"][hops]
+        assert set(result["errors"]) == {"1", "15"}
+        assert result["mean_error"] == pytest.approx(sum(result["errors"].values()) / 2)
+        assert result["training"]["epochs_run"] == 2
+        weights = metrics["example"]["models"][hops]["weights"]
+        assert len(weights) == int(hops)
+        for hop in weights:  # one weight per story sentence, summing to one
+            assert len(hop) == len(metrics["example"]["story"])
+            assert sum(hop) == pytest.approx(1.0, abs=1e-5)
+    assert metrics["paper"]["columns"]["PE LS RN joint, 3 hops"]["mean"] == \
+        pytest.approx((0.0 + 0.0) / 2)
+    assert [g["met"] for g in metrics["goals"]] and "goal" in stdout
+    readme = (out / "README.md").read_text()
+    assert "not the official bAbI data" in readme and "Test error (%) per task" in readme
+
+
+def test_paper_columns_reproduce_the_published_means():
+    assert paper_mean("PE LS RN joint, 3 hops", list(range(1, 21))) == pytest.approx(12.4,
+                                                                                    abs=0.05)
+    assert paper_mean("PE LS joint, 1 hop", list(range(1, 21))) == pytest.approx(25.8,
+                                                                                abs=0.05)
+    assert all(len(col) == 20 for col in PAPER_1K.values())
+
+
+def test_per_task_errors():
+    predicted = torch.tensor([1, 2, 3, 4])
+    answers = torch.tensor([1, 0, 3, 3])
+    tasks = torch.tensor([5, 5, 7, 7])
+    assert per_task_errors(predicted, answers, tasks, [5, 7]) == {5: 50.0, 7: 50.0}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--tasks", "0"], ["--tasks", "21"], ["--tasks", "1", "1"], ["--hops", "0"],
+    ["--hops", "3", "3"], ["--examples", "5"], ["--examples", "many"], ["--epochs", "0"],
+    ["--noise", "1.5"], ["--lr", "0"], ["--minutes", "nan"], ["--seed", "-1"],
+    ["--bogus"], ["--out", "/proc/attnkit-cannot-write-here"],
+])
+def test_bad_arguments_exit_2_with_one_line_before_any_work(argv, monkeypatch, capsys,
+                                                            tmp_path):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(run_module, "splits", forbidden)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["memory", *argv], capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in err
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = run_cli(["memory", "--help"], capsys)
+    assert code == 0 and "--quick" in out and "not the official" in out.lower().replace(
+        "\n", " ").replace("  ", " ")
