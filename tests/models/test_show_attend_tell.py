@@ -37,6 +37,16 @@ def test_encoder_shapes_and_classify():
         CanvasEncoder((4, 4))
 
 
+def test_position_vectors_tell_locations_apart():
+    # identical annotation vectors everywhere: only the position vectors can make the
+    # attention prefer one location
+    model = _model(num_locations=12).eval()
+    _, alphas, _ = model(torch.ones(1, 12, 8), _captions()[:1, :-1])
+    assert alphas.std() > 0
+    _, flat, _ = _model().eval()(torch.ones(1, 12, 8), _captions()[:1, :-1])
+    torch.testing.assert_close(flat, torch.full_like(flat, 1 / 12))
+
+
 def test_annotations_are_row_major():
     feature_map = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4)
     features = ShowAttendTell.annotations(feature_map)  # (1, 12, 2)
@@ -150,5 +160,7 @@ def test_bad_arguments():
     model = _model()
     with pytest.raises(ValueError, match="features"):
         model(torch.randn(2, 12, 5), _captions())
+    with pytest.raises(ValueError, match="num_locations"):
+        _model(num_locations=6)(torch.randn(2, 12, 8), _captions())
     with pytest.raises(ValueError, match="tokens"):
         model(torch.randn(2, 12, 8), _captions().float())

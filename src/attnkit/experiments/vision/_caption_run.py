@@ -46,7 +46,7 @@ SHIFT = 4   # largest item shift (pixels) in encoder pre-training
 
 def _pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, H, W)`` -> float ``(N, 1, H, W)`` in [0, 1]."""
-    return torch.from_numpy(images).float().div_(255.0)[:, None]
+    return torch.tensor(images, dtype=torch.float32).div_(255.0)[:, None]
 
 
 def prepare(config: CaptionConfig, log: Callable[[str], None]) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def train_encoder(config: CaptionConfig, items, seed: int, deadline: float,
     gen = torch.Generator().manual_seed(seed)
     encoder = CanvasEncoder()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
-    images, labels = _pixels(items.images), torch.from_numpy(items.labels)
+    images, labels = _pixels(items.images), torch.tensor(items.labels)
     batch = 2 * config.batch_size
     steps, epochs_done, stopped = 0, 0, False
     for epoch in range(config.encoder_epochs):
@@ -109,7 +109,7 @@ def train_encoder(config: CaptionConfig, items, seed: int, deadline: float,
 @torch.no_grad()
 def item_accuracy(encoder: CanvasEncoder, items, limit: int = 5000) -> float:
     """Classification accuracy of the encoder's pre-training head on single items."""
-    images, labels = _pixels(items.images[:limit]), torch.from_numpy(items.labels[:limit])
+    images, labels = _pixels(items.images[:limit]), torch.tensor(items.labels[:limit])
     hits = sum((encoder.classify(images[s:s + 500]).argmax(-1) == labels[s:s + 500]).sum().item()
                for s in range(0, len(labels), 500))
     return hits / len(labels)
@@ -132,6 +132,7 @@ def train_decoder(config: CaptionConfig, attention: str, features: torch.Tensor,
     gen = torch.Generator().manual_seed(seed + 1)
     model = ShowAttendTell(ShowAttendTellConfig(vocab_size=len(CAPTION_VOCAB),
                                                 feature_dim=features.shape[-1],
+                                                num_locations=features.shape[1],
                                                 attention=attention))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
@@ -200,7 +201,7 @@ def pointing_hits(alphas: torch.Tensor, grid: tuple[int, int], boxes: np.ndarray
 def evaluate(model: ShowAttendTell, features: torch.Tensor, canvas_set,
              grid: tuple[int, int]) -> dict[str, float]:
     """Sequence, word and pointing accuracy on one canvas set."""
-    captions = torch.from_numpy(canvas_set.tokens)  # (N, K + 2)
+    captions = torch.tensor(canvas_set.tokens)  # (N, K + 2)
     targets = captions[:, 1:]
     generated, _ = model.generate(features, max_len=targets.shape[1])
     real = targets != PAD
@@ -264,13 +265,14 @@ def run_caption(config: CaptionConfig, log: Callable[[str], None] = print) -> di
         log(f"seed {seed}: pre-training the encoder")
         encoder, enc_info = train_encoder(config, data["items"], seed,
                                           seed_start + shares[0] * per_seed, log)
-        enc_info["val_item_accuracy"] = item_accuracy(encoder, data["val_items"])
+        enc_info["val_item_accuracy"] = item_accuracy(
+            encoder, data["val_items"], limit=min(5000, 10 * config.val_canvases))
         encoders.append(enc_info)
         log(f"seed {seed}: encoder item accuracy (val) {enc_info['val_item_accuracy']:.3f}")
         feats, grid = {}, None
         for split, canvas_set in sets.items():
             feats[split], grid = annotations(encoder, canvas_set)
-        captions = torch.from_numpy(sets["train"].tokens)
+        captions = torch.tensor(sets["train"].tokens)
         for k, kind in enumerate(config.attentions):
             model, info = train_decoder(config, kind, feats["train"], captions, seed,
                                         seed_start + shares[k + 1] * per_seed, log)

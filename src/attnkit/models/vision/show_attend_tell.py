@@ -22,7 +22,11 @@ Tell: Neural Image Caption Generation with Visual Attention", arXiv:1502.03044.
   attention the REINFORCE term with a moving-average baseline and the entropy bonus
   ``lambda_e * H[alpha]``, with the reward ``log p(y | a)`` of the whole caption (eq. 12).
 
-Deviations: a small CNN trained on Fashion-MNIST items instead of VGG on ImageNet; the
+Deviations: a small CNN trained on Fashion-MNIST items instead of VGG on ImageNet;
+optionally (``num_locations``) a learned position vector is added to each annotation vector,
+since a translation-equivariant CNN's features alone do not say where a location is and a
+caption in reading order needs that (the paper's VGG features carry only what padding
+leaks); the
 hard variant does not replace the sample by the expected context half of the time (the
 paper's variance trick), and its eval picks the argmax location instead of sampling; the
 regularizer's sum over ``t`` covers the real (non-pad) steps of each caption.
@@ -93,6 +97,7 @@ class ShowAttendTellConfig:
     attention_dim: int = 64       # hidden width of the attention MLP f_att
     attention: str = "soft"       # "soft" (deterministic) or "hard" (stochastic, REINFORCE)
     dropout: float = 0.0          # before the deep output layer
+    num_locations: int = 0        # L for a learned position vector per location (0: none)
     bos: int = 1                  # token that starts every caption
     eos: int = 2                  # token that ends it
 
@@ -103,6 +108,7 @@ class ShowAttendTellConfig:
         check_choice(self.attention, "attention", ATTENTION_KINDS, owner=who)
         self.dropout = check_float(self.dropout, "dropout", low=0.0, high=1.0, high_open=True,
                                    owner=who)
+        check_int(self.num_locations, "num_locations", minimum=0, owner=who)
         for field in ("bos", "eos"):
             check_int(getattr(self, field), field, minimum=0, maximum=self.vocab_size - 1,
                       owner=who)
@@ -143,6 +149,8 @@ class ShowAttendTell(nn.Module):
         self.out_context = nn.Linear(c.feature_dim, c.embed_dim)  # L_z
         self.out_vocab = nn.Linear(c.embed_dim, c.vocab_size)  # L_o
         self.dropout = nn.Dropout(c.dropout)
+        self.position = nn.Parameter(torch.randn(c.num_locations, c.feature_dim) * 0.1) \
+            if c.num_locations else None  # (L, D)
 
     @staticmethod
     def annotations(feature_map: torch.Tensor) -> torch.Tensor:
@@ -156,7 +164,14 @@ class ShowAttendTell(nn.Module):
                             f"{type(features).__name__}")
         if features.dim() != 3 or features.shape[-1] != d or features.shape[1] == 0:
             raise ValueError(f"features must be (B, L >= 1, {d}), got {tuple(features.shape)}")
+        locations = self.config.num_locations
+        if locations and features.shape[1] != locations:
+            raise ValueError(f"features must have L = num_locations = {locations} locations, "
+                             f"got {tuple(features.shape)}")
 
+    def _place(self, features: torch.Tensor) -> torch.Tensor:
+        """Add the learned position vectors (if any): ``(B, L, D) -> (B, L, D)``."""
+        return features if self.position is None else features + self.position
     def _begin(self, features: torch.Tensor):
         mean = features.mean(dim=1)  # (B, D)
         state = self.attention.init_state(features)
@@ -190,6 +205,7 @@ class ShowAttendTell(nn.Module):
             got = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens)
             raise ValueError(f"tokens must be int64 (B, T) with B = {features.shape[0]}, got "
                              f"{got}")
+        features = self._place(features)
         h, c, state = self._begin(features)
         logits, alphas = [], []
         for t in range(tokens.shape[1]):
@@ -213,6 +229,7 @@ class ShowAttendTell(nn.Module):
         """
         self._check_features(features)
         check_int(max_len, "max_len", minimum=1)
+        features = self._place(features)
         h, c, state = self._begin(features)
         previous = torch.full((features.shape[0],), self.config.bos, dtype=torch.long,
                               device=features.device)
