@@ -205,3 +205,41 @@ def test_encode_pads_keeps_the_last_sentences_and_marks_supporting_facts():
         assert enc.memory_mask[row].sum() == len(kept)
     with pytest.raises(ValueError, match="words"):
         vocab.ids(["unknownword"])
+
+
+def test_negation_indefinite_time_and_hand_over_answers_from_the_text():
+    for task in (9, 10):
+        for ex in generate(task, COUNT, seed=1):
+            person, place = ex.question[1], ex.question[-1]
+            last = [" ".join(s) for s in ex.story if s[0] == person][-1]
+            if " either in the " in last:
+                options = last.split(" either in the ")[1].split(" or the ")
+                expected = "maybe" if place in options else "no"
+            elif " not in the " in last or " no longer in the " in last:
+                expected = "no"
+            else:
+                expected = "yes" if last.endswith(f" {place}") else "no"
+            assert ex.answer == expected, ex
+    times = ("yesterday", "this morning", "this afternoon", "this evening")
+    for ex in generate(14, COUNT, seed=1):
+        person, later = ex.question[2], ex.question[-1]
+        plan = {}
+        for s in ex.story:
+            text = " ".join(s)
+            if person in s:
+                slot = next(k for k, t in enumerate(times) if t in text)
+                plan[slot] = text.replace(times[slot], "").split()[-1]
+        slot = next(k for k, place in plan.items() if place == later)
+        assert ex.answer == plan[slot - 1], ex
+    for ex in generate(5, COUNT, seed=1):
+        gives = [(s[0], s[3], s[5]) for s in ex.story if s[1] in ("gave", "handed", "passed")]
+        q = ex.question
+        if q[:2] == ("who", "gave"):
+            expected = [g for g in gives if g[1] == q[3] and g[2] == q[5]][-1][0]
+        elif q[:2] == ("who", "did"):
+            expected = [g for g in gives if g[0] == q[2] and g[1] == q[5]][-1][2]
+        elif q[0] == "what":
+            expected = [g for g in gives if g[0] == q[2] and g[2] == q[5]][-1][1]
+        else:
+            expected = [g for g in gives if g[1] == q[3]][-1][2]
+        assert ex.answer == expected, ex

@@ -37,6 +37,7 @@ class MemoryConfig:
     noise: float = 0.1  # random noise: empty memories per real one (0: off)
     batch_size: int = 32
     lr: float = 0.01  # Adam learning rate, halved every anneal_every epochs
+    ls_lr: float = 0.001  # learning rate during linear start (the paper also lowers it)
     anneal_every: int = 15
     clip: float = 40.0  # gradient norm clip (the paper's 40)
     minutes: float = 4.0  # wall-clock cap per model; training stops at the cap
@@ -67,6 +68,7 @@ class MemoryConfig:
         self.noise = check_float(self.noise, "noise", low=0.0, high=1.0)
         check_int(self.batch_size, "batch_size", minimum=1, maximum=100_000)
         self.lr = check_float(self.lr, "lr", low=0.0, low_open=True, high=1.0)
+        self.ls_lr = check_float(self.ls_lr, "ls_lr", low=0.0, low_open=True, high=1.0)
         check_int(self.anneal_every, "anneal_every", minimum=1)
         self.clip = check_float(self.clip, "clip", low=0.0, low_open=True)
         self.minutes = check_float(self.minutes, "minutes", low=0.0, low_open=True,

@@ -76,8 +76,11 @@ def train_model(config, model_config: MemN2NConfig, train: EncodedSet, valid: En
     best, best_state, history = -1.0, None, []
     best_linear_loss = math.inf
     started = time.perf_counter()
+    softmax_epochs = 0  # the annealing schedule counts epochs with the softmax in place
     for epoch in range(1, config.epochs + 1):
-        lr = config.lr * 0.5 ** ((epoch - 1) // config.anneal_every)
+        lr = config.ls_lr if linear else \
+            config.lr * 0.5 ** (softmax_epochs // config.anneal_every)
+        softmax_epochs += not linear
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
