@@ -1,0 +1,64 @@
+"""``attnkit vision PART``: the vision experiments, one subcommand per part.
+
+Each part lives in ``attnkit.experiments.vision.<part>`` and exposes ``HELP: str``,
+``add_arguments(parser) -> None`` and ``run(args) -> int``; the part modules import nothing
+heavy at module level. Parts are taken from :data:`PARTS`; one whose module does not exist
+(yet) or fails to import is listed as unavailable, and the other parts keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from types import ModuleType
+
+from attnkit.errors import UserError
+
+__all__ = ["HELP", "PARTS", "add_parser", "run"]
+
+HELP = "vision experiments on Fashion-MNIST: channel, glimpse, caption, vit"
+PARTS = ("channel", "glimpse", "caption", "vit")
+
+
+def _load(part: str) -> ModuleType | str:
+    """The part's module, or why it is unavailable."""
+    name = f"attnkit.experiments.vision.{part}"
+    try:
+        if importlib.util.find_spec(name) is None:
+            return "not installed in this version"
+        return importlib.import_module(name)
+    except ImportError as exc:
+        return f"cannot be imported ({exc})"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``vision`` and its parts."""
+    parser = subparsers.add_parser(
+        "vision", help=HELP,
+        description="Attention in vision models on real Fashion-MNIST images (Debian's "
+                    "dataset-fashion-mnist; `attnkit data fetch --images`). Every part has "
+                    "--help and a --quick preset and writes a report directory.")
+    parts = parser.add_subparsers(dest="vision_part", metavar="PART")
+    parts.required = True
+    for part in PARTS:
+        module = _load(part)
+        if isinstance(module, str):
+            sub = parts.add_parser(part, help=f"(unavailable: {module})")
+            sub.set_defaults(vision_unavailable=module)
+            continue
+        sub = parts.add_parser(part, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen part."""
+    part = args.vision_part
+    reason = getattr(args, "vision_unavailable", None)
+    if reason is not None:
+        raise UserError(f"attnkit vision {part}: this part is {reason}")
+    module = _load(part)
+    if isinstance(module, str):
+        raise UserError(f"attnkit vision {part}: this part is {module}")
+    return module.run(args)
