@@ -35,6 +35,10 @@ COMMANDS: dict[str, str] = {
     "translate": "attnkit.experiments.translate.cli",
     "longrange": "attnkit.experiments.longrange.cli",
     "induction": "attnkit.experiments.induction.cli",
+    "vision": "attnkit.experiments.vision.cli",
+    "memory": "attnkit.experiments.memory.cli",
+    "snail": "attnkit.experiments.snail.cli",
+    "pairs": "attnkit.experiments.pairs.cli",
     "data": "attnkit.data.cli",
     "inspect": "attnkit.cli.inspect",
 }
