@@ -26,7 +26,7 @@ class CaptionConfig:
     train_canvases: int = 6000         # canvases (2 to 4 items) from the train split
     val_canvases: int = 1000           # from the validation split (choosing settings)
     test_canvases: int = 2000          # from the official test split (reported at the end)
-    encoder_items: int = 55000         # single train items for pre-training the encoder
+    encoder_items: int = 20000         # single train items for pre-training the encoder
     encoder_epochs: int = 2            # passes over them
     epochs: int = 10                   # decoder passes over the train canvases
     batch_size: int = 64               # canvases (and 2x items) per update

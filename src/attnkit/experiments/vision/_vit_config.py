@@ -17,10 +17,10 @@ class VitRunConfig:
     """One ``attnkit vision vit`` run: a small ViT per seed on Fashion-MNIST."""
 
     seeds: tuple[int, ...] = (0, 1, 2)   # one model per seed
-    train_images: int = 30000     # first images of the train split (55,000 after validation)
+    train_images: int = 20000     # first images of the train split (55,000 after validation)
     epochs: int = 3               # passes over them
     batch_size: int = 128         # images per update
-    lr: float = 2e-3              # AdamW peak learning rate (linear warm-up, cosine decay)
+    lr: float = 4e-3              # AdamW peak (linear warm-up, cosine decay); lr_sweep.json
     weight_decay: float = 0.05    # AdamW
     patch_size: int = 4           # 7 x 7 patches of 4 x 4 pixels
     d_model: int = 64             # token width
