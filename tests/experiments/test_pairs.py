@@ -79,8 +79,10 @@ def test_an_unusable_out_exits_2_before_any_work(tmp_path, capsys):
 
 def test_quick_run_end_to_end(data_dir, tmp_path, capsys):
     out = tmp_path / "pairs"
+    # a 10-minute budget so the epoch, not a loaded machine's speed, ends training
     code, stdout, err = run_cli(["pairs", "--quick", "--vocab-size", "300", "--no-progress",
-                                 "--data-dir", str(data_dir), "--out", str(out)], capsys)
+                                 "--minutes", "10", "--data-dir", str(data_dir),
+                                 "--out", str(out)], capsys)
     assert code == 0, err
     for name in (*REPORT_FILES, "valid_curve.png", "alignment_0.png"):
         assert (out / name).is_file(), name
@@ -91,6 +93,7 @@ def test_quick_run_end_to_end(data_dir, tmp_path, capsys):
     assert all(n > 0 and n % 2 == 0 for n in examples.values())
     for kind, r in metrics["models"].items():
         assert r["training"]["epochs"] == pytest.approx(1.0) and r["training"]["steps"] >= 1
+        assert r["training"]["stopped_by"] == "epochs" and r["training"]["budget_s"] >= 200
         test = r["test"]
         assert test["examples"] == examples["test"] and len(test["correct"]) == examples["test"]
         assert test["ci95"][0] <= test["accuracy"] <= test["ci95"][1]

@@ -42,7 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=arg_int(1, 10_000), default=None,
                         help=f"epochs per model (default {d.epochs})")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
-                        default=None, help=f"wall-clock cap per model (default {d.minutes:g})")
+                        default=None,
+                        help=f"wall-clock training budget of the run (default {d.minutes:g}): "
+                             f"each model may use what is left divided by the models left; "
+                             f"the epochs end a default run earlier on two free cores")
     parser.add_argument("--train-pairs", type=arg_int(2), default=None,
                         help=f"train on the first N pairs of the train split (default "
                              f"{d.train_pairs}; 0 is refused, use a large N for all)")

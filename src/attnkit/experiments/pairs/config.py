@@ -25,7 +25,7 @@ MAX_MINUTES = 1e6  # about two years: any longer budget is a typo
 
 #: ``--quick``: 400 train pairs, one epoch, short sentences, small models; seconds on 2 cores
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"train_pairs": 400, "epochs": 1, "minutes": 0.5, "max_len": 24,
+    "quick": {"train_pairs": 400, "epochs": 1, "minutes": 1.0, "max_len": 24,
               "gru_hidden": 32, "hidden": 16, "embed_dim": 16, "batch_size": 64,
               "heatmaps": 2, "bootstrap": 100},
 }
@@ -37,7 +37,10 @@ class PairsConfig:
 
     models: list[str] = field(default_factory=lambda: list(MODEL_KINDS))  # MODEL_KINDS keys
     epochs: int = 1  # passes over the train examples per model (the default run's stop)
-    minutes: float = 3.0  # wall-clock cap per model, in case the machine is slower
+    #: wall-clock training budget of the whole run, in case the machine is slower than the
+    #: epochs need: each model may use what is left of it divided by the models left (so at
+    #: least minutes / len(models), plus what the models before it did not use)
+    minutes: float = 8.0
     train_pairs: int | None = 48_000  # first pairs of the train split (hash order); None: all
     vocab_size: int = 4000  # the corpus's joint BPE tokenizer of this size
     max_len: int = 48  # tokens kept per sentence (longer ones are cut)

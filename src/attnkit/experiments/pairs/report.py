@@ -40,7 +40,8 @@ def _summary(m: dict[str, Any]) -> list[str]:
         f"tokens: the corpus's joint BPE ({d['vocab_size']} ids), sentences cut at "
         f"{c['max_len']} tokens; embeddings {c['embed_dim']}-d in every model",
         f"training: Adam lr {c['lr']:g}, batches of {c['batch_size']} examples, up to "
-        f"{c['epochs']} epoch(s) or {c['minutes']:g} min per model; valid accuracy "
+        f"{c['epochs']} epoch(s) per model within a {c['minutes']:g}-minute budget for the "
+        f"whole run (each model may use what is left over the models left); valid accuracy "
         f"{c['evals_per_epoch']} times per epoch, the best valid state is tested",
         "test accuracy with a 95% interval: percentile bootstrap over the test English "
         f"sentences (each with its positive and its negative), {c['bootstrap']} resamples",

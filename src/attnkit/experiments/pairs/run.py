@@ -186,14 +186,17 @@ def run(config: PairsConfig, *, log: Callable[[str], None] = print) -> dict[str,
         f"{shortcut['test']['accuracy']:.4f}")
     models: dict[str, Any] = {}
     trained: dict[str, Any] = {}
-    for kind in config.models:
+    budget_left = config.minutes * 60.0
+    for position, kind in enumerate(config.models):
+        budget_s = budget_left / (len(config.models) - position)
         torch.manual_seed(config.seed)
         model = build_model(kind, tokenizer.vocab_size, config)
         params = count_parameters(model)
         log(f"{kind}: {params['total']:,} parameters ({params['other']:,} without the "
-            f"embedding table), up to {config.epochs} epoch(s) or {config.minutes:g} min")
-        training = train_model(model, encoded["train"], encoded["valid"], config, log=log,
-                               name=kind)
+            f"embedding table), up to {config.epochs} epoch(s) or {budget_s / 60:.1f} min")
+        training = train_model(model, encoded["train"], encoded["valid"], config,
+                               budget_s=budget_s, log=log, name=kind)
+        budget_left = max(0.0, budget_left - training["elapsed_s"])
         test = _scores(predict(model, encoded["test"]), encoded["test"], config,
                        shortcut_wrong)
         log(f"{kind}: best valid accuracy {training['best']['valid_accuracy']:.4f} at epoch "

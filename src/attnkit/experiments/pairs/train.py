@@ -62,8 +62,9 @@ def _accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, config: PairsConfig,
-                *, log: Callable[[str], None] = print, name: str = "model") -> dict[str, Any]:
-    """Train for ``config.epochs`` epochs or ``config.minutes``, whichever ends first; load
+                *, budget_s: float, log: Callable[[str], None] = print,
+                name: str = "model") -> dict[str, Any]:
+    """Train for ``config.epochs`` epochs or ``budget_s`` seconds, whichever ends first; load
     the state of the best valid accuracy back into ``model``. Returns the training record."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -71,7 +72,7 @@ def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, conf
     loss_fn = nn.BCEWithLogitsLoss()
     steps_per_epoch = -(-len(train) // config.batch_size)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    budget = config.minutes * 60.0
+    budget = budget_s
     started = time.perf_counter()
     best = {"valid_accuracy": -1.0, "step": 0, "epoch": 0.0}
     best_state = copy.deepcopy(model.state_dict())
@@ -116,7 +117,8 @@ def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, conf
         evaluate()
     model.load_state_dict(best_state)
     return {"steps": step, "epochs": step / steps_per_epoch, "stopped_by": stopped,
-            "elapsed_s": time.perf_counter() - started, "best": best, "curve": curve}
+            "elapsed_s": time.perf_counter() - started, "budget_s": budget, "best": best,
+            "curve": curve}
 
 
 def bootstrap_accuracy(correct: torch.Tensor, groups: torch.Tensor, *, resamples: int,
