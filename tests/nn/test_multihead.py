@@ -358,14 +358,15 @@ def test_fused_self_projection_equals_three_projections(kv_heads, qk_norm, bias)
     mha = MultiHeadAttention(32, 4, num_kv_heads=kv_heads, qk_norm=qk_norm, bias=bias,
                              rotary=RotaryEmbedding(8))
     x = torch.randn(2, 7, 32, dtype=torch.float32)
-    assert mha._fusable()
+    projections = (mha.q_proj, mha.k_proj, mha.v_proj)
+    assert mha._fusable(projections)
     fused, _ = mha(x, causal=True)
     fused.square().sum().backward()
     grads = [p.grad.clone() for p in mha.parameters()]
     mha.zero_grad()
     seen = []
     handle = mha.k_proj.register_forward_hook(lambda m, i, o: seen.append(o.shape))
-    assert not mha._fusable()
+    assert not mha._fusable(projections)
     separate, _ = mha(x, causal=True)
     separate.square().sum().backward()
     handle.remove()

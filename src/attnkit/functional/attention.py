@@ -21,6 +21,7 @@ from attnkit.functional.score_mods import ScoreMod
 from attnkit.functional.sparsemax import sparsemax
 from attnkit.functional.weights import attention_weights
 from attnkit.kernels import BACKENDS, Decision, Problem, choose
+from attnkit.kernels.dispatch import backend_for
 from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q
 
 __all__ = ["attention", "explain"]
@@ -30,9 +31,67 @@ MaskLike = torch.Tensor | Callable | None
 _NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax}
 
 
+# Calls without a mask or score_mod (a causal flag at most: every decoder layer in a
+# training loop) are described by plain, hashable values. A key that was validated once
+# stays valid: shapes, dtypes and devices of q, k, v and the other arguments with their
+# exact types (so True and 1, or 0.5 and a numpy float, are different keys). The cached
+# value is what validation derived (alignment, scale, dropout) and the Problem; dispatch
+# still decides (it keeps its own cache, which follows registry and machine changes).
+_FAST_CACHE_SIZE = 512
+_fast_cache: dict[tuple, tuple[str | None, float, float, Problem]] = {}
+_FAST_TYPES = (type(None), bool, int, float, str)
+
+
+def _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normalize):
+    """The cache key of an unmasked call, or None when the call does not qualify."""
+    if type(q) is not torch.Tensor or type(k) is not torch.Tensor or \
+            type(v) is not torch.Tensor:
+        return None
+    for value in (causal, scale, dropout_p, return_weights, backend, normalize):
+        if type(value) not in _FAST_TYPES:
+            return None
+    requires_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
+                                                 or v.requires_grad)
+    return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.device, k.device,
+            v.device, type(causal), causal, type(scale), scale, type(dropout_p), dropout_p,
+            type(return_weights), return_weights, backend, normalize, requires_grad)
+
+
+def _plan(q, k, mask, alignment, score_mod, scale, dropout_p, return_weights, normalize,
+          causal) -> CallPlan:
+    return CallPlan.build(
+        q, k.shape[2], mask, alignment, score_mod, scale=scale, dropout_p=dropout_p,
+        return_weights=return_weights, normalize=_NORMALIZERS[normalize],
+        rebuild_weights=functools.partial(_weights_from_lse, q, k, mask, causal, scale,
+                                          score_mod))
+
+
 def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
-             normalize="softmax") -> tuple[CallPlan, Decision]:
-    """Validate every argument, describe the call, and let dispatch pick a backend."""
+             normalize="softmax") -> tuple[CallPlan, Problem]:
+    """Validate every argument and describe the call; dispatch has accepted ``backend``
+    for it (a named backend that refuses raises here)."""
+    key = None
+    if mask is None and score_mod is None:
+        key = _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normalize)
+        cached = None if key is None else _fast_cache.get(key)
+        if cached is not None:
+            alignment, scale_, dropout_, problem = cached
+            plan = _plan(q, k, None, alignment, None, scale_, dropout_, return_weights,
+                         normalize, causal)
+            return plan, problem
+    plan, problem = _describe(q, k, v, mask, causal, scale, score_mod, dropout_p,
+                              return_weights, backend, normalize)
+    backend_for(problem, backend)  # raises for a named backend that refuses
+    if key is not None:
+        if len(_fast_cache) >= _FAST_CACHE_SIZE:
+            _fast_cache.clear()
+        _fast_cache[key] = (plan.alignment, plan.scale, plan.dropout_p, problem)
+    return plan, problem
+
+
+def _describe(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
+              normalize) -> tuple[CallPlan, Problem]:
+    """Validate every argument and describe the call for dispatch."""
     _checks.check_qkv(q, k, v)
     B, Hq, Lq, D = q.shape
     Hkv, Lk, Dv = k.shape[1], k.shape[2], v.shape[3]
@@ -45,11 +104,8 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
     _checks.check_normalize(normalize)
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-    plan = CallPlan.build(
-        q, Lk, mask, alignment, score_mod, scale=scale, dropout_p=dropout_p,
-        return_weights=return_weights, normalize=_NORMALIZERS[normalize],
-        rebuild_weights=functools.partial(_weights_from_lse, q, k, mask, causal, scale,
-                                          score_mod))
+    plan = _plan(q, k, mask, alignment, score_mod, scale, dropout_p, return_weights,
+                 normalize, causal)
     requires_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     # Block sparsity matters where a dense kernel would run a mask_mod densely.
     sparsity = (plan.block_sparsity(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K)
@@ -64,7 +120,7 @@ def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
         block_sparsity=sparsity, normalize=normalize,
         spec_refusal=spec if isinstance(spec, str) else None,
     )
-    return plan, choose(problem, backend)
+    return plan, problem
 
 
 def _weights_from_lse(q, k, mask, causal, scale, score_mod, lse):
@@ -130,9 +186,9 @@ def attention(
         >>> out.shape
         torch.Size([2, 4, 16, 32])
     """
-    plan, decision = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p,
-                              return_weights, backend, normalize)
-    return BACKENDS[decision.backend].run(q, k, v, plan)
+    plan, problem = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p,
+                             return_weights, backend, normalize)
+    return BACKENDS[backend_for(problem, backend)].run(q, k, v, plan)
 
 
 def explain(
@@ -158,5 +214,6 @@ def explain(
         A :class:`~attnkit.kernels.Decision` with ``backend`` (the name that
         would run) and ``refused`` (``{name: reason}`` for every other backend).
     """
-    return _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
-                    backend, normalize)[1]
+    problem = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
+                       backend, normalize)[1]
+    return choose(problem, backend)

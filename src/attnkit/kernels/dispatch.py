@@ -24,7 +24,7 @@ import torch
 from attnkit.kernels.problem import Decision, Problem
 from attnkit.kernels.registry import BACKENDS
 
-__all__ = ["choose", "clear_cache", "AVAILABILITY_ENV"]
+__all__ = ["choose", "backend_for", "clear_cache", "AVAILABILITY_ENV"]
 
 # Environment variables that a backend's availability may depend on (the Triton
 # interpreter switch); part of the cache key.
@@ -48,17 +48,29 @@ def choose(problem: Problem, backend: str = "auto") -> Decision:
         ValueError: an unknown backend name, or a named backend that refuses the
             problem (the message gives its reason).
     """
+    decision = _cached(problem, backend)
+    return Decision(decision.backend, dict(decision.refused))
+
+
+def backend_for(problem: Problem, backend: str = "auto") -> str:
+    """The name :func:`choose` would return, without copying the reasons (the hot path
+    of ``attention()``). Raises as :func:`choose`."""
+    return _cached(problem, backend).backend
+
+
+def _cached(problem: Problem, backend: str) -> Decision:
+    """The shared cached decision (callers must not modify it)."""
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {list(BACKENDS)}, got {backend!r}")
-    key = (problem, backend, tuple((name, id(entry)) for name, entry in BACKENDS.items()),
-           torch.cuda.is_available(), tuple(os.environ.get(n) for n in AVAILABILITY_ENV))
+    key = (problem, backend, tuple(map(id, BACKENDS.values())), tuple(BACKENDS),
+           torch.cuda.is_available(), tuple(map(os.environ.get, AVAILABILITY_ENV)))
     decision = _cache.get(key)
     if decision is None:
         decision = _decide(problem, backend)  # raises for a named backend that refuses
         if len(_cache) >= _CACHE_SIZE:
             _cache.clear()
         _cache[key] = decision
-    return Decision(decision.backend, dict(decision.refused))
+    return decision
 
 
 def _decide(problem: Problem, backend: str) -> Decision:

@@ -169,7 +169,7 @@ class MultiHeadAttention(nn.Module):
         return out
 
     def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
-        x = x.unflatten(-1, (heads, self.head_dim))  # (B, L, heads, Dh)
+        x = x.view(x.shape[0], x.shape[1], heads, self.head_dim)  # (B, L, heads, Dh)
         return x.transpose(1, 2)  # (B, heads, L, Dh)
 
     def _project_source(self, key: torch.Tensor, value: torch.Tensor):
@@ -181,14 +181,14 @@ class MultiHeadAttention(nn.Module):
     def _layout(self) -> str:
         return "(B, L, E)" if self.batch_first else "(L, B, E)"
 
-    def _fusable(self) -> bool:
+    def _fusable(self, projections: tuple[nn.Module, ...]) -> bool:
         """Whether the three projections of self-attention may run as one matmul: plain
         ``nn.Linear`` modules without hooks (a hook or a replaced projection must see its
         own call), so the fused result is exactly what the three calls would give."""
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        if any(type(p) is not nn.Linear or p._forward_hooks or p._forward_pre_hooks
-               or p._backward_hooks or p._backward_pre_hooks for p in projections):
-            return False
+        for p in projections:
+            if type(p) is not nn.Linear or p._forward_hooks or p._forward_pre_hooks \
+                    or p._backward_hooks or p._backward_pre_hooks:
+                return False
         return not (_global_forward_hooks or _global_forward_pre_hooks
                     or _global_backward_hooks or _global_backward_pre_hooks)
 
@@ -196,16 +196,20 @@ class MultiHeadAttention(nn.Module):
         """``x (B, L, E)`` -> ``q (B, Hq, L, Dh), k, v (B, Hkv, L, Dh)``, with one matmul
         for the three projections where :meth:`_fusable` allows (GPT-2's fused ``c_attn``;
         the parameters stay ``q_proj``/``k_proj``/``v_proj``)."""
-        if not self._fusable():
-            q = self._heads(self.q_proj(x), self.num_heads)
+        modules = self._modules  # direct lookups: this runs once per layer and step
+        projections = (modules["q_proj"], modules["k_proj"], modules["v_proj"])
+        if not self._fusable(projections):
+            q = self._heads(projections[0](x), self.num_heads)
             k, v = self._project_source(x, x)
             return q, k, v
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        params = [p._parameters for p in projections]
+        weight = torch.cat([p["weight"] for p in params])
         bias = None
-        if self.q_proj.bias is not None:
-            bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        if params[0]["bias"] is not None:
+            bias = torch.cat([p["bias"] for p in params])
         inner_q, inner_kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = F.linear(x, weight, bias).split([inner_q, inner_kv, inner_kv], dim=-1)
+        q, k, v = F.linear(x, weight, bias).split_with_sizes([inner_q, inner_kv, inner_kv],
+                                                              dim=-1)
         q = self._heads(q, self.num_heads)  # (B, Hq, L, Dh)
         k = self._heads(k, self.num_kv_heads)  # (B, Hkv, L, Dh)
         v = self._heads(v, self.num_kv_heads)  # (B, Hkv, L, Dh)
