@@ -19,7 +19,7 @@ knowledge; 11 basic, 13 compound coreference; 12 conjunction; 14 time reasoning;
 deduction; 16 basic induction; 17 positional, 18 size reasoning; 19 path finding; 20
 agent's motivations. Differences from the official set, by design: list answers (tasks 8,
 19) are one comma-joined label; task 17 reads "above" as "one cell directly above"; task 18
-draws a random size order per story (no world knowledge of sizes); stories are shorter than
+uses one fixed size order of seven objects; stories are shorter than
 the longest official ones (task 3 stories stay under about 60 sentences).
 """
 

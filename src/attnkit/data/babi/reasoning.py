@@ -91,8 +91,11 @@ def positional(story: Story, rng: np.random.Generator) -> None:
 
 def size(story: Story, rng: np.random.Generator) -> None:
     """Task 18: "the football fits inside the suitcase. the box is bigger than the football";
-    "does the suitcase fit in the football" -> no (sizes are a random order per story)."""
-    things = rng.choice(SIZES, size=5, replace=False).tolist()  # smallest first
+    "does the suitcase fit in the football" -> no. As in the official set the world's sizes
+    are fixed (:data:`SIZES`, smallest first); each story states a chain among five of them
+    and asks about pairs one or two statements apart."""
+    chosen = sorted(rng.choice(len(SIZES), size=5, replace=False).tolist())
+    things = [SIZES[k] for k in chosen]  # smallest first
     edges = list(range(4))
     index = {}
     for k in rng.permutation(edges).tolist():
