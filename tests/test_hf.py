@@ -321,3 +321,38 @@ def test_bench_hf_library_refuses_bad_arguments(tmp_path):
         bench_hf.run(implementations=["flash"], out_dir=str(tmp_path), write=False)
     with pytest.raises(ValueError, match="window"):
         bench_hf.run(window=0, out_dir=str(tmp_path), write=False)
+
+
+def test_head_hooks_observe_and_ablate_heads():
+    eager, ours = _pair("llama")
+    ids = torch.randint(1, VOCAB, (2, 9), generator=torch.Generator().manual_seed(7))
+    layer = ours.layers[1].self_attn
+    seen = []
+
+    def observe(module, call, out):
+        seen.append((module, call.q.shape, call.k.shape, call.scale, out.shape))
+
+    def ablate(module, call, out):
+        out = out.clone()
+        out[:, 2] = 0.0
+        return out
+
+    with torch.no_grad():
+        clean = ours(ids).last_hidden_state
+        handle = hf.register_head_hook(layer, observe)
+        observed = ours(ids).last_hidden_state
+        assert seen == [(layer, (2, 4, 9, 8), (2, 2, 9, 8), layer.scaling, (2, 4, 9, 8))]
+        assert torch.equal(observed, clean)  # observing changes nothing
+        second = hf.register_head_hook(layer, ablate)
+        ablated = ours(ids).last_hidden_state
+        second.remove()
+        handle.remove()
+        restored = ours(ids).last_hidden_state
+    assert (ablated - clean).abs().max() > 1e-4
+    assert torch.equal(restored, clean)
+    with pytest.raises(ValueError, match="head hook must return None or a tensor"):
+        hf.register_head_hook(layer, lambda m, c, o: o[:, :1])
+        with torch.no_grad():
+            ours(ids)
+    with pytest.raises(TypeError, match="hook must be callable"):
+        hf.register_head_hook(layer, 3)

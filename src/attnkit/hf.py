@@ -13,8 +13,10 @@ runs the model's attention on :func:`attnkit.attention` and its dispatch: GQA
 without repeating keys (``Hq % Hkv == 0`` is native), causal, sliding-window and
 padding masks as structured ``mask_mod`` objects (so the tiled kernel can skip empty
 tiles and fused GPU kernels get a plain-number description), softcapping as a
-score_mod, and attention weights on demand (``output_attentions=True``) computed
-exactly by attnkit.
+score_mod, attention weights on demand (``output_attentions=True``) computed
+exactly by attnkit, and per-layer head hooks (:func:`register_head_hook`, the
+interface of :meth:`attnkit.nn.MultiHeadAttention.register_head_hook`) to observe or
+edit single heads.
 
 How transformers' masks are translated. transformers describes a mask by a
 ``mask_function(b, h, q_idx, kv_idx)`` closure plus a 2-D padding tensor. The stock
@@ -40,17 +42,20 @@ naming the ``hf`` extra.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from attnkit.functional.attention import attention
 from attnkit.functional.masks import document, key_padding, sliding_window
 from attnkit.functional.masks.diagonal import Causal
 from attnkit.score_mods import softcap as _softcap
 
-__all__ = ["register", "NAME", "StructuredMask", "attention_forward", "mask_interface"]
+__all__ = ["register", "NAME", "StructuredMask", "attention_forward", "mask_interface",
+           "HeadCall", "register_head_hook"]
 
 NAME = "attnkit"
 
@@ -223,6 +228,61 @@ def mask_interface(batch_size: int, q_length: int, kv_length: int, q_offset: int
                         allow_is_bidirectional_skip=False, use_vmap=use_vmap, device=device)
 
 
+# -- head hooks ------------------------------------------------------------------------------
+
+class HeadCall(NamedTuple):
+    """What one HF attention layer gave :func:`attnkit.attention`, as a head hook sees it
+    (:class:`attnkit.nn.multihead.HeadCall` plus the scale, which HF models set per layer).
+
+    ``q (B, Hq, Lq, D)``, ``k``/``v`` ``(B, Hkv, Lk, D)`` after rotary and the cache;
+    ``mask``, ``causal``, ``score_mod``, ``scale`` exactly as passed.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: Any
+    causal: str | None
+    score_mod: Callable | None
+    scale: float | None
+
+
+_HOOKS = "_attnkit_head_hooks"
+
+
+def register_head_hook(module: torch.nn.Module, hook: Callable) -> RemovableHandle:
+    """Call ``hook(module, call, out)`` whenever the HF attention layer ``module`` runs on
+    attnkit, between the attention and the merge of the heads: ``call`` is a
+    :class:`HeadCall`, ``out`` the per-head output ``(B, Hq, Lq, Dv)``. The hook returns
+    None (observe) or a tensor of ``out``'s shape that replaces it (ablate, patch).
+    Weights for chosen heads/rows can be rebuilt from ``call`` with
+    :func:`attnkit.functional.weights.attention_weights`. ``handle.remove()`` unregisters.
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if not callable(hook):
+        raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+    hooks = module.__dict__.get(_HOOKS)
+    if hooks is None:
+        hooks = OrderedDict()
+        module.__dict__[_HOOKS] = hooks
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
+
+
+def _run_head_hooks(module, hooks, call: HeadCall, out: torch.Tensor) -> torch.Tensor:
+    for hook in tuple(hooks.values()):
+        replaced = hook(module, call, out)
+        if replaced is not None:
+            if not isinstance(replaced, torch.Tensor) or replaced.shape != out.shape:
+                got = getattr(replaced, "shape", type(replaced).__name__)
+                raise ValueError(f"a head hook must return None or a tensor of shape "
+                                 f"{tuple(out.shape)}, got {got}")
+            out = replaced
+    return out
+
+
 # -- attention -------------------------------------------------------------------------------
 
 def _tensor_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -291,10 +351,14 @@ def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     config = getattr(module, "config", None)
     want_weights = bool(kwargs.get("output_attentions")
                         or getattr(config, "output_attentions", False))
+    score_mod = _softcap(cap) if cap else None
     out, weights = attention(
-        query, key, value, mask=mask, causal=causal, scale=scaling,
-        score_mod=_softcap(cap) if cap else None, dropout_p=float(dropout or 0.0),
-        return_weights=want_weights,
+        query, key, value, mask=mask, causal=causal, scale=scaling, score_mod=score_mod,
+        dropout_p=float(dropout or 0.0), return_weights=want_weights,
         backend=getattr(module, "attnkit_backend", "auto"),
     )  # out: (B, Hq, Lq, Dv)
+    hooks = module.__dict__.get(_HOOKS)
+    if hooks:
+        call = HeadCall(query, key, value, mask, causal, score_mod, scaling)
+        out = _run_head_hooks(module, hooks, call, out)
     return out.transpose(1, 2).contiguous(), weights
