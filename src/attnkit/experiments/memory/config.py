@@ -32,15 +32,18 @@ class MemoryConfig:
     embed_dim: int = 50  # d (the paper's joint models: 50)
     encoding: str = "pe"  # "pe" or "bow"
     memory_size: int = 50  # the most recent sentences kept
-    epochs: int = 40  # training epochs per model (all models get the same)
-    ls_epochs: int = 15  # most epochs of linear start (ends earlier when valid loss rises)
+    epochs: int = 45  # training epochs per model (all models get the same)
+    # most epochs of linear start (ends earlier when the valid loss rises); 0 by default:
+    # with Adam, 10 LS epochs left valid accuracy lower at equal epochs (see the report)
+    ls_epochs: int = 0
     noise: float = 0.1  # random noise: empty memories per real one (0: off)
     batch_size: int = 32
-    lr: float = 0.01  # Adam learning rate, halved every anneal_every epochs
+    lr: float = 0.005  # Adam learning rate, halved every anneal_every epochs (0.01: less
+    # stable, lower valid accuracy at equal epochs)
     ls_lr: float = 0.001  # learning rate during linear start (the paper also lowers it)
     anneal_every: int = 15
     clip: float = 40.0  # gradient norm clip (the paper's 40)
-    minutes: float = 4.0  # wall-clock cap per model; training stops at the cap
+    minutes: float = 5.0  # wall-clock cap per model; training stops at the cap
     seed: int = 0  # data generation, initialization and batch order
     threads: int | None = None
     out: str = "runs/memory"
