@@ -15,9 +15,10 @@ right answer:
   the lowest ``j`` in the split's hash order (so the choice is deterministic and unbiased);
 - never a translation of the same message: ``j`` is skipped when its English or its French
   folds (:func:`fold`: lower case, letters and digits only) to the same text as pair ``i``'s;
-- train is searched in blocks of :data:`TRAIN_BLOCK` consecutive pairs of its hash order
-  (each block a fair sample; an exact search over all 64,599 x 64,599 train pairs would not
-  fit the run's budget); valid and test are searched whole.
+- valid and test are searched whole; train in blocks of :data:`TRAIN_BLOCK` consecutive pairs
+  of its hash order (each block a fair sample), about as many as valid and test hold, so the
+  negatives are equally hard in every split: the best of 4,096 candidates overlaps the true
+  French more (mean Jaccard 0.34 on the FR corpus) than the best of valid's 614 (0.24).
 
 Why overlap with ``french_i`` and not with ``english_i``: English and French share only
 names, numbers, placeholders and loan words (``%s``, ``GIMP``, ``URL``), so an EN-FR overlap is
@@ -43,7 +44,7 @@ from attnkit._validate import check_int
 __all__ = ["TRAIN_BLOCK", "PairExample", "overlap_words", "fold", "hard_negatives",
            "make_examples"]
 
-TRAIN_BLOCK = 4096  # candidate pool of a train pair: its block of the train split's hash order
+TRAIN_BLOCK = 640  # candidate pool of a train pair: its block of the train split's hash order
 
 _WORD = re.compile(r"%(?:\d+\$)?[-+ #0]*\d*(?:\.\d+)?[a-zA-Z]|\{[^{}\s]*\}|\w+")
 

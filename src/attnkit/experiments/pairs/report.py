@@ -17,6 +17,10 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else 100.0 * value
 
 
+def _load(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _interval(scores: dict[str, Any]) -> str:
     low, high = scores["ci95"]
     return f"{100 * scores['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
@@ -33,7 +37,8 @@ def _summary(m: dict[str, Any]) -> list[str]:
         f"{d['examples']['train']:,} / {d['examples']['valid']:,} / {d['examples']['test']:,}",
         "hard negative: the French side of another pair of the same split with the highest "
         "Jaccard overlap of lower-cased words and placeholders with the true French side "
-        "(train: searched in blocks of 4,096 pairs; never a translation of the same message); "
+        f"(train: searched in blocks of {d.get('train_block', 640):,} pairs, about the size of "
+        "valid and test; never a translation of the same message); "
         "mean overlap " + ", ".join(f"{n} {neg[n]['mean_jaccard']:.2f}" for n in neg)
         + "; no overlap at all " + ", ".join(f"{n} {100 * neg[n]['zero_overlap']:.1f}%"
                                              for n in neg),
@@ -46,8 +51,9 @@ def _summary(m: dict[str, Any]) -> list[str]:
         "test accuracy with a 95% interval: percentile bootstrap over the test English "
         f"sentences (each with its positive and its negative), {c['bootstrap']} resamples",
         f"machine: {mach['processor']}, {mach['cpus']} CPUs, {mach['threads']} torch threads, "
-        f"load average {mach['load_average_1min']} at the start and "
-        f"{mach['load_average_1min_end']} at the end; whole run {m['wall_s'] / 60:.1f} min",
+        f"load average {_load(mach['load_average_1min'])} at the start and "
+        f"{_load(mach['load_average_1min_end'])} at the end (other work on the same cores); "
+        f"whole run {m['wall_s'] / 60:.1f} min",
     ]
 
 
@@ -114,7 +120,7 @@ def write_report(out: Path, metrics: dict[str, Any]) -> Path:
     rows = [["trivial features (logistic regression)", None, None, None,
              _pct(short["valid_accuracy"]), _interval(short["test"]),
              _pct(short["test"]["accuracy_positive"]), _pct(short["test"]["accuracy_negative"]),
-             0.0]]
+             None]]
     for kind, r in models.items():
         t = r["training"]
         rows.append([kind, r["parameters"]["total"], r["parameters"]["other"],

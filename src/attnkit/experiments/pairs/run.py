@@ -168,6 +168,7 @@ def run(config: PairsConfig, *, log: Callable[[str], None] = print) -> dict[str,
     encoded = {name: encode_split(ex, tokenizer, config.max_len)
                for name, ex in examples.items()}
     data = {"corpus": str(corpus.path), "vocab_size": tokenizer.vocab_size,
+            "train_block": TRAIN_BLOCK,
             "pairs": {n: len(corpus.split(n)) for n in SPLIT_NAMES},
             "examples": {n: len(ex) for n, ex in examples.items()},
             "negatives": {n: negative_stats(ex) for n, ex in examples.items()},
