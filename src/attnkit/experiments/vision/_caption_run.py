@@ -1,7 +1,8 @@
 """``attnkit vision caption``'s work: data, encoder pre-training, decoders, scores.
 
 Per seed: a :class:`~attnkit.models.vision.show_attend_tell.CanvasEncoder` is trained to
-classify single Fashion-MNIST items (shifted up to 4 pixels), then frozen, as Xu et al.
+classify single Fashion-MNIST items (shifted up to 4 pixels; Adam with a cosine decay of
+the learning rate), then frozen, as Xu et al.
 froze their VGG; its feature maps of every canvas are computed once, and one
 Show-Attend-Tell decoder per attention kind (soft, hard) is trained on them. Scores:
 
@@ -80,6 +81,10 @@ def train_encoder(config: CaptionConfig, items, seed: int, deadline: float,
     optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
     images, labels = _pixels(items.images), torch.tensor(items.labels)
     batch = 2 * config.batch_size
+    total = config.encoder_epochs * math.ceil(len(labels) / batch)
+    # cosine decay to 0: the last weights are not a random point of a constant-rate walk
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
     steps, epochs_done, stopped = 0, 0, False
     for epoch in range(config.encoder_epochs):
         order = torch.randperm(len(labels), generator=gen)
@@ -91,6 +96,7 @@ def train_encoder(config: CaptionConfig, items, seed: int, deadline: float,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             steps += 1
             if _deadline_passed(deadline):
                 stopped = True
