@@ -120,6 +120,8 @@ def test_channel_quick_end_to_end(fashion_dir, tmp_path, capsys):
     cnn = [r["test_accuracy"] for r in metrics["runs"] if r["model"] == "cnn"]
     assert metrics["summary"]["cnn"]["test_accuracy"]["mean"] == pytest.approx(np.mean(cnn))
     assert "CBAM - CNN" in (out / "README.md").read_text()
+    for name in ("cnn", "cnn-se", "cnn-cbam"):
+        assert (out / "checkpoints" / f"{name}-seed0" / "model.safetensors").is_file()
 
 
 def test_glimpse_quick_end_to_end(fashion_dir, tmp_path, capsys):
@@ -141,6 +143,7 @@ def test_glimpse_quick_end_to_end(fashion_dir, tmp_path, capsys):
     assert len(ram_runs[0]["attention"]["glimpses_on_item_by_step"]) == \
         PRESETS["glimpse"]["glimpses"]
     assert [c["model"] for c in metrics["goal"]["checks"]] == ["soft", "ram"]
+    assert (out / "checkpoints" / "ram-seed0" / "model.safetensors").is_file()
 
 
 def test_configs_refuse_bad_values():

@@ -23,6 +23,7 @@ from attnkit.experiments.vision.common import (
     cross_entropy_loss,
     log,
     mean_spread,
+    save_model,
     set_threads,
     train_epochs,
 )
@@ -65,6 +66,8 @@ def run_channel(config: ChannelConfig) -> dict[str, Any]:
                                   seconds=share, label=label, progress=config.progress)
             test_acc = accuracy(model, test.images, test.labels)
             log(f"{label}: test accuracy {test_acc:.2%}", config.progress)
+            if index == 0:
+                save_model(model, config.report_dir, f"{name}-seed{seed}", dict(vars(config)))
             runs.append({"model": name, "seed": seed, "seed_index": index,
                          "parameters": count_parameters(model), "test_accuracy": test_acc,
                          "epochs_done": result.epochs_done, "updates": result.updates,

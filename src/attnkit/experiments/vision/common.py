@@ -15,13 +15,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["set_threads", "as_batch", "TrainResult", "train_epochs", "accuracy",
+__all__ = ["save_model", "set_threads", "as_batch", "TrainResult", "train_epochs", "accuracy",
            "cross_entropy_loss", "mean_spread", "count_parameters", "log"]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -137,6 +139,16 @@ def train_epochs(model: nn.Module, loss_fn: LossFn, train: tuple[np.ndarray, np.
             break
     model.eval()
     return result
+
+
+def save_model(model: nn.Module, folder: Path, name: str, config: Any) -> Path:
+    """The trained ``model`` as a checkpoint directory ``folder/checkpoints/name``
+    (model.safetensors + state.json with ``config``), written atomically."""
+    from attnkit.train import save_checkpoint
+
+    target = folder / "checkpoints" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(target, model=model, config=config)
 
 
 def mean_spread(values: list[float]) -> dict[str, float]:

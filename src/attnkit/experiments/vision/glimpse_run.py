@@ -26,6 +26,7 @@ from attnkit.experiments.vision.common import (
     cross_entropy_loss,
     log,
     mean_spread,
+    save_model,
     set_threads,
     train_epochs,
 )
@@ -140,6 +141,7 @@ def run_glimpse(config: GlimpseConfig) -> dict[str, Any]:
                          "seconds": time.monotonic() - start})
             if index == 0:
                 kept[name] = model
+                save_model(model, config.report_dir, f"{name}-seed{seed}", dict(vars(config)))
     metrics = _metrics(config, runs, {k: len(v) for k, v in data.items()})
     write_report(config, metrics, kept, test)
     return metrics
