@@ -356,3 +356,28 @@ def test_head_hooks_observe_and_ablate_heads():
             ours(ids)
     with pytest.raises(TypeError, match="hook must be callable"):
         hf.register_head_hook(layer, 3)
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_generate_with_left_padding_matches_eager(cache):
+    """generate() prepares the mask before the forward (the prepared StructuredMask must
+    pass through unchanged); a static cache gives a key length beyond the tokens seen."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           hidden_size=32, intermediate_size=48, vocab_size=VOCAB,
+                           sliding_window=4, bos_token_id=0, eos_token_id=VOCAB - 1,
+                           pad_token_id=0)
+    torch.manual_seed(0)
+    eager = MistralForCausalLM._from_config(copy.deepcopy(config),
+                                            attn_implementation="eager").eval()
+    ours = MistralForCausalLM._from_config(copy.deepcopy(config),
+                                           attn_implementation="attnkit").eval()
+    ours.load_state_dict(eager.state_dict())
+    ids = torch.randint(1, VOCAB - 1, (2, 6), generator=torch.Generator().manual_seed(8))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :2] = 0
+    options = dict(attention_mask=mask, max_new_tokens=8, do_sample=False)
+    if cache == "static":
+        options["cache_implementation"] = "static"
+    assert torch.equal(eager.generate(ids, **options), ours.generate(ids, **options))

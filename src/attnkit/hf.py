@@ -203,7 +203,8 @@ def mask_interface(batch_size: int, q_length: int, kv_length: int, q_offset: int
         batch_size, q_length, kv_length: ``B``, ``Lq``, ``Lk`` of the attention calls.
         q_offset, kv_offset: absolute position of the first query / key.
         mask_function: transformers' ``mask_function(b, h, q_idx, kv_idx)``.
-        attention_mask: ``(B, >= kv_offset + Lk)`` bool padding mask (True = real token).
+        attention_mask: ``(B, >= kv_offset + Lk)`` bool padding mask (True = real token),
+            or a :class:`StructuredMask` prepared earlier (returned unchanged).
 
     Returns:
         A :class:`StructuredMask` for the stock mask functions, else the dense
@@ -211,6 +212,10 @@ def mask_interface(batch_size: int, q_length: int, kv_length: int, q_offset: int
     """
     from transformers import masking_utils as mu
 
+    if isinstance(attention_mask, StructuredMask):
+        # Already prepared (generate() builds the mask before the forward): returned as
+        # is, as transformers returns a prepared 4-D mask.
+        return attention_mask
     if mask_function is None:
         mask_function = mu.causal_mask_function
     pattern = None if use_vmap else _pattern(mask_function, mu)
