@@ -230,3 +230,17 @@ def test_tiny_gpt_learns_a_repeated_sequence():
     assert loss.item() < 0.1
     out = model.eval().generate(sequence[:, :1], 11, top_k=1)
     assert torch.equal(out, sequence)
+
+
+def test_forward_dispatches_no_more_aten_ops_than_a_plain_sdpa_gpt():
+    """The small-model hot path, counted instead of timed: attnkit's GPT forward (fused
+    q/k/v projection, SDPA's causal flag, no mask tensor) dispatches no more ATen
+    operators than the plain-torch SDPA GPT of ``attnkit bench train``."""
+    from attnkit.bench.train import PlainGPT, aten_ops
+
+    config = GPTConfig(vocab_size=65, context_len=16, num_layers=2, num_heads=4, d_model=32)
+    ours, plain = GPT(config).train(), PlainGPT(config, use_sdpa=True).train()
+    x = torch.randint(65, (2, 16))
+    ours(x)  # first calls fill the caches
+    ours_ops, plain_ops = aten_ops(lambda: ours(x)), aten_ops(lambda: plain(x))
+    assert 0 < ours_ops <= plain_ops

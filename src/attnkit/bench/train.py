@@ -8,7 +8,11 @@ here, in this file, with plain torch ops: ``plain`` computes attention as
 ``softmax(QK^T / sqrt(d) + causal) V`` with explicit matmuls (the textbook model), and
 ``plain-sdpa`` is the same model calling ``scaled_dot_product_attention`` (what nanoGPT
 does when torch has it). Ratio = peer time / attnkit time, so above 1.0 attnkit is faster.
-All candidates run interleaved in one process.
+All candidates run interleaved in one process. Two columns do not depend on timing:
+``param_tensors`` (what the optimizer and gradient clipping iterate over; attnkit keeps
+separate ``q_proj``/``k_proj``/``v_proj`` parameters where the peers stack them) and
+``aten_ops_per_step`` (ATen operators one step dispatches, counted by the profiler), so
+overhead can be located on a loaded machine by counting instead of timing.
 
 Decoding: the same widths with a context of 2048; the latency of one new token when the
 sequence already holds ``t`` tokens (t = 10 and 1000), either a cached step (one query
@@ -30,7 +34,8 @@ from attnkit.models.gpt import GPT, GPTConfig
 
 __all__ = ["run", "PlainGPT"]
 
-TRAIN_COLUMNS = ("model", "params", "step_ms", "tokens_per_s", "ratio_attnkit_vs_peer")
+TRAIN_COLUMNS = ("model", "params", "param_tensors", "aten_ops_per_step", "step_ms",
+                 "tokens_per_s", "ratio_attnkit_vs_peer")
 DECODE_COLUMNS = ("position", "mode", "ms_per_token", "speedup_vs_recompute")
 
 
@@ -109,6 +114,15 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
+def aten_ops(step) -> int:
+    """ATen operators (nested calls included) that one call of ``step`` dispatches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return sum(1 for event in prof.events() if event.name.startswith("aten::"))
+
+
 def train_rows(repeats: int, steps_per_sample: int) -> list[dict]:
     config = GPTConfig(vocab_size=65, context_len=64, num_layers=4, num_heads=4, d_model=128,
                        dropout=0.0)
@@ -127,11 +141,14 @@ def train_rows(repeats: int, steps_per_sample: int) -> list[dict]:
 
     stats = measure_interleaved({name: repeated(fn) for name, fn in steps.items()},
                                 warmup=1, repeats=repeats)
+    ops = {name: aten_ops(fn) for name, fn in steps.items()}
     ours = stats["attnkit GPT"]["median_s"] / steps_per_sample
     rows = []
     for name, model in models.items():
         per_step = stats[name]["median_s"] / steps_per_sample
-        rows.append({"model": name, "params": _params(model), "step_ms": per_step * 1e3,
+        rows.append({"model": name, "params": _params(model),
+                     "param_tensors": len({id(p) for p in model.parameters()}),
+                     "aten_ops_per_step": ops[name], "step_ms": per_step * 1e3,
                      "tokens_per_s": batch * config.context_len / per_step,
                      "ratio_attnkit_vs_peer": per_step / ours})
     return rows
@@ -189,7 +206,9 @@ def run(*, repeats: int = 7, quick: bool = False, out_dir: str = "benchmarks/res
     train = train_rows(repeats=3 if quick else repeats, steps_per_sample=steps_per_sample)
     for row in train:
         print(f"{row['model']:<26} {row['step_ms']:8.2f} ms/step  {row['tokens_per_s']:9.0f} "
-              f"tok/s  attnkit/peer speed {row['ratio_attnkit_vs_peer']:.3f}", flush=True)
+              f"tok/s  attnkit/peer speed {row['ratio_attnkit_vs_peer']:.3f}  "
+              f"{row['param_tensors']} parameter tensors, {row['aten_ops_per_step']} aten ops "
+              f"per step", flush=True)
     decode = decode_rows((10, 1000), repeats=3 if quick else repeats, tokens=4 if quick else 16)
     for row in decode:
         print(f"t={row['position']:<5} {row['mode']:<17} {row['ms_per_token']:8.3f} ms/token "
