@@ -109,6 +109,16 @@ def test_hard_reinforce_term_reaches_the_attention_scores():
     assert model.attention.baseline != 0  # the moving-average baseline moved
 
 
+def test_step_reward_credits_each_location_with_its_own_word():
+    model = _model("hard").train()
+    torch.manual_seed(3)
+    losses = caption_loss(model, torch.randn(2, 12, 8), _captions(), reward="step")
+    losses["loss"].backward()
+    assert model.attention.energy.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="reward"):
+        caption_loss(model, torch.randn(2, 12, 8), _captions(), reward="episode")
+
+
 def test_generate_stops_with_eos():
     model = _model().eval()
     tokens, alphas = model.generate(torch.randn(3, 12, 8), max_len=6)

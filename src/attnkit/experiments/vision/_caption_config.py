@@ -33,6 +33,7 @@ class CaptionConfig:
     lr: float = 2e-3                   # Adam, for encoder and decoders
     doubly_stochastic: float = 0.0     # lambda of sum_i (1 - sum_t alpha_ti)^2 (soft)
     entropy_weight: float = 0.01       # lambda_e of the entropy bonus (hard)
+    hard_reward: str = "sequence"      # REINFORCE reward: "sequence" (the paper) or "step"
     minutes: float = 10.0              # wall-clock cap of all training together
     data_seed: int = 0                 # canvas layouts (the same for every model seed)
     threads: int | None = None         # torch CPU threads (None: torch's default)
@@ -59,6 +60,9 @@ class CaptionConfig:
         self.lr = check_float(self.lr, "lr", low=0.0, low_open=True, owner=who)
         for name in ("doubly_stochastic", "entropy_weight"):
             setattr(self, name, check_float(getattr(self, name), name, low=0.0, owner=who))
+        if self.hard_reward not in ("sequence", "step"):
+            raise ValueError(f"{who}: hard_reward must be 'sequence' or 'step', got "
+                             f"{self.hard_reward!r}")
         self.minutes = check_float(self.minutes, "minutes", low=0.0, high=MAX_MINUTES,
                                    low_open=True, owner=who)
 

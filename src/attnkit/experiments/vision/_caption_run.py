@@ -149,7 +149,8 @@ def train_decoder(config: CaptionConfig, attention: str, features: torch.Tensor,
             index = order[start:start + config.batch_size]
             losses = caption_loss(model, features[index], captions[index], pad=PAD,
                                   doubly_stochastic=config.doubly_stochastic,
-                                  entropy_weight=config.entropy_weight)
+                                  entropy_weight=config.entropy_weight,
+                                  reward=config.hard_reward)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -24,7 +24,7 @@ __all__ = ["HELP", "add_arguments", "run"]
 HELP = "Show-Attend-Tell captioner (soft and hard attention) on canvases of Fashion-MNIST items"
 
 _FLAGS = ("epochs", "encoder_epochs", "train_canvases", "batch_size", "lr", "doubly_stochastic",
-          "entropy_weight", "minutes", "threads", "data_dir")
+          "entropy_weight", "hard_reward", "minutes", "threads", "data_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entropy-weight", type=arg_float(0.0, 1e6), default=None,
                         help=f"entropy bonus of hard attention (default {d.entropy_weight:g}, "
                              f"chosen on validation)")
+    parser.add_argument("--hard-reward", choices=["sequence", "step"], default=None,
+                        help=f"REINFORCE reward of hard attention: the caption's "
+                             f"log-likelihood (sequence, the paper) or each word's own "
+                             f"(step) (default {d.hard_reward})")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
                         default=None, help=f"wall-clock cap of all training (default "
                                            f"{d.minutes:g}; --quick {quick['minutes']:g})")

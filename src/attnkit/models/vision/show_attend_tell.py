@@ -246,7 +246,8 @@ class ShowAttendTell(nn.Module):
 
 def caption_loss(model: ShowAttendTell, features: torch.Tensor, captions: torch.Tensor, *,
                  pad: int = 0, doubly_stochastic: float = 0.0,
-                 entropy_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                 entropy_weight: float = 0.0, reward: str = "sequence",
+                 ) -> dict[str, torch.Tensor]:
     """The training loss of :class:`ShowAttendTell` on a batch.
 
     Args:
@@ -257,6 +258,10 @@ def caption_loss(model: ShowAttendTell, features: torch.Tensor, captions: torch.
         doubly_stochastic: ``lambda`` of ``sum_i (1 - sum_t alpha_ti)^2`` (soft attention;
             mean over the batch).
         entropy_weight: ``lambda_e`` of the entropy bonus (hard attention).
+        reward: REINFORCE reward of hard attention: ``"sequence"`` (the paper: the
+            caption's log-likelihood, credited to every step's location) or ``"step"``
+            (each step's location gets only its own word's log-likelihood: less variance,
+            but blind to a location's effect on later words).
 
     Returns:
         ``{"loss": total, "nll": mean token cross-entropy, "attention": regularizer or
@@ -272,9 +277,11 @@ def caption_loss(model: ShowAttendTell, features: torch.Tensor, captions: torch.
         coverage = (alphas * real[..., None]).sum(dim=1)  # (B, L): sum_t alpha_ti
         extra = doubly_stochastic * ((1 - coverage) ** 2).sum(dim=1).mean()
     elif model.training:
-        reward = -token_nll.sum(dim=1).detach()  # (B,) log p(y | a), higher is better
+        check_choice(reward, "reward", ("sequence", "step"))
+        gain = -token_nll.detach()  # (B, T) log p(y_t | ...), higher is better
+        gain = gain.sum(dim=1) if reward == "sequence" else gain  # (B,) or (B, T)
         state = {"log_prob": state["log_prob"] * real, "entropy": state["entropy"] * real}
-        extra = model.attention.reinforce_loss(reward, state, entropy_weight=entropy_weight)
+        extra = model.attention.reinforce_loss(gain, state, entropy_weight=entropy_weight)
     else:
         extra = torch.zeros((), device=nll.device)
     return {"loss": nll + extra, "nll": nll.detach(), "attention": extra.detach()}
