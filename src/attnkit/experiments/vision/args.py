@@ -35,7 +35,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, part: str, defaults: A
     parser.add_argument("--train-size", type=arg_int(1), default=None,
                         help=f"training images (default {defaults.train_size})")
     parser.add_argument("--test-size", type=arg_int(1, 10_000), default=None,
-                        help="test images scored at the end (default: all 10,000)")
+                        help=f"test images scored once at the end, the first of the 10,000 "
+                             f"(default {defaults.test_size or 10_000})")
     parser.add_argument("--batch-size", type=arg_int(1, 65_536), default=None,
                         help=f"images per update (default {defaults.batch_size})")
     parser.add_argument("--lr", type=arg_float(0.0, 1.0, low_open=True), default=None,

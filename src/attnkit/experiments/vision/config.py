@@ -69,7 +69,7 @@ class ChannelConfig:
     seeds: int = 3  # runs per model (seeds seed, seed + 1, ...)
     seed: int = 0  # first seed
     epochs: int = 2  # passes over the training images, the same for every model
-    train_size: int = 30_000  # training images used (the first of the 55,000-image split)
+    train_size: int = 8000  # training images used (the first of the 55,000-image split)
     val_size: int = 5000  # validation images scored after each epoch
     test_size: int | None = None  # test images scored at the end (None: all 10,000)
     batch_size: int = 128
@@ -98,11 +98,11 @@ class GlimpseConfig:
     models: list[str] = field(default_factory=lambda: list(GLIMPSE_MODELS))
     seeds: int = 3
     seed: int = 0
-    epochs: int = 4  # passes for the CNN and the soft-attention model
-    ram_epochs: int = 12  # passes for RAM (about 4x cheaper per image than the CNN)
-    train_size: int = 16_000  # cluttered training images (from the training split)
+    epochs: int = 3  # passes for the CNN and the soft-attention model
+    ram_epochs: int = 6  # passes for RAM (several times cheaper per image than the CNN)
+    train_size: int = 4000  # cluttered training images (from the training split)
     val_size: int = 2000  # cluttered validation images (from the validation split)
-    test_size: int | None = None  # cluttered test images (None: all 10,000)
+    test_size: int | None = 5000  # cluttered test images (the first of the 10,000)
     image_size: int = 60
     fragments: int = 4  # 8x8 clutter fragments per image
     batch_size: int = 64

@@ -12,7 +12,6 @@ RAM's glimpse centres inside the item's square, and the soft attention mass on i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -120,7 +119,6 @@ def run_glimpse(config: GlimpseConfig) -> dict[str, Any]:
             model = build_model(name, config)
             is_ram = name == "ram"
             label = f"[glimpse] {name} seed {seed}"
-            start = time.monotonic()
             result = train_epochs(
                 model, _ram_loss if is_ram else cross_entropy_loss,
                 (train.images, train.labels), (val.images, val.labels),
@@ -137,8 +135,7 @@ def run_glimpse(config: GlimpseConfig) -> dict[str, Any]:
                          "epochs_planned": config.ram_epochs if is_ram else config.epochs,
                          "updates": result.updates, "stopped_by_time": result.stopped_by_time,
                          "val_curve": result.val_curve, "train_loss": result.train_loss,
-                         "attention": attention_on_item(model, test),
-                         "seconds": time.monotonic() - start})
+                         "attention": attention_on_item(model, test)})
             if index == 0:
                 kept[name] = model
                 save_model(model, config.report_dir, f"{name}-seed{seed}", dict(vars(config)))
