@@ -519,3 +519,201 @@ def test_inputs_are_never_modified_in_place(dtype):
     for name, t, original in zip(["q", "k", "v", "dout"], (q, k, v, dout), originals,
                                  strict=True):
         assert torch.equal(t, original), f"{name} was modified"
+
+
+# ---------------------------------------------------------------------------
+# 6. the batched kernel: masks and score modifiers as numbers, many tiles per matmul
+
+
+def _batched_run(case: Case, q, k, v, dout, mask, block_q, block_k, terms: bool):
+    """``tiled_attention`` with the plan's tile functions, with or without the
+    plain-number terms (without them a score_mod sends the call to the per-tile loop)."""
+    score_mod, params = SCORES[case.score](case, _param_dtype(q.dtype))
+    assert not params
+    q, k, v = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    alignment = {True: "upper_left"}.get(case.causal, case.causal)
+    plan = CallPlan.build(q, case.kv_len, mask, alignment, score_mod)
+    fns = plan.tile_fns(block_q, block_k)
+    if terms:
+        spec = plan.kernel_spec()
+        assert not isinstance(spec, str), spec
+        fns.terms = spec
+    out, lse = tiled_attention(q, k, v, scale=1 / math.sqrt(case.head_dim), fns=fns,
+                               block_q=block_q, block_k=block_k)
+    grads = torch.autograd.grad(out, (q, k, v), dout)
+    return out.detach(), list(grads), lse.detach()
+
+
+def _window_documents(c: Case):
+    return masks.sliding_window(12) & _four_documents(c)
+
+
+BATCHED_CASES = [
+    # name                              B  Hq Hkv Lq  Lk  D   Dv  mask / causal / score
+    Case("window-gqa2",                 1, 4, 2,  97, 97, 32, 32, "sliding-causal"),
+    Case("window-bidir-alibi",          1, 2, 2,  97, 83, 16, 24, "sliding-bidir",
+         score="alibi"),
+    Case("window-documents-gqa2",       2, 4, 2,  97, 97, 16, 16, "window-documents"),
+    Case("documents-causal-softcap",    2, 2, 1,  97, 97, 16, 16, "document4", True,
+         score="softcap"),
+    Case("keypad-lower_right-alibi",    2, 2, 2,  33, 97, 16, 16, "keypad-zero",
+         "lower_right", score="alibi"),
+    Case("causal-Lq>Lk-empty-softcap",  1, 4, 1,  97, 50, 16, 16, causal="lower_right",
+         score="softcap"),
+    Case("unmasked-Lq!=Lk",             1, 2, 1,  50, 83, 16, 8),
+]
+MASKS["window-documents"] = _window_documents
+
+
+@pytest.mark.parametrize("limits", [(512, 1 << 20), (16, 4096)],
+                         ids=["default-batches", "tiny-batches-multipass"])
+@pytest.mark.parametrize("terms", [True, False], ids=["as-numbers", "per-tile-mask"])
+@pytest.mark.parametrize("case", BATCHED_CASES, ids=lambda c: c.name)
+def test_batched_kernel_matches_reference_three_ways(case, terms, limits, monkeypatch):
+    """Masks evaluated as index arithmetic over whole batches, or per PARTIAL tile and
+    stacked; small batch limits split rows into several online-softmax passes and many
+    gathered batches. Tiles 8x16 do not divide the lengths (short edge tiles)."""
+    from attnkit.kernels import _tiled_batch
+
+    if not terms and case.score != "none":
+        pytest.skip("a score callable without terms runs the per-tile loop (section 2)")
+    monkeypatch.setattr(_tiled_batch, "MAX_KEYS", limits[0])
+    monkeypatch.setattr(_tiled_batch, "MAX_ELEMENTS", limits[1])
+    q, k, v, dout = _inputs(case, torch.float32)
+    mask = MASKS[case.mask](case)
+
+    golden = _attention_run(case, q.double(), k.double(), v.double(), dout.double(), mask,
+                            "reference")
+    reference = _attention_run(case, q, k, v, dout, mask, "reference")
+    out, grads, lse = _batched_run(case, q, k, v, dout, mask, 8, 16, terms)
+
+    _check_three_ways((out, grads), reference, golden, torch.float32)
+    allowed = _allowed(case, mask)
+    empty = ~allowed.any(dim=-1)
+    assert (lse[empty] == float("-inf")).all() and torch.isfinite(lse[~empty]).all()
+    assert (out[empty] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=_dtype_id)
+def test_batched_kernel_in_float64_and_bfloat16(dtype):
+    case = Case("w", 2, 4, 2, 45, 61, 16, 8, "window-documents", score="alibi")
+    q, k, v, dout = (t.to(dtype) for t in _inputs(case, torch.float64))
+    mask = MASKS[case.mask](case)
+    golden = _attention_run(case, q.double(), k.double(), v.double(), dout.double(), mask,
+                            "reference")
+    reference = _attention_run(case, q, k, v, dout, mask, "reference")
+    out, grads, _ = _batched_run(case, q, k, v, dout, mask, 8, 16, True)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
+    if dtype == torch.float64:
+        for got, want in zip([out, *grads], [golden[0], *golden[1]], strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    else:
+        _check_three_ways((out, grads), reference, golden, dtype)
+
+
+class _MaskCounter:
+    def __init__(self, mask):
+        self.inner, self.calls = mask, []
+
+    def __call__(self, q0, q1, k0, k1):
+        self.calls.append((q0, k0))
+        return self.inner(q0, q1, k0, k1)
+
+
+def test_batched_kernel_calls_a_per_tile_mask_once_per_partial_tile():
+    case = Case("count", 2, 2, 1, 90, 70, 8, 8, "document4", "upper_left")
+    q, k, v, dout = _inputs(case, torch.float32)
+    q, k, v = (t.requires_grad_(True) for t in (q, k, v))
+    fns = CallPlan.build(q, 70, MASKS["document4"](case), "upper_left", None).tile_fns(16, 8)
+    counter = _MaskCounter(fns.mask)
+    fns.mask = counter
+    partial = sorted((i * 16, j * 8) for i, j in (fns.plan == PARTIAL).nonzero().tolist())
+    assert partial and (fns.plan == EMPTY).any() and (fns.plan == FULL).any()
+
+    out, _ = tiled_attention(q, k, v, scale=0.3, fns=fns, block_q=16, block_k=8)
+    assert sorted(counter.calls) == partial
+    counter.calls.clear()
+    torch.autograd.grad(out, (q, k, v), dout)
+    assert sorted(counter.calls) == partial
+
+
+def test_schedule_covers_every_visited_tile_once_within_the_limits():
+    from attnkit.kernels._tiled_schedule import build_schedule
+
+    generator = torch.Generator().manual_seed(3)
+    kinds = torch.randint(0, 3, (23, 31), generator=generator, dtype=torch.int8)
+    kinds[5] = EMPTY  # a query block with nothing to do
+    block_q, block_k, pairs, max_keys, max_elements = 8, 16, 6, 64, 6 * 8 * 64 * 3
+    sched = build_schedule(kinds, block_q, block_k, 31 * 16 - 5, pairs, max_keys,
+                           max_elements)
+    seen = []
+    for batch in sched.batches:
+        g, n = batch.tiles.shape
+        assert n * block_k <= max_keys
+        assert g == 1 or pairs * g * block_q * n * block_k <= max_elements
+        assert batch.rows.unique().numel() == g  # one online-softmax update per row
+        assert torch.equal(batch.kinds, kinds[batch.rows[:, None], batch.tiles])
+        assert batch.masked == bool((batch.kinds == PARTIAL).any()
+                                    or (batch.tiles == 30).any())  # short last tile
+        if batch.key_run is not None:
+            j0, step = batch.key_run
+            want = j0 + step * torch.arange(g)[:, None] + torch.arange(n)
+            assert torch.equal(batch.tiles, want)
+        seen += [(int(i), int(j)) for i, row in zip(batch.rows, batch.tiles, strict=True)
+                 for j in row]
+    assert len(seen) == len(set(seen))
+    assert sorted(seen) == sorted(map(tuple, (kinds != EMPTY).nonzero().tolist()))
+
+
+def test_sliding_window_batches_read_keys_in_place():
+    """Consecutive query blocks of a sliding window read key runs shifted by one tile:
+    strided views (no gather), and one mask for every block of a batch."""
+    from attnkit.kernels._tiled_schedule import build_schedule
+
+    plan = CallPlan.build(torch.empty(1, 2, 1024, 1), 1024, masks.sliding_window(100), None,
+                          None).tile_plan(32, 32)
+    sched = build_schedule(plan, 32, 32, 1024, 2, 512, 1 << 16)
+    runs = [b.key_run for b in sched.batches]
+    assert all(r is not None for r in runs)
+    assert sum(b.rows.numel() for b in sched.batches if b.key_run[1] == 1) >= 28
+
+
+def test_tile_sizes_follow_the_block_map():
+    from attnkit.kernels.tiled import BATCH_TILES, TILE_CANDIDATES, _pool, choose_tiles
+
+    def choice(mask, causal=None, length=4096):
+        plan = CallPlan.build(torch.empty(1, 8, length, 1), length, mask, causal, None)
+        return choose_tiles(plan, lambda bq, bk: plan.tile_fns(bq, bk).plan)
+
+    assert choice(None) == BATCH_TILES
+    assert choice(masks.sliding_window(256)) == TILE_CANDIDATES[0]  # narrow: small tiles
+    assert choice(masks.sliding_window(2048)) != TILE_CANDIDATES[0]
+    # pooling a fine plan is exact
+    plan = CallPlan.build(torch.empty(2, 1, 1000, 1), 1000,
+                          masks.sliding_window(100) & _four_documents(
+                              Case("p", 2, 1, 1, 1000, 1000, 1, 1)), None, None)
+    fine = plan.tile_plan(64, 64)
+    for fq, fk in [(2, 2), (2, 4), (4, 4)]:
+        assert torch.equal(_pool(fine, fq, fk), plan.tile_plan(64 * fq, 64 * fk))
+
+
+@pytest.mark.parametrize("name", ["window&documents", "documents&causal", "or-not",
+                                  "lambda&window"])
+def test_block_map_refines_only_uncertain_tiles_to_the_exact_answer(name):
+    """The closed forms plus refinement of doubtful tiles equal evaluating every tile."""
+    from attnkit.functional.masks.block_map import _evaluate_tiles
+
+    case = Case("bm", 2, 2, 2, 200, 170, 1, 1)
+    docs = _four_documents(case)
+    mods = {
+        "window&documents": masks.sliding_window(30) & docs,
+        "documents&causal": docs & masks.causal(),
+        "or-not": masks.or_masks(masks.sliding_window(9, causal=False),
+                                 masks.not_mask(docs)) & masks.causal(),
+        "lambda&window": masks.sliding_window(40) & (lambda b, h, q, kv: (q + kv) % 5 != 0),
+    }
+    mod = mods[name]
+    for block in (8, 16, 24):
+        got = masks.block_map(mod, 2, 2, 200, 170, block_q=block, block_k=block).kinds
+        want = _evaluate_tiles(mod, 2, 2, 200, 170, block, block, None)
+        assert torch.equal(got.expand_as(want), want), block

@@ -13,10 +13,14 @@ Candidates on the same inputs (``B=1, H=8, D=64``, float32 unless told otherwise
 * ``triton`` - attnkit's Triton kernel, when a CUDA device is present.
 
 Cases: ``dense``, ``causal``, ``sliding_window`` (256 keys, causal), ``document``
-(4 equal documents, causal), ``alibi`` (causal). Modes: ``fwd`` and ``fwd+bwd``.
+(4 equal documents, causal), ``window_documents`` (256-key causal sliding window within
+4 equal documents; not in the default suite, :data:`EXTRA_CASES`), ``alibi`` (causal).
+Modes: ``fwd`` and ``fwd+bwd``.
 Each row has the median time, the ratio ``sdpa-flash time / candidate time``
 (above 1 = faster than SDPA), effective GFLOP/s (DESIGN.md section 5, counting the
-dense or causal FLOPs whatever the mask, so skipped work shows as speed) and, with
+dense or causal FLOPs whatever the mask, so skipped work shows as speed), for ``flex``
+the seconds its first call took (``compile_s``: ``torch.compile`` plus one run, not
+part of the median) and, with
 ``--memory``, the peak extra memory of one run measured in a fresh subprocess.
 Candidates whose logits would not fit in ``--max-dense-gib`` are skipped, and the
 row says so.
@@ -24,6 +28,7 @@ row says so.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -41,16 +46,20 @@ from attnkit.bench.timing import (
 from attnkit.functional import masks, score_mods
 from attnkit.functional.attention import attention
 
-__all__ = ["run", "memory_curve", "CASES", "CANDIDATES", "MODES", "setup"]
+__all__ = ["run", "memory_curve", "CASES", "EXTRA_CASES", "ALL_CASES", "CANDIDATES", "MODES",
+           "setup"]
 
-CASES = ("dense", "causal", "sliding_window", "document", "alibi")
+CASES = ("dense", "causal", "sliding_window", "document", "alibi")  # the default suite
+# Cases run only when asked for (``run(cases=[...])``).
+EXTRA_CASES = ("window_documents",)
+ALL_CASES = CASES + EXTRA_CASES
 CANDIDATES = ("sdpa-flash", "sdpa-math", "reference", "tiled", "flex", "triton")
 MODES = ("fwd", "fwd+bwd")
 DEVICES = ("cpu", "cuda")
 WINDOW = 256
 DOCUMENTS = 4
 COLUMNS = ("case", "L", "mode", "candidate", "median_ms", "ratio_vs_sdpa", "gflops",
-           "peak_mib", "note")
+           "compile_s", "peak_mib", "note")
 
 _FLEX_CACHE: dict = {}
 
@@ -64,9 +73,12 @@ def _attnkit_args(case: str, L: int, heads: int) -> dict:
         return {"mask": masks.sliding_window(WINDOW)}
     if case == "document":
         return {"mask": masks.document(torch.arange(L) * DOCUMENTS // L) & masks.causal()}
+    if case == "window_documents":
+        return {"mask": masks.sliding_window(WINDOW)
+                & masks.document(torch.arange(L) * DOCUMENTS // L)}
     if case == "alibi":
         return {"causal": True, "score_mod": score_mods.alibi(score_mods.alibi_slopes(heads))}
-    raise ValueError(f"case must be one of {CASES}, got {case!r}")
+    raise ValueError(f"case must be one of {ALL_CASES}, got {case!r}")
 
 
 def _sdpa_args(case: str, L: int, heads: int, device) -> dict:
@@ -113,7 +125,8 @@ def dense_bytes(candidate: str, case: str, L: int, heads: int, backward: bool) -
         return logits * (5 if backward else 3)
     if candidate == "sdpa-flash" and case == "alibi":
         return logits
-    if candidate == "sdpa-flash" and case in ("sliding_window", "document"):
+    if candidate == "sdpa-flash" and case in ("sliding_window", "document",
+                                              "window_documents"):
         return L * L
     return 0
 
@@ -188,7 +201,7 @@ def run(*, lengths: Sequence[int] = (1024, 4096), cases: Sequence[str] = CASES,
 
     Args:
         lengths: sequence lengths ``L = Lq = Lk`` (positive).
-        cases, modes, candidates: subsets of :data:`CASES`, :data:`MODES` and
+        cases, modes, candidates: subsets of :data:`ALL_CASES`, :data:`MODES` and
             :data:`CANDIDATES`; candidates default to all that run on ``device``
             (``triton`` needs ``device="cuda"``).
         repeats: timed runs per row (at least 1; long sequences use fewer).
@@ -203,7 +216,7 @@ def run(*, lengths: Sequence[int] = (1024, 4096), cases: Sequence[str] = CASES,
         One row per (length, case, mode, candidate), as written to the report.
     """
     lengths = check_lengths(lengths)
-    cases = _check_choices(cases, "cases", CASES)
+    cases = _check_choices(cases, "cases", ALL_CASES)
     modes = _check_choices(modes, "modes", MODES)
     _check_shape(heads, head_dim, device)
     if candidates is None:
@@ -236,6 +249,10 @@ def run(*, lengths: Sequence[int] = (1024, 4096), cases: Sequence[str] = CASES,
                             fn = setup(case, L, candidate, backward, heads, head_dim,
                                        device=device)
                             warm, reps = _repeats_for(L, repeats)
+                            if candidate == "flex":  # the first call compiles
+                                start = time.perf_counter()
+                                fn()
+                                row["compile_s"] = time.perf_counter() - start
                             stats = measure(fn, warmup=warm, repeats=reps, device=device)
                             found[candidate] = stats["median_s"]
                             row["median_ms"] = stats["median_s"] * 1e3
@@ -269,6 +286,8 @@ def _format(row: dict) -> str:
         if "ratio_vs_sdpa" in row:
             cells.append(f"x{row['ratio_vs_sdpa']:.2f} vs sdpa")
         cells.append(f"{row['gflops']:6.1f} GFLOP/s")
+        if row.get("compile_s") is not None:
+            cells.append(f"compile {row['compile_s']:.1f} s")
         if row.get("peak_mib") is not None:
             cells.append(f"{row['peak_mib']:8.0f} MiB")
     else:
@@ -288,7 +307,7 @@ def memory_curve(lengths: Sequence[int] = (4096, 8192, 16384, 32768), case: str 
         out_dir: the report goes to ``out_dir/memory_curve.json`` and ``.md``.
     """
     lengths = check_lengths(lengths)
-    check_choice(case, "case", CASES)
+    check_choice(case, "case", ALL_CASES)
     _check_shape(heads, head_dim, "cpu")
     rows = []
     for L in lengths:

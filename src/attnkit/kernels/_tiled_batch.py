@@ -23,6 +23,8 @@ whole tiles; padded keys are masked out and padded rows discarded.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -40,9 +42,12 @@ __all__ = ["batch_forward", "batch_backward", "MAX_KEYS", "MAX_ELEMENTS"]
 
 # Keys one query block meets per pass, and logits one batch may hold (B * Hq * rows *
 # keys). Working memory is a few times MAX_ELEMENTS floats (logits, dP, and tanh for a
-# soft cap in the backward).
-MAX_KEYS = 1024
-MAX_ELEMENTS = 1 << 21
+# soft cap in the backward): 4 MiB each in float32, whatever L is. Measured on the
+# 2-core development machine (B=1, H=8, D=64, float32, 1 thread): batches of 2^19-2^20
+# logits ran best (2^21 and more spill the 2 MiB L2 cache during the softmax passes;
+# smaller ones pay more Python per logit), 512 keys per pass as fast as 1024.
+MAX_KEYS = 512
+MAX_ELEMENTS = 1 << 20
 
 
 def schedule(fns, block_q: int, block_k: int, q_len: int, kv_len: int,
@@ -64,8 +69,8 @@ def schedule(fns, block_q: int, block_k: int, q_len: int, kv_len: int,
             raise ValueError(f"fns.plan has shape {tuple(kinds.shape)}, but {block_q}x"
                              f"{block_k} tiles of Lq={q_len}, Lk={kv_len} need "
                              f"{(n_q, n_k)}")
-        cache[key] = build_schedule(kinds, block_k, kv_len, logits_per_pair, MAX_KEYS,
-                                    MAX_ELEMENTS)
+        cache[key] = build_schedule(kinds, block_q, block_k, kv_len, logits_per_pair,
+                                    MAX_KEYS, MAX_ELEMENTS)
     return cache[key]
 
 
@@ -112,53 +117,138 @@ def _take_rows(x: torch.Tensor, batch) -> torch.Tensor:
 
 def _take_keys(x: torch.Tensor, batch) -> torch.Tensor:
     """The batch's key slabs of ``(B, Hkv, n_k, block_k, X)``: ``(B, Hkv, 1, c, X)``
-    when every query block reads the same consecutive tiles, else ``(B, Hkv, g, c, X)``."""
-    B, H, _, block, X = x.shape
-    if batch.key_span is not None:
-        j0, j1 = batch.key_span
-        return x[:, :, j0:j1].reshape(B, H, 1, (j1 - j0) * block, X)
+    when every query block reads the same consecutive tiles, a strided view
+    ``(B, Hkv, g, c, X)`` when each reads a run shifted by a fixed number of tiles (a
+    sliding window), else a gathered copy ``(B, Hkv, g, c, X)``."""
+    B, H, n_k, block, X = x.shape
     g, n = batch.tiles.shape
+    if batch.key_run is not None:
+        j0, step = batch.key_run
+        if step == 0:
+            return x[:, :, j0:j0 + n].reshape(B, H, 1, n * block, X)
+        sb, sh, st, sr, sx = x.stride()
+        return x.as_strided((B, H, g, n * block, X), (sb, sh, step * st, sr, sx),
+                            x.storage_offset() + j0 * st)
     taken = x.index_select(2, batch.tiles.flatten().to(x.device))
     return taken.view(B, H, g, n * block, X)
 
 
-def _matmul_keys(a: torch.Tensor, keys: torch.Tensor, transpose: bool) -> torch.Tensor:
-    """``a (B, H, g, r, X)`` times each query block's key slab ``(B, H, g|1, c, X)``
-    (transposed: ``(B, H, g, r, c)``) - one matmul with ``g * r`` rows when the slab is
-    shared."""
+def _per_slab(op, a: torch.Tensor, keys: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``op(a3, k3, out3)`` on 3-D batches: ``a (B, H, g, r, X)`` against slabs
+    ``keys (B, H, g|1, c, X)`` into ``out (B, H, g, r, Y)``. A shared slab is one call
+    with ``g * r`` rows; strided views (overlapping slabs) one call per ``(b, h)``, so
+    they are read in place rather than copied."""
     B, H, g, r, X = a.shape
+    c, Xk = keys.shape[3], keys.shape[4]
     if keys.shape[2] == 1:
-        k2 = keys[:, :, 0]
-        out = torch.matmul(a.reshape(B, H, g * r, X), k2.transpose(-2, -1) if transpose
-                           else k2)
-        return out.view(B, H, g, r, out.shape[-1])
-    return torch.matmul(a, keys.transpose(-2, -1) if transpose else keys)
+        op(a.reshape(B * H, g * r, X), keys.reshape(B * H, c, Xk),
+           out.view(B * H, g * r, out.shape[-1]))
+    elif keys.is_contiguous():
+        op(a.reshape(B * H * g, r, X), keys.reshape(B * H * g, c, Xk),
+           out.view(B * H * g, r, out.shape[-1]))
+    else:
+        for b in range(B):
+            for h in range(H):
+                op(a[b, h], keys[b, h], out[b, h])
+    return out
 
 
-def _scores(batch, q_rows, keys, scale, terms, fns, dims, keep_tanh: bool):
-    """Scaled, score-modded, masked logits of one batch ``(B, Hkv, g, G * bq, c)`` (and
-    ``tanh(s / cap)`` for the backward of a soft cap)."""
+def _logits(a: torch.Tensor, keys: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(a . k) * scale`` per query block: ``a (B, H, g, r, D)`` against key slabs
+    ``(B, H, g|1, c, D)`` -> ``(B, H, g, r, c)``. The scale is the GEMM's ``alpha``, so
+    each logit is rounded once, as the reference's ``(q @ k^T) * scale`` nearly is."""
+    B, H, g, r, _ = a.shape
+    out = torch.empty(B, H, g, r, keys.shape[3], dtype=a.dtype, device=a.device)
+
+    def op(a3, k3, o3):
+        torch.baddbmm(o3, a3, k3.transpose(1, 2), beta=0.0, alpha=scale, out=o3)
+
+    return _per_slab(op, a, keys, out)
+
+
+def _matmul_keys(a: torch.Tensor, keys: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """``a (B, H, g, r, X)`` times each query block's slab ``(B, H, g|1, c, X)``:
+    ``a k^T (B, H, g, r, c)`` when ``transpose``, else ``a (B, H, g, r, c) @ slab``
+    ``(B, H, g, r, X)``."""
+    B, H, g, r, _ = a.shape
+    width = keys.shape[3] if transpose else keys.shape[4]
+    out = torch.empty(B, H, g, r, width, dtype=a.dtype, device=a.device)
+
+    def op(a3, k3, o3):
+        torch.bmm(a3, k3.transpose(1, 2) if transpose else k3, out=o3)
+
+    return _per_slab(op, a, keys, out)
+
+
+def _scores(batch, q_rows, keys, scale, terms, fns, dims, keep_tanh: bool, cache: dict):
+    """Scaled and score-modded logits of one batch ``s (B, Hkv, g, G * bq, c)``, with:
+
+    * ``t``: ``tanh(s / cap)`` for the backward of a soft cap, else None;
+    * ``mask``: None when every position is allowed, else ``(bias, allowed)``, both
+      broadcastable to ``(B, Hkv, g, G, bq, c)`` in the logits' dtype: ``bias`` is
+      0 / -inf (added before a row max), ``allowed`` 1 / 0 (multiplied into the
+      weights after ``exp``; see :func:`_weights`).
+
+    ``cache`` (one per kernel call) keeps the masks of shift-invariant batches.
+    """
     block_q, block_k, q_len, kv_len, q_heads, kv_heads = dims
-    s = _matmul_keys(q_rows, keys, transpose=True).mul_(scale)
+    s = _logits(q_rows, keys, scale)
     B, _, g, rows, c = s.shape
     s6 = s.view(B, kv_heads, g, q_heads // kv_heads, block_q, c)
-    t = None
-    q_pos = kv_pos = None
-    if terms is not None and (batch.masked or terms.score.alibi_slopes is not None):
-        q_pos, kv_pos = positions(batch, block_q, block_k, s.device)
-    if terms is not None:
-        t = apply_scores(terms.score, s6, q_pos, kv_pos, keep_tanh)
-    if batch.masked:
-        if terms is not None:
-            edge = kv_len % block_k != 0
-            blocked = spec_blocked(terms.mask, q_pos, kv_pos, q_len, kv_len, edge)
-            if blocked is not None:
-                s6.masked_fill_(blocked[:, None, :, None], float("-inf"))
-        else:
+    t = mask = None
+    if terms is None:
+        if batch.masked:
             blocked = callable_blocked(fns, batch, block_q, block_k, q_len, kv_len,
                                        q_heads, kv_heads, s.device)
-            s6.masked_fill_(blocked, float("-inf"))
-    return s, t
+            mask = _mask_pair(blocked, s.dtype)
+        return s, t, mask
+    edge = kv_len % block_k != 0 and int(batch.tiles[:, -1].max()) == -(-kv_len // block_k) - 1
+    # Every query block of the batch sees its keys at the same offset (a sliding window
+    # over consecutive blocks): distance-only terms are the same for each block.
+    same_offsets = batch.row_span is not None and batch.key_run is not None and (
+        g == 1 or batch.key_run[1] * block_k == block_q)
+    by_distance = (same_offsets and not edge and terms.mask.kv_lengths is None
+                   and terms.mask.q_doc_ids is None)
+    q_pos = kv_pos = None
+    if batch.masked or terms.score.alibi_slopes is not None:
+        q_pos, kv_pos = positions(batch, block_q, block_k, s.device, first_only=by_distance)
+    t = apply_scores(terms.score, s6, q_pos, kv_pos, keep_tanh)
+    if batch.masked:
+        key = None
+        if by_distance:
+            key = (int(batch.rows[0]) * block_q - int(batch.tiles[0, 0]) * block_k, c)
+            mask = cache.get(key)
+        if mask is None:
+            blocked = spec_blocked(terms.mask, q_pos, kv_pos, q_len, kv_len, edge)
+            if blocked is not None:
+                mask = _mask_pair(blocked[:, None, :, None], s.dtype)  # (B|1,1,g,1,bq,c)
+            if key is not None:
+                cache[key] = mask
+    return s, t, mask
+
+
+def _mask_pair(blocked: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bias, allowed)`` from "may not attend": 0 / -inf and 1 / 0 in ``dtype``."""
+    zero = torch.zeros((), dtype=dtype, device=blocked.device)
+    bias = torch.where(blocked, float("-inf"), zero)
+    return bias, (~blocked).to(dtype)
+
+
+def _weights(x: torch.Tensor, mask, dims6) -> torch.Tensor:
+    """``exp(x)`` in place, ``x (B, Hkv, g, G * bq, c)`` already shifted by the row max
+    or the lse, and zero at disallowed positions.
+
+    With a mask, ``x`` is clamped from below at ``log(tiny)`` first and the disallowed
+    positions are zeroed by a multiply: ``exp`` of ``-inf`` or of anything whose result
+    underflows takes a slow path on x86 (tens of times slower than a normal ``exp``),
+    and masked positions are exactly such inputs. The clamp only replaces weights below
+    the smallest normal float (``1e-38``, relative to a row maximum of 1) by that value.
+    """
+    if mask is None:
+        return x.exp_()
+    x = x.clamp_min_(math.log(torch.finfo(x.dtype).tiny) + 1.0).exp_()
+    x.view(dims6).mul_(mask[1])
+    return x
 
 
 def batch_forward(q, k, v, fns, scale, block_q, block_k, terms=None):
@@ -179,9 +269,14 @@ def batch_forward(q, k, v, fns, scale, block_q, block_k, terms=None):
     m = torch.full((B, Hkv, sched.n_q, rows, 1), float("-inf"), dtype=acc, device=q.device)
     l = torch.zeros_like(m)
     dims = (block_q, block_k, Lq, Lk, Hq, Hkv)
+    cache: dict = {}
     for batch in sched.batches:
         keys, values = _take_keys(kt, batch), _take_keys(vt, batch)
-        s, _ = _scores(batch, _take_rows(qb, batch), keys, scale, terms, fns, dims, False)
+        s, _, mask = _scores(batch, _take_rows(qb, batch), keys, scale, terms, fns, dims,
+                             False, cache)
+        dims6 = (B, Hkv, s.shape[2], Hq // Hkv, block_q, s.shape[-1])
+        if mask is not None:
+            s.view(dims6).add_(mask[0])  # disallowed logits: -inf, never a row max
         if batch.row_span is not None:
             i0, i1 = batch.row_span
             m_old, l_old, o_old = m[:, :, i0:i1], l[:, :, i0:i1], o[:, :, i0:i1]
@@ -191,7 +286,7 @@ def batch_forward(q, k, v, fns, scale, block_q, block_k, terms=None):
         # Rows with nothing allowed so far keep m = -inf; shift them by 0 so that exp()
         # sees -inf - 0 = -inf rather than -inf + inf = nan.
         shift = m_new.masked_fill(m_new == float("-inf"), 0.0)
-        p = s.sub_(shift).exp_()
+        p = _weights(s.sub_(shift), mask, dims6)
         correction = torch.exp(m_old - shift)
         l_new = l_old.mul_(correction).add_(p.sum(dim=-1, keepdim=True))
         o_new = o_old.mul_(correction).add_(_matmul_keys(p, values, transpose=False))
@@ -229,11 +324,13 @@ def batch_backward(q, k, v, out, lse, grad_out, fns, scale, block_q, block_k, te
     dq = torch.zeros_like(qb)
     dk, dv = torch.zeros_like(kt), torch.zeros_like(vt)
     dims = (block_q, block_k, Lq, Lk, Hq, Hkv)
+    cache: dict = {}
     for batch in sched.batches:
         q_rows, do_rows = _take_rows(qb, batch), _take_rows(dob, batch)
         keys, values = _take_keys(kt, batch), _take_keys(vt, batch)
-        s, t = _scores(batch, q_rows, keys, scale, terms, fns, dims, True)
-        p = s.sub_(_take_rows(lse_b, batch)).exp_()  # (B, Hkv, g, G*bq, c): exact weights
+        s, t, mask = _scores(batch, q_rows, keys, scale, terms, fns, dims, True, cache)
+        dims6 = (B, Hkv, s.shape[2], Hq // Hkv, block_q, s.shape[-1])
+        p = _weights(s.sub_(_take_rows(lse_b, batch)), mask, dims6)  # exact weights
         # dV and dK sum over the query heads of a group: they are stacked along the rows.
         _add_keys(dv, batch, _transposed_matmul(p, do_rows, keys.shape[2] == 1))
         dp = _matmul_keys(do_rows, values, transpose=True)
@@ -265,10 +362,15 @@ def _transposed_matmul(a: torch.Tensor, b: torch.Tensor, shared: bool) -> torch.
 def _add_keys(grad: torch.Tensor, batch, slabs: torch.Tensor) -> None:
     """Add per-slab key gradients ``(B, H, g|1, c, X)`` into ``grad (B, H, n_k, bk, X)``."""
     B, H, _, block, X = grad.shape
-    if batch.key_span is not None:
-        j0, j1 = batch.key_span
-        grad[:, :, j0:j1] += slabs.view(B, H, j1 - j0, block, X)
-        return
     g, n = batch.tiles.shape
-    grad.index_add_(2, batch.tiles.flatten().to(grad.device),
-                    slabs.reshape(B, H, g * n, block, X))
+    if batch.key_run is None:
+        grad.index_add_(2, batch.tiles.flatten().to(grad.device),
+                        slabs.reshape(B, H, g * n, block, X))
+        return
+    j0, step = batch.key_run
+    if slabs.shape[2] == 1:
+        grad[:, :, j0:j0 + n] += slabs.view(B, H, n, block, X)
+        return
+    slabs = slabs.view(B, H, g, n, block, X)
+    for u in range(n):  # rows t = 0..g-1 hit distinct tiles j0 + u + t * step
+        grad[:, :, j0 + u:j0 + u + step * (g - 1) + 1:step] += slabs[:, :, :, u]

@@ -29,7 +29,9 @@ class TileBatch:
         rows: ``(g,)`` int64 query-block indices, ascending.
         row_span: ``(i0, i1)`` when ``rows`` is ``i0..i1-1`` (slices instead of gathers).
         tiles: ``(g, n)`` int64 key-tile indices, ascending along each row.
-        key_span: ``(j0, j1)`` when every row visits exactly tiles ``j0..j1-1``.
+        key_run: ``(j0, step)`` when row ``t`` visits the consecutive tiles
+            ``j0 + t * step .. j0 + t * step + n - 1`` (``step = 0``: every row reads
+            the same slab): the slabs are then strided views of the keys, never copied.
         kinds: ``(g, n)`` int8 tile kinds (PARTIAL or FULL).
         masked: whether any tile needs the mask (PARTIAL, or holding padded keys).
     """
@@ -37,7 +39,7 @@ class TileBatch:
     rows: torch.Tensor
     row_span: tuple[int, int] | None
     tiles: torch.Tensor
-    key_span: tuple[int, int] | None
+    key_run: tuple[int, int] | None
     kinds: torch.Tensor
     masked: bool
 
@@ -57,12 +59,13 @@ def tile_kinds(plan: torch.Tensor | None, has_mask: bool, n_q: int, n_k: int) ->
     return torch.full((n_q, n_k), PARTIAL if has_mask else FULL, dtype=torch.int8)
 
 
-def build_schedule(kinds: torch.Tensor, block_k: int, kv_len: int, logits_per_pair: int,
-                   max_keys: int, max_elements: int) -> Schedule:
+def build_schedule(kinds: torch.Tensor, block_q: int, block_k: int, kv_len: int,
+                   logits_per_pair: int, max_keys: int, max_elements: int) -> Schedule:
     """Batches covering every non-EMPTY tile of ``kinds`` exactly once.
 
     Args:
         kinds: int8 ``(n_q, n_k)`` tile plan.
+        block_q: query-block size (rows per block).
         block_k, kv_len: key-tile size and ``Lk`` (a short last tile needs the mask).
         logits_per_pair: logits per (query row, key) pair, ``B * Hq`` (cost of a batch).
         max_keys: keys one query block visits per pass (at least one tile).
@@ -83,8 +86,7 @@ def build_schedule(kinds: torch.Tensor, block_k: int, kv_len: int, logits_per_pa
         segment = (counts - p * per_pass).clamp(0, per_pass)  # tiles each row visits now
         for n in sorted(set(segment.tolist()) - {0}):
             rows_all = (segment == n).nonzero().flatten()
-            tile_rows = max(1, max_elements // (logits_per_pair * n * block_k))
-            g_max = max(1, tile_rows)
+            g_max = max(1, max_elements // (logits_per_pair * block_q * n * block_k))
             for c0 in range(0, rows_all.numel(), g_max):
                 rows = rows_all[c0:c0 + g_max]
                 tiles = order[rows, p * per_pass:p * per_pass + n]  # (g, n)
@@ -98,9 +100,11 @@ def _batch(rows, tiles, kinds, edge: bool) -> TileBatch:
     g, n = tiles.shape
     i0 = int(rows[0])
     row_span = (i0, i0 + g) if int(rows[-1]) - i0 + 1 == g else None
-    j0 = int(tiles[0, 0])
-    key_span = None
-    if bool((tiles == torch.arange(j0, j0 + n)).all()):
-        key_span = (j0, j0 + n)
+    starts = tiles[:, 0]
+    key_run = None
+    if bool((tiles == starts[:, None] + torch.arange(n)).all()):
+        step = int(starts[1] - starts[0]) if g > 1 else 0
+        if step >= 0 and bool((starts == starts[0] + step * torch.arange(g)).all()):
+            key_run = (int(starts[0]), step)
     masked = edge or bool((kinds == PARTIAL).any())
-    return TileBatch(rows, row_span, tiles, key_span, kinds, masked)
+    return TileBatch(rows, row_span, tiles, key_run, kinds, masked)

@@ -20,10 +20,14 @@ from attnkit.kernels.spec import PARTIAL, MaskSpec, ScoreSpec
 __all__ = ["positions", "spec_blocked", "apply_scores", "softcap_grad", "callable_blocked"]
 
 
-def positions(batch, block_q: int, block_k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def positions(batch, block_q: int, block_k: int, device,
+              first_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Query positions ``(g, block_q, 1)`` and key positions ``(g, 1, c)`` (int64) of a
-    batch; positions past ``Lq``/``Lk`` (padding) are included."""
+    batch (``g = 1``: its first query block only, when ``first_only``); positions
+    past ``Lq``/``Lk`` (padding) are included."""
     rows, tiles = batch.rows.to(device), batch.tiles.to(device)
+    if first_only:
+        rows, tiles = rows[:1], tiles[:1]
     q_pos = rows[:, None] * block_q + torch.arange(block_q, device=device)  # (g, bq)
     kv_pos = (tiles[:, :, None] * block_k + torch.arange(block_k, device=device))
     return q_pos[:, :, None], kv_pos.flatten(1)[:, None, :]

@@ -5,26 +5,36 @@ Dao 2023, arXiv:2307.08691): for each block of queries, walk the key blocks with
 an online softmax (running max ``m``, running sum ``l``, rescaled accumulator),
 and keep only the per-row log-sum-exp ``lse``. Backward recomputes every tile's
 probabilities from ``lse`` instead of storing the ``(Lq, Lk)`` matrix, so memory
-is ``O((Lq + Lk) * D)`` plus one tile.
+is ``O((Lq + Lk) * D)`` plus a bounded batch of tiles.
 
-What differs from the CUDA kernels:
+Two executions of the same algorithm:
 
-* the tile loop is Python over batched torch ops; a tile covers every batch row
-  and head at once, so the loop runs ``ceil(Lq/block_q) * ceil(Lk/block_k)``
-  times, not per head;
+* batched (:mod:`attnkit.kernels._tiled_batch`), used unless a ``score`` callable
+  needs Python per tile: the non-EMPTY tiles of many query blocks are gathered into
+  key slabs and run as a few batched matmuls (block-sparse, as FlexAttention's block
+  mask); masks and the built-in score mods (ALiBi, softcap) given as numbers
+  (:class:`~attnkit.kernels.spec.KernelSpec`) are tensor operations over the whole
+  batch, other masks are evaluated per PARTIAL tile and stacked. ``attention()``
+  chooses its tile sizes per call from the block map (:func:`choose_tiles`: small
+  tiles for narrow windows);
+* per tile (:mod:`attnkit.kernels._tiled_loop`): one Python iteration per tile,
+  for any ``score_mod`` callable; its gradient is taken per tile with autograd on
+  that tile's logits, including gradients to tensors it captures (a learned
+  relative-position table, say).
+
+Common to both:
+
+* a tile covers every batch row and head at once;
 * a tile plan (``EMPTY``/``PARTIAL``/``FULL`` per tile, from the mask's block
   map) lets empty tiles be skipped entirely and full tiles run unmasked;
-* ``score_mod`` is any Python callable; its gradient is taken per tile with
-  autograd on that tile's logits, including gradients to tensors it captures
-  (a learned relative-position table, say);
-* grouped-query attention reshapes the queries to ``(B, Hkv, G, L, D)`` and
-  broadcasts K/V over ``G``: K/V are never repeated in memory;
+* grouped-query attention stacks the ``G`` query heads of a key/value head along
+  the rows: K/V are never repeated in memory;
 * half-precision inputs are multiplied in float32 (keys/values upcast once,
   ``O(Lk * D)``), so logits are not rounded to 8 bits of mantissa.
 
 The functional layer (:mod:`attnkit.functional.attention`) builds the tile plan,
 the per-tile mask and the per-tile score function; this module sees only
-tensors and callables.
+tensors, callables and plain numbers.
 """
 
 from __future__ import annotations
@@ -32,13 +42,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from attnkit.kernels._tiled_batch import batch_backward, batch_forward
 from attnkit.kernels._tiled_loop import loop_backward, loop_forward
 from attnkit.kernels.backend import Backend, Bid
 from attnkit.kernels.precision import compute_dtype
 from attnkit.kernels.problem import Problem
-from attnkit.kernels.spec import KernelSpec
+from attnkit.kernels.spec import EMPTY, FULL, PARTIAL, KernelSpec
 
 __all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K", "BACKEND",
            "TILED_MIN_ELEMENTS", "TILED_MIN_SPARSITY", "REFERENCE_MAX_WEIGHTS",
@@ -52,6 +63,20 @@ __all__ = ["tiled_attention", "TileFns", "DEFAULT_BLOCK_Q", "DEFAULT_BLOCK_K", "
 # = 2 MiB) out of the L2 cache during the softmax passes.
 DEFAULT_BLOCK_Q = 256
 DEFAULT_BLOCK_K = 256
+
+# The batched kernel (``attention(backend="tiled")`` without a score callable) picks its
+# tile sizes per call (:func:`choose_tiles`) among TILE_CANDIDATES (the first is the
+# finest; the others multiples of it), and uses BATCH_TILES without a mask. Measured on
+# the 2-core development machine (B=1, H=8, D=64, float32, 1 thread, CPU time under
+# load): dense L=1024/4096 ran within 10% for 128x128 and 128x256 tiles, 128x256 best
+# (256x256 up to 25% slower);
+# a 256-key sliding window at L=16384 ran 1.2x faster with 64x64 tiles than 128x128
+# and 1.6x faster than 256x256. PARTIAL_COST (extra work of a masked tile, in tiles)
+# and TILE_COST (fixed cost per tile, in logits) weigh the candidates.
+TILE_CANDIDATES = ((64, 64), (128, 128), (128, 256))
+BATCH_TILES = (128, 256)
+PARTIAL_COST = 0.5
+TILE_COST = 2048
 
 
 class TileFns:
@@ -180,10 +205,48 @@ def _plain_terms(call, q_heads: int, captured) -> KernelSpec | None:
     return spec
 
 
+def _pool(kinds: torch.Tensor, fq: int, fk: int) -> torch.Tensor:
+    """A ``(nq, nk)`` plan of small tiles as the plan of tiles ``fq x fk`` times larger
+    (exact: a large tile is EMPTY/FULL iff all its small tiles are)."""
+    nq, nk = kinds.shape
+    pad = (0, (-nk) % fk, 0, (-nq) % fq)
+    shape = (-1, fq, (nk + pad[1]) // fk, fk)
+    empty = F.pad((kinds == EMPTY).to(torch.int8), pad, value=1).view(shape).amin((1, 3))
+    full = F.pad((kinds == FULL).to(torch.int8), pad, value=1).view(shape).amin((1, 3))
+    return torch.where(full == 1, FULL, torch.where(empty == 1, EMPTY, PARTIAL))
+
+
+def choose_tiles(call, plan_of) -> tuple[int, int]:
+    """Tile sizes for the batched kernel, from the call's block map.
+
+    ``plan_of(block_q, block_k)`` gives the tile plan (None without a mask). Without a
+    mask every size does the same work and :data:`BATCH_TILES` is used. With one, the
+    plan at the finest candidate size is pooled to each candidate and the size with the
+    least estimated cost wins: the logits computed (a narrow window wastes up to a tile
+    on each side), PARTIAL tiles counted extra for the mask, and a fixed cost per tile.
+    """
+    fine_q, fine_k = TILE_CANDIDATES[0]
+    fine = plan_of(fine_q, fine_k)
+    if fine is None:
+        return BATCH_TILES
+    best, best_cost = BATCH_TILES, float("inf")
+    for block_q, block_k in TILE_CANDIDATES:
+        kinds = _pool(fine, block_q // fine_q, block_k // fine_k)
+        visited = int((kinds != EMPTY).sum())
+        partial = int((kinds == PARTIAL).sum())
+        cost = block_q * block_k * (visited + PARTIAL_COST * partial) + TILE_COST * visited
+        if cost < best_cost:
+            best, best_cost = (block_q, block_k), cost
+    return best
+
+
 def _run(q, k, v, call):
     captured = call.captured()
     terms = _plain_terms(call, q.shape[1], captured)
-    block_q, block_k = DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K
+    if terms is None and call.tile_fns(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K).score is not None:
+        block_q, block_k = DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K  # the per-tile loop's sizes
+    else:
+        block_q, block_k = choose_tiles(call, lambda bq, bk: call.tile_fns(bq, bk).plan)
     fns = call.tile_fns(block_q, block_k)
     fns.terms = terms
     out, lse = tiled_attention(q, k, v, scale=call.scale, fns=fns, captured=captured,

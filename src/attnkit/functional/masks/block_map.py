@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from attnkit._validate import check_int
-from attnkit.functional.masks.base import MaskMod, Tiles, classify
+from attnkit.functional.masks.base import And, MaskMod, Not, Or, Tiles, classify
 from attnkit.functional.masks.evaluate import TensorMask, check_mask_mod, evaluate, index_grids
 from attnkit.kernels.spec import EMPTY, FULL, PARTIAL
 
@@ -70,16 +70,53 @@ def block_map(mask_mod: Callable | torch.Tensor, batch: int, heads: int, q_len: 
         mask_mod = TensorMask(mask_mod if mask_mod.dim() == 4 else mask_mod[None, None])
     check_mask_mod(mask_mod, batch, heads, q_len, kv_len)
     tiles = Tiles.make(q_len, kv_len, block_q, block_k, device)
-    closed = mask_mod.tile_kinds(tiles) if isinstance(mask_mod, MaskMod) else None
+    closed = _closed_kinds(mask_mod, tiles)
     if closed is None:
         kinds = _evaluate_tiles(mask_mod, batch, heads, q_len, kv_len, block_q, block_k, device)
     else:
-        kinds, exact = closed
+        kinds, uncertain = closed
         kinds = kinds.to(torch.int8)
-        if not exact:
-            kinds = _refine_partial(mask_mod, kinds, batch, heads, q_len, kv_len, block_q,
-                                    block_k, device)
+        if uncertain is not None and bool(uncertain.any()):
+            kinds = _refine_partial(mask_mod, kinds, uncertain, batch, heads, q_len, kv_len,
+                                    block_q, block_k, device)
     return BlockMap(kinds, block_q, block_k, q_len, kv_len)
+
+
+def _closed_kinds(mod, tiles: Tiles):
+    """``(kinds, uncertain)`` from the closed forms, or None if a part has none.
+
+    ``uncertain`` (bool, broadcastable to ``kinds``, or None for none) marks the
+    PARTIAL tiles that may really be EMPTY or FULL. EMPTY and FULL answers of a closed
+    form are always right; a combination's PARTIAL is certain where exactly one part is
+    (certainly) PARTIAL and the others do not decide the tile, so only tiles where two
+    parts are PARTIAL, or one part is unsure, are checked position by position.
+    """
+    if isinstance(mod, (And, Or)):
+        parts = [_closed_kinds(m, tiles) for m in mod.mods]
+        if any(p is None for p in parts):
+            return None
+        kinds = torch.stack(torch.broadcast_tensors(*(k for k, _ in parts)))
+        if isinstance(mod, And):
+            result = classify((kinds == FULL).all(0), (kinds == EMPTY).any(0))
+        else:
+            result = classify((kinds == FULL).any(0), (kinds == EMPTY).all(0))
+        partial = kinds == PARTIAL
+        unsure = [partial[i] & u for i, (_, u) in enumerate(parts) if u is not None]
+        doubt = partial.sum(0) >= 2
+        for u in unsure:
+            doubt = doubt | u
+        return result, doubt & (result == PARTIAL)
+    if isinstance(mod, Not):
+        inner = _closed_kinds(mod.mod, tiles)
+        if inner is None:
+            return None
+        kinds, uncertain = inner
+        return classify(kinds == EMPTY, kinds == FULL), uncertain
+    closed = mod.tile_kinds(tiles) if isinstance(mod, MaskMod) else None
+    if closed is None:
+        return None
+    kinds, exact = closed
+    return kinds, None if exact else kinds == PARTIAL
 
 
 def _tile_any_all(tile: torch.Tensor, rows: int, block_k: int, kv_len: int):
@@ -107,17 +144,74 @@ def _evaluate_tiles(mask_mod, batch, heads, q_len, kv_len, block_q, block_k, dev
     return torch.stack([r.expand(shape) for r in rows], dim=2)  # (B|1, H|1, nq, nk)
 
 
-def _refine_partial(mask_mod, kinds, batch, heads, q_len, kv_len, block_q, block_k, device):
-    """Check, position by position, the tiles a closed form could only call partial."""
-    for i, j in (kinds == PARTIAL).flatten(0, 1).any(0).nonzero().tolist():
-        q0, k0 = i * block_q, j * block_k
-        rows, cols = min(block_q, q_len - q0), min(block_k, kv_len - k0)
-        grids = index_grids(batch, heads, rows, cols, device, q_start=q0, kv_start=k0)
-        tile = evaluate(mask_mod, *grids).expand(-1, -1, rows, cols)
-        flat = tile.flatten(2)
-        exact = classify(flat.all(-1), ~flat.any(-1))  # (B|1, H|1)
-        shape = torch.broadcast_shapes(kinds.shape[:2], exact.shape)
+# Positions evaluated at once when refining partial tiles (bounds the index tensors).
+_REFINE_CHUNK = 1 << 21
+
+
+def _elementwise(mod) -> bool:
+    """Whether ``mod`` is built from attnkit's own mask classes only, which evaluate
+    any broadcastable index tensors position by position (so many tiles can be
+    evaluated in one call); user callables are evaluated one tile at a time."""
+    if isinstance(mod, (And, Or)):
+        return all(_elementwise(m) for m in mod.mods)
+    if isinstance(mod, Not):
+        return _elementwise(mod.mod)
+    return isinstance(mod, MaskMod) and type(mod).__module__.startswith(
+        "attnkit.functional.masks.")
+
+
+def _refine_partial(mask_mod, kinds, uncertain, batch, heads, q_len, kv_len, block_q,
+                    block_k, device):
+    """Check, position by position, the tiles a closed form could only call partial
+    (``uncertain``, broadcastable to ``kinds``)."""
+    uncertain = uncertain & (kinds == PARTIAL)
+    candidates = uncertain.flatten(0, 1).any(0).nonzero()  # (P, 2)
+    if not _elementwise(mask_mod):
+        for i, j in candidates.tolist():
+            kinds = _set_kinds(kinds, i, j, _tile_exact(mask_mod, batch, heads, q_len, kv_len,
+                                                        block_q, block_k, device, i, j))
+        return kinds
+    per_tile = block_q * block_k
+    step = max(1, _REFINE_CHUNK // per_tile)
+    for c0 in range(0, candidates.shape[0], step):
+        chunk = candidates[c0:c0 + step].to(device)
+        n = chunk.shape[0]
+        # Edge tiles are short: clamping repeats their last real position, which leaves
+        # "any allowed" and "all allowed" unchanged.
+        q_idx = (chunk[:, 0, None] * block_q + torch.arange(block_q, device=device)).clamp(
+            max=q_len - 1)  # (P, bq)
+        kv_idx = (chunk[:, 1, None] * block_k + torch.arange(block_k, device=device)).clamp(
+            max=kv_len - 1)  # (P, bk)
+        b = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+        h = torch.arange(heads, device=device).view(1, heads, 1, 1)
+        # One row per (tile, query): the rows of tile p pair its queries with its keys.
+        q_grid = q_idx.reshape(1, 1, n * block_q, 1)
+        kv_grid = kv_idx[:, None, :].expand(n, block_q, block_k).reshape(1, 1, n * block_q,
+                                                                          block_k)
+        tile = evaluate(mask_mod, b, h, q_grid, kv_grid)
+        tile = tile.expand(tile.shape[0], tile.shape[1], n * block_q, block_k)
+        flat = tile.reshape(tile.shape[0], tile.shape[1], n, per_tile)
+        exact = classify(flat.all(-1), ~flat.any(-1))  # (B|1, H|1, P)
+        shape = torch.broadcast_shapes(kinds.shape[:2], exact.shape[:2])
         if tuple(kinds.shape[:2]) != tuple(shape):
             kinds = kinds.expand(*shape, -1, -1).clone()
-        kinds[:, :, i, j] = exact
+        rows, cols = chunk[:, 0].to(kinds.device), chunk[:, 1].to(kinds.device)
+        kinds[:, :, rows, cols] = exact.expand(*shape, n).to(kinds.device)
+    return kinds
+
+
+def _tile_exact(mask_mod, batch, heads, q_len, kv_len, block_q, block_k, device, i, j):
+    q0, k0 = i * block_q, j * block_k
+    rows, cols = min(block_q, q_len - q0), min(block_k, kv_len - k0)
+    grids = index_grids(batch, heads, rows, cols, device, q_start=q0, kv_start=k0)
+    tile = evaluate(mask_mod, *grids).expand(-1, -1, rows, cols)
+    flat = tile.flatten(2)
+    return classify(flat.all(-1), ~flat.any(-1))  # (B|1, H|1)
+
+
+def _set_kinds(kinds, i, j, exact):
+    shape = torch.broadcast_shapes(kinds.shape[:2], exact.shape)
+    if tuple(kinds.shape[:2]) != tuple(shape):
+        kinds = kinds.expand(*shape, -1, -1).clone()
+    kinds[:, :, i, j] = exact
     return kinds
