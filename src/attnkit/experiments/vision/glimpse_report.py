@@ -123,6 +123,15 @@ def write_report(config: GlimpseConfig, metrics: dict[str, Any], models: dict[st
         report.add_list(lines)
         report.add_text("Anchor (Mnih et al. 2014, cluttered MNIST 60x60, much longer "
                         "training): RAM with 8 glimpses 4.04% error, a CNN 7.83%.")
+    ram_runs = [r for r in metrics["runs"] if r["model"] == "ram"]
+    if ram_runs:
+        steps = np.mean([r["attention"]["glimpses_on_item_by_step"] for r in ram_runs], axis=0)
+        report.add_text(
+            f"RAM's glimpse centres on the item, by step (mean over seeds): "
+            f"{', '.join(f'{100 * v:.0f}%' for v in steps)}; "
+            f"{ram_runs[0]['updates']} updates per seed. A policy trained by REINFORCE needs "
+            f"far more updates than this budget gives (the paper trains for millions of "
+            f"images); read RAM's row as RAM at this budget.")
     if models:
         report.add_figure("glimpse_paths", paths_figure(models, test),
                           caption="first test images, seed-0 models: RAM's glimpses in order "
