@@ -42,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "number of updates on N-way K-shot episodes of GNU Unifont glyphs "
                     "(Unicode blocks as alphabets, disjoint train/valid/test alphabets, "
                     "rotations as extra classes); select on validation alphabets, report "
-                    "test accuracy with 95%% intervals (report directory: metrics.json, "
+                    "test accuracy with 95% intervals (report directory: metrics.json, "
                     "README.md, report.html, PNG figures). Needs unifont.hex: "
                     "<data-dir>/unifont/unifont.hex or /usr/share/unifont/unifont.hex.")
     parser.add_argument("--quick", action="store_true",

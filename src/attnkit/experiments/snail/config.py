@@ -40,10 +40,10 @@ class SnailRunConfig:
     models: list[str] = field(default_factory=lambda: list(MODEL_KINDS))  # MODEL_KINDS keys
     ways: list[int] = field(default_factory=lambda: [5])  # N of each setting
     shots: list[int] = field(default_factory=lambda: [1])  # K of each setting (all pairs)
-    steps: int = 1200  # optimizer updates per model and setting: the equal budget
-    minutes: float = 2.0  # wall-clock cap per model and setting (a safety net)
+    steps: int = 600  # optimizer updates per model and setting: the equal budget
+    minutes: float = 2.25  # wall-clock cap per model and setting (a safety net)
     episodes_per_step: int = 16  # training episodes per update
-    queries: int = 5  # query images per episode (each its own SNAIL sequence)
+    queries: int = 4  # query images per episode (each its own SNAIL sequence)
     lr: float = 1e-3  # peak AdamW learning rate (warmup, then cosine decay over `steps`)
     warmup_steps: int = 50  # linear warmup updates
     channels: int = 64  # filters of each embedding CNN block (the paper's 64)

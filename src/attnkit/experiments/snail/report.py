@@ -50,6 +50,24 @@ def _summary(m: dict[str, Any]) -> list[str]:
     ]
 
 
+def _findings(m: dict[str, Any]) -> list[str]:
+    """The run's headline numbers, read from the metrics (nothing here is fixed text)."""
+    lines = []
+    for name, runs in m["settings"].items():
+        ranked = sorted(runs.items(), key=lambda item: -item[1]["test"]["accuracy"])
+        lines.append(f"{name}: " + " > ".join(
+            f"{kind} {_pct(r['test']['accuracy']):.1f}% (+-{_pct(r['test']['ci95']):.1f})"
+            for kind, r in ranked))
+        for kind, r in runs.items():
+            curve = [p["valid_accuracy"] for p in r["training"]["curve"]]
+            if len(curve) >= 2 and curve[-1] > max(curve[:-1]):
+                lines.append(f"{name}, {kind}: validation accuracy still rising at the last "
+                             f"evaluation ({_pct(curve[-2]):.1f}% -> {_pct(curve[-1]):.1f}% "
+                             f"at update {r['training']['curve'][-1]['step']}): a longer "
+                             f"budget would help it")
+    return lines
+
+
 def _goal(report: Report, goal: dict[str, Any] | None) -> None:
     if goal is None:
         report.add_text("The goal (SNAIL at 5-way 1-shot above both ablations and the "
@@ -141,6 +159,8 @@ def write_report(out: Path, metrics: dict[str, Any], splits, config) -> Path:
                     "its own ablations and a prototypical network (Snell et al. 2017, "
                     "arXiv:1703.05175) when all get the same training budget?")
     _goal(report, metrics["goal"])
+    report.add_heading("What this run measured")
+    report.add_list(_findings(metrics))
     settings = metrics["settings"]
     report.add_heading("Test accuracy")
     report.add_table(

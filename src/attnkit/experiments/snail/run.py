@@ -109,6 +109,8 @@ def _train_one(config: SnailRunConfig, kind: str, ways: int, shots: int, splits,
         if accuracy > best["accuracy"]:
             best.update(accuracy=accuracy, step=steps_done[0],
                         state=copy.deepcopy(m.state_dict()))
+        log(f"  {kind} update {steps_done[0]}: validation accuracy {accuracy:.3f} "
+            f"({time.perf_counter() - began:.0f} s)")
         return {"valid_accuracy": accuracy}
 
     train_config = TrainConfig(
@@ -120,6 +122,7 @@ def _train_one(config: SnailRunConfig, kind: str, ways: int, shots: int, splits,
     parameters = sum(p.numel() for p in model.parameters())
     log(f"[{ways}-way {shots}-shot] {kind}: {parameters:,} parameters, {config.steps} updates "
         f"of {per_step} episodes (cap {config.minutes:g} min)")
+    began = time.perf_counter()
     summary = Trainer(model, train_config, batches, _loss, eval_fn=validate).fit()
     if summary.get("interrupted"):
         raise KeyboardInterrupt
