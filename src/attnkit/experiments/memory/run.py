@@ -113,7 +113,8 @@ def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str
                                     config.encoding)
         model, info = train_model(config, model_config, encoded["train"], encoded["valid"],
                                   seed=config.seed, log=log)
-        test = evaluate(model, encoded["test"])
+        # a run that never left linear start (epochs <= ls_epochs) is scored as trained
+        test = evaluate(model, encoded["test"], linear=info["ended_in_linear_start"])
         errors = per_task_errors(test["predicted"], encoded["test"].answers,
                                  encoded["test"].tasks, config.tasks)
         mean = sum(errors.values()) / len(errors)
