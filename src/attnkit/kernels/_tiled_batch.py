@@ -23,6 +23,7 @@ whole tiles; padded keys are masked out and padded rows discarded.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -32,6 +33,7 @@ from attnkit.kernels._tiled_schedule import Schedule, build_schedule, tile_kinds
 from attnkit.kernels._tiled_terms import (
     apply_scores,
     callable_blocked,
+    one_document,
     positions,
     softcap_grad,
     spec_blocked,
@@ -40,21 +42,27 @@ from attnkit.kernels.precision import compute_dtype
 
 __all__ = ["batch_forward", "batch_backward", "MAX_KEYS", "MAX_ELEMENTS"]
 
-# Keys one query block meets per pass, and logits one batch may hold (B * Hq * rows *
-# keys). Working memory is a few times MAX_ELEMENTS floats (logits, dP, and tanh for a
-# soft cap in the backward): 4 MiB each in float32, whatever L is. Measured on the
-# 2-core development machine (B=1, H=8, D=64, float32, 1 thread): batches of 2^19-2^20
-# logits ran best (2^21 and more spill the 2 MiB L2 cache during the softmax passes;
+# Keys one query block meets per pass, and logits one batch may hold per intra-op thread
+# (B * Hq * rows * keys; the threads split each batch). Working memory is a few times
+# MAX_ELEMENTS floats per thread (logits, dP, and tanh for a soft cap in the backward):
+# 2 MiB each in float32, whatever L is. Measured on the 2-core development machine
+# (B=1, H=8, D=64, float32, 1 thread): batches of 2^19-2^20 logits ran best (dense: 2^19
+# 10% faster than 2^20; larger ones spill the 2 MiB L2 cache during the softmax passes,
 # smaller ones pay more Python per logit), 512 keys per pass as fast as 1024.
 MAX_KEYS = 512
-MAX_ELEMENTS = 1 << 20
+MAX_ELEMENTS = 1 << 19
+
+
+def _max_elements() -> int:
+    return MAX_ELEMENTS * max(1, torch.get_num_threads())
 
 
 def schedule(fns, block_q: int, block_k: int, q_len: int, kv_len: int,
              logits_per_pair: int) -> Schedule:
     """The work list for these tiles, cached on ``fns`` (ring attention runs the forward
     and backward of one block with the same ``fns``)."""
-    key = (block_q, block_k, q_len, kv_len, logits_per_pair, MAX_KEYS, MAX_ELEMENTS)
+    budget = _max_elements()
+    key = (block_q, block_k, q_len, kv_len, logits_per_pair, MAX_KEYS, budget)
     cache = getattr(fns, "_schedules", None)
     if cache is None:
         cache = {}
@@ -70,7 +78,7 @@ def schedule(fns, block_q: int, block_k: int, q_len: int, kv_len: int,
                              f"{block_k} tiles of Lq={q_len}, Lk={kv_len} need "
                              f"{(n_q, n_k)}")
         cache[key] = build_schedule(kinds, block_q, block_k, kv_len, logits_per_pair,
-                                    MAX_KEYS, MAX_ELEMENTS)
+                                    MAX_KEYS, budget)
     return cache[key]
 
 
@@ -207,8 +215,12 @@ def _scores(batch, q_rows, keys, scale, terms, fns, dims, keep_tanh: bool, cache
     # over consecutive blocks): distance-only terms are the same for each block.
     same_offsets = batch.row_span is not None and batch.key_run is not None and (
         g == 1 or batch.key_run[1] * block_k == block_q)
-    by_distance = (same_offsets and not edge and terms.mask.kv_lengths is None
-                   and terms.mask.q_doc_ids is None)
+    mask_terms = terms.mask
+    if (batch.masked and mask_terms.q_doc_ids is not None
+            and one_document(mask_terms, batch, block_q, block_k, q_len, kv_len)):
+        mask_terms = dataclasses.replace(mask_terms, q_doc_ids=None, kv_doc_ids=None)
+    by_distance = (same_offsets and not edge and mask_terms.kv_lengths is None
+                   and mask_terms.q_doc_ids is None)
     q_pos = kv_pos = None
     if batch.masked or terms.score.alibi_slopes is not None:
         q_pos, kv_pos = positions(batch, block_q, block_k, s.device, first_only=by_distance)
@@ -219,7 +231,7 @@ def _scores(batch, q_rows, keys, scale, terms, fns, dims, keep_tanh: bool, cache
             key = (int(batch.rows[0]) * block_q - int(batch.tiles[0, 0]) * block_k, c)
             mask = cache.get(key)
         if mask is None:
-            blocked = spec_blocked(terms.mask, q_pos, kv_pos, q_len, kv_len, edge)
+            blocked = spec_blocked(mask_terms, q_pos, kv_pos, q_len, kv_len, edge)
             if blocked is not None:
                 mask = _mask_pair(blocked[:, None, :, None], s.dtype)  # (B|1,1,g,1,bq,c)
             if key is not None:

@@ -17,7 +17,8 @@ import torch
 
 from attnkit.kernels.spec import PARTIAL, MaskSpec, ScoreSpec
 
-__all__ = ["positions", "spec_blocked", "apply_scores", "softcap_grad", "callable_blocked"]
+__all__ = ["positions", "spec_blocked", "one_document", "apply_scores", "softcap_grad",
+           "callable_blocked"]
 
 
 def positions(batch, block_q: int, block_k: int, device,
@@ -67,6 +68,22 @@ def spec_blocked(spec: MaskSpec, q_pos: torch.Tensor, kv_pos: torch.Tensor, q_le
     if blocked is not None and blocked.dim() == 3:
         blocked = blocked[None]
     return blocked
+
+
+def one_document(spec: MaskSpec, batch, block_q: int, block_k: int, q_len: int,
+                 kv_len: int) -> bool:
+    """Whether every query block of the batch and all of its keys lie in one document
+    (per batch row): the document term then rules nothing out. Reads ``g * (bq + c)``
+    ids, not ``g * bq * c``."""
+    device = spec.q_doc_ids.device
+    rows, tiles = batch.rows.to(device), batch.tiles.to(device)
+    q_pos = (rows[:, None] * block_q + torch.arange(block_q, device=device)).clamp(
+        max=q_len - 1)  # (g, bq)
+    kv_pos = (tiles[:, :, None] * block_k + torch.arange(block_k, device=device)).flatten(
+        1).clamp(max=kv_len - 1)  # (g, c)
+    q_ids, kv_ids = spec.q_doc_ids[:, q_pos], spec.kv_doc_ids[:, kv_pos]  # (B, g, .)
+    first = q_ids[:, :, :1]
+    return bool((q_ids == first).all()) and bool((kv_ids == first).all())
 
 
 def apply_scores(spec: ScoreSpec, s6: torch.Tensor, q_pos: torch.Tensor,
