@@ -653,8 +653,8 @@ def test_schedule_covers_every_visited_tile_once_within_the_limits():
         assert g == 1 or pairs * g * block_q * n * block_k <= max_elements
         assert batch.rows.unique().numel() == g  # one online-softmax update per row
         assert torch.equal(batch.kinds, kinds[batch.rows[:, None], batch.tiles])
-        assert batch.masked == bool((batch.kinds == PARTIAL).any()
-                                    or (batch.tiles == 30).any())  # short last tile
+        assert batch.edge == bool((batch.tiles == 30).any())  # the short last tile
+        assert batch.masked == (bool((batch.kinds == PARTIAL).any()) or batch.edge)
         if batch.key_run is not None:
             j0, step = batch.key_run
             want = j0 + step * torch.arange(g)[:, None] + torch.arange(n)

@@ -210,7 +210,7 @@ def _scores(batch, q_rows, keys, scale, terms, fns, dims, keep_tanh: bool, cache
                                        q_heads, kv_heads, s.device)
             mask = _mask_pair(blocked, s.dtype)
         return s, t, mask
-    edge = kv_len % block_k != 0 and int(batch.tiles[:, -1].max()) == -(-kv_len // block_k) - 1
+    edge = batch.edge
     # Every query block of the batch sees its keys at the same offset (a sliding window
     # over consecutive blocks): distance-only terms are the same for each block.
     same_offsets = batch.row_span is not None and batch.key_run is not None and (

@@ -34,6 +34,7 @@ class TileBatch:
             the same slab): the slabs are then strided views of the keys, never copied.
         kinds: ``(g, n)`` int8 tile kinds (PARTIAL or FULL).
         masked: whether any tile needs the mask (PARTIAL, or holding padded keys).
+        edge: whether the batch reads the short last key tile (its padded keys).
     """
 
     rows: torch.Tensor
@@ -42,6 +43,7 @@ class TileBatch:
     key_run: tuple[int, int] | None
     kinds: torch.Tensor
     masked: bool
+    edge: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,4 +109,4 @@ def _batch(rows, tiles, kinds, edge: bool) -> TileBatch:
         if step >= 0 and bool((starts == starts[0] + step * torch.arange(g)).all()):
             key_run = (int(starts[0]), step)
     masked = edge or bool((kinds == PARTIAL).any())
-    return TileBatch(rows, row_span, tiles, key_run, kinds, masked)
+    return TileBatch(rows, row_span, tiles, key_run, kinds, masked, edge)
