@@ -1,5 +1,6 @@
-"""`attnkit pairs`: the bootstrap intervals, the trivial features, the config checks, bad
-flags (exit 2 before any work) and the --quick run end to end on the tiny test corpus."""
+"""`attnkit pairs`: the bootstrap intervals, the trivial features, the equal time budget per
+model, the config checks, bad flags (exit 2 before any work) and the --quick run end to end
+on the tiny test corpus."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from _translate_helpers import run_cli
 
 from attnkit.data.translation.pairs import PairExample
 from attnkit.experiments.pairs import MODEL_KINDS, PRESETS, PairsConfig
+from attnkit.experiments.pairs.data import EncodedSplit
 from attnkit.experiments.pairs.shortcuts import FEATURES, features, fit_logistic
-from attnkit.experiments.pairs.train import bootstrap_accuracy, paired_bootstrap
+from attnkit.experiments.pairs.train import (
+    bootstrap_accuracy,
+    build_model,
+    paired_bootstrap,
+    train_model,
+)
 from attnkit.experiments.report import REPORT_FILES
 
 
@@ -40,6 +47,35 @@ def test_trivial_features_see_placeholders_lengths_and_copies():
     assert set(weights) == {*FEATURES, "bias"}
     probabilities = predict([good, bad])
     assert probabilities[0] > 0.5 > probabilities[1]
+
+
+def _tiny_split(n: int) -> EncodedSplit:
+    examples = [PairExample(f"e{k}", f"f{k}", k % 2, k // 2, k // 2) for k in range(n)]
+    return EncodedSplit(english=[[5 + k % 7, 6] for k in range(n)],
+                        french=[[5 + k % 5] for k in range(n)],
+                        labels=torch.tensor([float(k % 2) for k in range(n)]),
+                        pairs=torch.arange(n) // 2, examples=examples)
+
+
+def test_the_default_is_an_equal_time_budget_per_model_with_epochs_only_a_cap():
+    config = PairsConfig()
+    assert len(config.models) * config.minutes <= 8.0  # leaves time for data and testing
+    assert config.epochs >= 100  # the budget, not the epochs, ends a default run
+
+
+def test_training_stops_when_its_own_budget_is_spent():
+    config = PairsConfig(epochs=50, batch_size=4, embed_dim=8, hidden=8, progress=False)
+    train, valid = _tiny_split(64), _tiny_split(8)
+    model = build_model("decomposable", 16, config)
+    record = train_model(model, train, valid, config, budget_s=0.0)
+    # the clock is read after every update: a spent budget stops after the first one
+    assert record["stopped_by"] == "minutes" and record["steps"] == 1
+    assert record["epochs"] == pytest.approx(1 / 16) and record["curve"][-1]["step"] == 1
+    assert record["budget_s"] == 0.0 and record["cpu_s"] >= 0.0
+    record = train_model(build_model("decomposable", 16, config), train, valid,
+                         PairsConfig(epochs=2, batch_size=4, embed_dim=8, hidden=8,
+                                     progress=False), budget_s=600.0)
+    assert record["stopped_by"] == "epochs" and record["epochs"] == pytest.approx(2.0)
 
 
 def test_config_checks_name_the_field():
@@ -93,7 +129,9 @@ def test_quick_run_end_to_end(data_dir, tmp_path, capsys):
     assert all(n > 0 and n % 2 == 0 for n in examples.values())
     for kind, r in metrics["models"].items():
         assert r["training"]["epochs"] == pytest.approx(1.0) and r["training"]["steps"] >= 1
-        assert r["training"]["stopped_by"] == "epochs" and r["training"]["budget_s"] >= 200
+        # equal compute: every model gets the same budget, none inherits what another left
+        assert r["training"]["stopped_by"] == "epochs" and r["training"]["budget_s"] == 600.0
+        assert r["training"]["cpu_s"] > 0 and len(r["training"]["load_average_1min"]) == 2
         test = r["test"]
         assert test["examples"] == examples["test"] and len(test["correct"]) == examples["test"]
         assert test["ci95"][0] <= test["accuracy"] <= test["ci95"][1]

@@ -36,16 +36,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "README.md, report.html, PNG figures).")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run of seconds: {quick['train_pairs']} train pairs, "
-                             f"{quick['epochs']} epoch, tiny models")
+                             f"{quick['epochs']} epoch or {quick['minutes']:g} min per model, "
+                             f"tiny models")
     parser.add_argument("--models", nargs="+", choices=list(MODEL_KINDS), default=None,
                         help=f"models to train (default: all: {' '.join(MODEL_KINDS)})")
     parser.add_argument("--epochs", type=arg_int(1, 10_000), default=None,
-                        help=f"epochs per model (default {d.epochs})")
+                        help=f"at most this many epochs per model (default {d.epochs}: the "
+                             f"time budget ends a default run); with a large --minutes, "
+                             f"a fixed-work run of N epochs per model")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
                         default=None,
-                        help=f"wall-clock training budget of the run (default {d.minutes:g}): "
-                             f"each model may use what is left divided by the models left; "
-                             f"the epochs end a default run earlier on two free cores")
+                        help=f"wall-clock training budget of EACH model, the same for all "
+                             f"(equal compute; default {d.minutes:g}); the epochs each model "
+                             f"reaches depend on the machine's speed and are reported")
     parser.add_argument("--train-pairs", type=arg_int(2), default=None,
                         help=f"train on the first N pairs of the train split (default "
                              f"{d.train_pairs}; 0 is refused, use a large N for all)")

@@ -1,6 +1,6 @@
 """One ``attnkit pairs`` run: the task from the corpus, the trivial-feature baseline, each
-model trained with valid-split selection and scored on test, the goal check, the alignment
-heatmaps and the report."""
+model trained for the same wall-clock budget (equal compute) with valid-split selection and
+scored on test, the goal check, the alignment heatmaps and the report."""
 
 from __future__ import annotations
 
@@ -64,10 +64,14 @@ def negative_stats(examples) -> dict[str, float]:
             "zero_overlap": zero / n, "slots_match": slots / n}
 
 
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def _machine() -> dict[str, Any]:
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+            "load_average_1min": _load_average()}
 
 
 def _scores(probabilities: torch.Tensor, split, config: PairsConfig,
@@ -187,20 +191,23 @@ def run(config: PairsConfig, *, log: Callable[[str], None] = print) -> dict[str,
         f"{shortcut['test']['accuracy']:.4f}")
     models: dict[str, Any] = {}
     trained: dict[str, Any] = {}
-    budget_left = config.minutes * 60.0
-    for position, kind in enumerate(config.models):
-        budget_s = budget_left / (len(config.models) - position)
+    budget_s = config.minutes * 60.0  # the same for every model: equal compute
+    for kind in config.models:
         torch.manual_seed(config.seed)
         model = build_model(kind, tokenizer.vocab_size, config)
         params = count_parameters(model)
         log(f"{kind}: {params['total']:,} parameters ({params['other']:,} without the "
-            f"embedding table), up to {config.epochs} epoch(s) or {budget_s / 60:.1f} min")
+            f"embedding table), {config.minutes:g} min of training (at most "
+            f"{config.epochs} epoch(s))")
+        load_start = _load_average()
         training = train_model(model, encoded["train"], encoded["valid"], config,
                                budget_s=budget_s, log=log, name=kind)
-        budget_left = max(0.0, budget_left - training["elapsed_s"])
+        training["load_average_1min"] = [load_start, _load_average()]
         test = _scores(predict(model, encoded["test"]), encoded["test"], config,
                        shortcut_wrong)
-        log(f"{kind}: best valid accuracy {training['best']['valid_accuracy']:.4f} at epoch "
+        log(f"{kind}: {training['epochs']:.2f} epoch(s) in {training['elapsed_s'] / 60:.1f} "
+            f"min (stopped by {training['stopped_by']}); best valid accuracy "
+            f"{training['best']['valid_accuracy']:.4f} at epoch "
             f"{training['best']['epoch']:.2f}; test accuracy {test['accuracy']:.4f} "
             f"[{test['ci95'][0]:.4f}, {test['ci95'][1]:.4f}]")
         models[kind] = {"description": MODEL_KINDS[kind], "parameters": params,
@@ -209,7 +216,7 @@ def run(config: PairsConfig, *, log: Callable[[str], None] = print) -> dict[str,
     selected = _selected(config, models)
     heatmaps = [] if selected is None else _heatmaps(trained[selected], encoded["test"],
                                                       tokenizer, config.heatmaps)
-    machine["load_average_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    machine["load_average_1min_end"] = _load_average()
     metrics = {"config": asdict(config), "data": data, "machine": machine,
                "shortcut": shortcut, "models": models, "selected": selected,
                "goal": _goal(models, selected, config, encoded["test"]),
