@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from attnkit.interp.capture import capture
+from attnkit.interp.rollout import class_token_rollout
 from attnkit.models.vision.vit import VisionTransformer, ViTConfig
 
 
@@ -37,7 +38,7 @@ def test_capture_records_every_layer_and_rows_sum_to_one():
 def test_rollout_map_is_a_distribution_over_patches():
     model = _model()
     images = torch.randn(2, 1, 28, 28)
-    logits, maps = model.rollout_map(images)
+    logits, maps = class_token_rollout(model, images, grid=7)
     assert maps.shape == (2, 7, 7)
     assert (maps >= 0).all()
     torch.testing.assert_close(maps.sum((1, 2)), torch.ones(2))

@@ -1,5 +1,5 @@
 """Inspection tools: capture (exact weights from fused paths, stable names, head edits),
-head detectors, alignment matrices as terminal tables and plots; PNG figures."""
+head detectors, attention rollout, alignment matrices as terminal tables and plots; PNG figures."""
 
 from attnkit.interp.alignment import (
     Alignment,
@@ -17,10 +17,11 @@ from attnkit.interp.heads import (
     pattern_table,
     repeated_random_tokens,
 )
+from attnkit.interp.rollout import attention_rollout
 from attnkit.interp.viewer import AttentionLayer, inspect_html, viewer_html, write_viewer
 
 __all__ = ["Alignment", "format_alignment", "alignment_figure", "plot_alignments",
            "figure_png", "save_png", "pyplot", "capture", "Capture", "Record",
            "attention_modules", "HeadTable", "detect_heads", "copying_scores",
-           "pattern_score", "pattern_table", "repeated_random_tokens",
+           "pattern_score", "pattern_table", "repeated_random_tokens", "attention_rollout",
            "AttentionLayer", "inspect_html", "viewer_html", "write_viewer"]

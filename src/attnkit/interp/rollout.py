@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 import torch
 
-from attnkit._validate import check_choice, check_float
+from attnkit._validate import check_choice, check_float, check_int
 
-__all__ = ["attention_rollout", "HEAD_FUSIONS"]
+__all__ = ["attention_rollout", "class_token_rollout", "HEAD_FUSIONS"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -96,3 +96,43 @@ def attention_rollout(weights: Sequence[torch.Tensor] | torch.Tensor, *,
         mixed = mixed / torch.where(total > 0, total, torch.ones_like(total))  # (B, L, L)
         rollout = mixed if rollout is None else mixed @ rollout  # (B, L, L)
     return rollout
+
+
+@torch.no_grad()
+def class_token_rollout(model: torch.nn.Module, images: torch.Tensor, *, grid: int,
+                        residual: float = 0.5,
+                        head_fusion: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """The class token's attention rollout over the patches of a ViT-style model.
+
+    The weights of every attention module of ``model`` are captured with
+    :func:`attnkit.interp.capture` (exact, from whatever backend runs) during one forward,
+    then rolled out with :func:`attention_rollout` (``residual``, ``head_fusion`` as there).
+    Token 0 must be the class token and tokens ``1 .. grid**2`` the patches in row-major
+    order (as :class:`attnkit.models.vision.VisionTransformer` lays them out).
+
+    Args:
+        model: called as ``model(images)``; its attention modules are self-attention over
+            ``1 + grid**2`` tokens.
+        images: ``(B, C, S, S)``.
+        grid: patches per side.
+
+    Returns:
+        ``(logits, maps (B, grid, grid))``: the model's output and, per image, the class
+        token's rollout row without its own entry, renormalized to sum to 1.
+    """
+    from attnkit.interp.capture import capture
+
+    check_int(grid, "grid", minimum=1)
+    with capture(model, store=("weights",)) as cap:
+        logits = model(images)
+    layers = [cap.weights(name) for name in cap.names]  # each (B, H, T, T)
+    if not layers:
+        raise ValueError("model: no attnkit attention module ran, nothing to roll out")
+    if layers[0].shape[-1] != grid * grid + 1:
+        raise ValueError(f"grid: {grid} x {grid} patches and a class token make "
+                         f"{grid * grid + 1} tokens, the model attends over "
+                         f"{layers[0].shape[-1]}")
+    rolled = attention_rollout(layers, residual=residual, head_fusion=head_fusion)
+    cls_row = rolled[:, 0, 1:]  # (B, grid**2)
+    cls_row = cls_row / cls_row.sum(-1, keepdim=True).clamp_min(1e-12)
+    return logits, cls_row.view(-1, grid, grid)  # (B, grid, grid)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from attnkit.data.images import load_fashion_mnist
 from attnkit.experiments.vision._vit_config import VitRunConfig
 from attnkit.interp.capture import capture
-from attnkit.interp.rollout import attention_rollout
+from attnkit.interp.rollout import attention_rollout, class_token_rollout
 from attnkit.models.vision.vit import VisionTransformer, ViTConfig
 
 __all__ = ["run_vit", "foreground_share"]
@@ -166,8 +166,9 @@ def run_vit(config: VitRunConfig, log: Callable[[str], None] = print) -> dict[st
             f"{info['rollout']['uniform_on_item']:.2f})")
         if s == 0 and config.maps:
             images = data["test"][0][:config.maps]
-            logits, maps = model.rollout_map(images, residual=config.residual,
-                                             head_fusion=config.head_fusion)
+            logits, maps = class_token_rollout(model, images, grid=model.config.grid,
+                                               residual=config.residual,
+                                               head_fusion=config.head_fusion)
             figures = {"images": images[:, 0].numpy(), "maps": maps.numpy(),
                        "predicted": logits.argmax(-1).tolist(),
                        "labels": data["test"][1][:config.maps].tolist()}

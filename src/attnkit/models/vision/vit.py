@@ -10,7 +10,7 @@ final state, after a LayerNorm, goes through a linear head.
 Every self-attention is :class:`attnkit.nn.MultiHeadAttention` (inside
 :class:`attnkit.models._blocks.EncoderLayer`), so :func:`attnkit.interp.capture` records
 the weights (``blocks.0.self_attn``, ...) and :func:`attnkit.interp.rollout.attention_rollout`
-turns them into rollout maps (:meth:`VisionTransformer.rollout_map`).
+turns them into rollout maps (:func:`attnkit.interp.rollout.class_token_rollout`).
 
 Deviations: sized for 28 x 28 grey images on a CPU (a few layers of width 64, not the
 paper's ViT-B/16), the head is one linear layer (the paper pre-trains with an MLP head),
@@ -124,31 +124,3 @@ class VisionTransformer(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images (B, C, S, S)`` -> logits ``(B, num_classes)``."""
         return self.head(self.tokens(images)[:, 0])
-
-    @torch.no_grad()
-    def rollout_map(self, images: torch.Tensor, *, residual: float = 0.5,
-                    head_fusion: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention rollout of the class token over the patches.
-
-        The weights are captured with :func:`attnkit.interp.capture` and rolled out with
-        :func:`attnkit.interp.rollout.attention_rollout` (``residual``, ``head_fusion``
-        as there).
-
-        Args:
-            images: ``(B, C, S, S)``.
-
-        Returns:
-            ``(logits (B, num_classes), maps (B, grid, grid))``; each map is the class
-            token's rollout row without its own entry, renormalized to sum to 1.
-        """
-        from attnkit.interp.capture import capture
-        from attnkit.interp.rollout import attention_rollout
-
-        with capture(self, store=("weights",)) as cap:
-            logits = self(images)
-        layers = [cap.weights(name) for name in cap.names]  # each (B, H, T, T)
-        rolled = attention_rollout(layers, residual=residual, head_fusion=head_fusion)
-        cls_row = rolled[:, 0, 1:]  # (B, grid**2)
-        cls_row = cls_row / cls_row.sum(-1, keepdim=True).clamp_min(1e-12)
-        grid = self.config.grid
-        return logits, cls_row.view(-1, grid, grid)  # (B, grid, grid)
