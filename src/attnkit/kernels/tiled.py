@@ -66,7 +66,8 @@ DEFAULT_BLOCK_K = 256
 
 # The batched kernel (``attention(backend="tiled")`` without a score callable) picks its
 # tile sizes per call (:func:`choose_tiles`) among TILE_CANDIDATES (the first is the
-# finest; the others multiples of it), and uses BATCH_TILES without a mask. Measured on
+# finest; the others multiples of it) when its mask has a plain-number description, and
+# uses BATCH_TILES without a mask (other masks: DEFAULT_BLOCK_Q x DEFAULT_BLOCK_K). Measured on
 # the 2-core development machine (B=1, H=8, D=64, float32, 1 thread, CPU time under
 # load): dense L=1024/4096 ran within 10% for 128x128 and 128x256 tiles, 128x256 best
 # (256x256 up to 25% slower);
@@ -243,10 +244,13 @@ def choose_tiles(call, plan_of) -> tuple[int, int]:
 def _run(q, k, v, call):
     captured = call.captured()
     terms = _plain_terms(call, q.shape[1], captured)
-    if terms is None and call.tile_fns(DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K).score is not None:
-        block_q, block_k = DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K  # the per-tile loop's sizes
-    else:
+    if terms is not None:
         block_q, block_k = choose_tiles(call, lambda bq, bk: call.tile_fns(bq, bk).plan)
+    else:
+        # A score callable (the per-tile loop), or a mask without a closed form (a tensor,
+        # a user callable: every block map is a full evaluation, so none is built just to
+        # compare sizes): the default tiles.
+        block_q, block_k = DEFAULT_BLOCK_Q, DEFAULT_BLOCK_K
     fns = call.tile_fns(block_q, block_k)
     fns.terms = terms
     out, lse = tiled_attention(q, k, v, scale=call.scale, fns=fns, captured=captured,
