@@ -57,10 +57,13 @@ def _tiny_split(n: int) -> EncodedSplit:
                         pairs=torch.arange(n) // 2, examples=examples)
 
 
-def test_the_default_is_an_equal_time_budget_per_model_with_epochs_only_a_cap():
+def test_the_default_is_an_equal_cpu_budget_per_model_with_epochs_only_a_cap():
     config = PairsConfig()
-    assert len(config.models) * config.minutes <= 8.0  # leaves time for data and testing
+    # CPU time runs at least as fast as wall time on free cores: this bounds the wall time
+    assert config.clock == "cpu" and len(config.models) * config.minutes <= 8.0
     assert config.epochs >= 100  # the budget, not the epochs, ends a default run
+    with pytest.raises(ValueError, match="clock"):
+        PairsConfig(clock="gpu")
 
 
 def test_training_stops_when_its_own_budget_is_spent():
@@ -69,13 +72,18 @@ def test_training_stops_when_its_own_budget_is_spent():
     model = build_model("decomposable", 16, config)
     record = train_model(model, train, valid, config, budget_s=0.0)
     # the clock is read after every update: a spent budget stops after the first one
-    assert record["stopped_by"] == "minutes" and record["steps"] == 1
+    assert record["stopped_by"] == "budget" and record["steps"] == 1
     assert record["epochs"] == pytest.approx(1 / 16) and record["curve"][-1]["step"] == 1
     assert record["budget_s"] == 0.0 and record["cpu_s"] >= 0.0
     record = train_model(build_model("decomposable", 16, config), train, valid,
                          PairsConfig(epochs=2, batch_size=4, embed_dim=8, hidden=8,
                                      progress=False), budget_s=600.0)
     assert record["stopped_by"] == "epochs" and record["epochs"] == pytest.approx(2.0)
+    capped = PairsConfig(epochs=50, batch_size=4, embed_dim=8, hidden=8, progress=False,
+                         clock="cpu", max_minutes=1e-9)
+    record = train_model(build_model("decomposable", 16, capped), train, valid, capped,
+                         budget_s=600.0)
+    assert record["stopped_by"] == "wall cap" and record["steps"] == 1
 
 
 def test_config_checks_name_the_field():
@@ -96,6 +104,8 @@ def test_config_checks_name_the_field():
     (["--lr", "0"], "--lr"),
     (["--train-pairs", "1"], "--train-pairs"),
     (["--minutes", "nan"], "--minutes"),
+    (["--clock", "gpu"], "--clock"),
+    (["--max-minutes", "0"], "--max-minutes"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path, capsys):
     out = tmp_path / "never"
@@ -124,6 +134,7 @@ def test_quick_run_end_to_end(data_dir, tmp_path, capsys):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["train_pairs"] == PRESETS["quick"]["train_pairs"]
+    assert metrics["config"]["clock"] == "cpu"
     assert list(metrics["models"]) == list(MODEL_KINDS)
     examples = metrics["data"]["examples"]
     assert all(n > 0 and n % 2 == 0 for n in examples.values())

@@ -13,9 +13,10 @@ arXiv:1606.01933: attend, compare, aggregate), with and without intra-sentence a
 attention). A logistic regression on surface features (length ratios, placeholder and number
 match, copied words, end punctuation) shows how far shortcuts go.
 
-Compute: by default every model gets the same wall-clock training budget (``--minutes`` per
-model) and trains until it is spent (equal compute, not equal epochs); the epochs reached,
-the process CPU time and the load average of each model's training are reported.
+Compute: by default every model gets the same training budget (``--minutes`` of process CPU
+time per model, ``--clock wall`` for wall time, a ``--max-minutes`` wall cap) and trains
+until it is spent (equal compute, not equal epochs); the epochs reached, the CPU and wall
+time and the load average of each model's training are reported.
 
 Model selection (the best valid state of each model; the decomposable variant with the best
 valid accuracy) uses the valid split only; test accuracy comes with a 95% bootstrap interval
@@ -24,7 +25,7 @@ baseline's with at most half its parameters.
 
 Commands::
 
-    attnkit pairs                 # the default run: 2.5 wall-clock minutes per model
+    attnkit pairs                 # the default run: 2.5 CPU minutes per model
     attnkit pairs --quick         # smoke run, seconds
     # fixed work instead of equal compute: 4 epochs per model
     attnkit pairs --models decomposable bigru --epochs 4 --minutes 60 --out runs/pairs4

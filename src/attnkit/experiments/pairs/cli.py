@@ -12,14 +12,21 @@ import sys
 
 from attnkit._validate import arg_float, arg_int, output_dir
 from attnkit.errors import UserError
-from attnkit.experiments.pairs.config import MAX_MINUTES, MODEL_KINDS, PRESETS, PairsConfig, preset
+from attnkit.experiments.pairs.config import (
+    CLOCKS,
+    MAX_MINUTES,
+    MODEL_KINDS,
+    PRESETS,
+    PairsConfig,
+    preset,
+)
 
 __all__ = ["HELP", "add_parser", "run"]
 
 HELP = "EN/FR translation-pair identification: decomposable attention vs a BiGRU baseline"
 
-_FLAGS = ("epochs", "minutes", "train_pairs", "vocab_size", "max_len", "batch_size", "lr",
-          "seed", "threads", "data_dir")
+_FLAGS = ("epochs", "minutes", "clock", "max_minutes", "train_pairs", "vocab_size", "max_len",
+          "batch_size", "lr", "seed", "threads", "data_dir")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,9 +53,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              f"a fixed-work run of N epochs per model")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
                         default=None,
-                        help=f"wall-clock training budget of EACH model, the same for all "
-                             f"(equal compute; default {d.minutes:g}); the epochs each model "
-                             f"reaches depend on the machine's speed and are reported")
+                        help=f"training budget of EACH model in minutes of --clock, the "
+                             f"same for all (equal compute; default {d.minutes:g}); the "
+                             f"epochs each model reaches depend on the machine's speed and "
+                             f"are reported")
+    parser.add_argument("--clock", choices=list(CLOCKS), default=None,
+                        help=f"what the budget counts: cpu, the process's CPU time over all "
+                             f"its threads (barely moved by other work on the cores), or "
+                             f"wall (default {d.clock})")
+    parser.add_argument("--max-minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
+                        default=None,
+                        help=f"wall-clock cap per model whatever the clock (default "
+                             f"{d.max_minutes:g}); a model it stops got less compute")
     parser.add_argument("--train-pairs", type=arg_int(2), default=None,
                         help=f"train on the first N pairs of the train split (default "
                              f"{d.train_pairs}; 0 is refused, use a large N for all)")

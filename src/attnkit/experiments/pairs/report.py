@@ -1,13 +1,14 @@
-"""The pairs report: the task and its negatives, the compute rule (equal wall-clock budget per
-model), the goal check, every model's parameters, epochs reached and test accuracy with its
-interval, the trivial-feature line, valid curves and the alignment heatmaps; written with
-:class:`attnkit.experiments.report.Report`."""
+"""The pairs report: the task and its negatives, the compute rule (an equal budget of CPU or
+wall time per model), the goal check, every model's parameters, epochs reached and test
+accuracy with its interval, the trivial-feature line, valid curves and the alignment heatmaps;
+written with :class:`attnkit.experiments.report.Report`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from attnkit.experiments.pairs.config import CLOCKS
 from attnkit.experiments.pairs.shortcuts import FEATURES
 from attnkit.experiments.report import Report
 
@@ -46,8 +47,10 @@ def _summary(m: dict[str, Any]) -> list[str]:
         f"tokens: the corpus's joint BPE ({d['vocab_size']} ids), sentences cut at "
         f"{c['max_len']} tokens; embeddings {c['embed_dim']}-d in every model",
         f"training: Adam lr {c['lr']:g}, batches of {c['batch_size']} examples; every model "
-        f"gets the same budget, {c['minutes']:g} wall-clock minutes (valid checks included), "
-        f"or {c['epochs']} epoch(s) if it gets there first; valid accuracy "
+        f"gets the same budget, {c['minutes']:g} minutes of "
+        f"{CLOCKS[c.get('clock', 'wall')]} (valid checks included), or {c['epochs']} "
+        f"epoch(s) if it gets there first, and at most {c.get('max_minutes', '-')} minutes of "
+        f"wall-clock time; valid accuracy "
         f"{c['evals_per_epoch']} times per epoch (and once at the stop), the best valid state "
         f"is tested",
         "test accuracy with a 95% interval: percentile bootstrap over the test English "
@@ -61,19 +64,28 @@ def _summary(m: dict[str, Any]) -> list[str]:
 
 def _budget_text(m: dict[str, Any]) -> str:
     """The compute rule of the run and what it means for the numbers."""
-    trainings = [r["training"] for r in m["models"].values()]
-    if trainings and all(t["stopped_by"] == "epochs" for t in trainings):
+    trainings = {k: r["training"] for k, r in m["models"].items()}
+    if trainings and all(t["stopped_by"] == "epochs" for t in trainings.values()):
         return (f"Every model trained for the same number of epochs ({m['config']['epochs']}) "
                 f"before its {m['config']['minutes']:g}-minute budget ran out: equal work in "
                 f"examples seen, not equal compute (an epoch of the BiGRU costs several of the "
                 f"decomposable model's).")
-    return ("Equal compute: every model trains for the same wall-clock budget, the rule fixed "
-            "before this run (not chosen from test numbers), so a cheaper model sees more "
-            "epochs. The epochs each one reached depend on the machine's speed and load "
-            "(both in the table: the load average at the start and the end of each model's "
-            "training, and its process CPU time); on another machine they differ. Test "
-            "accuracies of earlier fixed-epoch runs (1, 3 and 5 epochs of the decomposable "
-            "model) were seen before this default was set.")
+    clock = m["config"].get("clock", "wall")
+    text = (f"Equal compute: every model trains for the same budget of "
+            f"{CLOCKS[clock]}, a rule fixed before this run (not chosen from test numbers), "
+            f"so a cheaper model sees more epochs. The epochs each one reached depend on the "
+            f"machine's speed and, for wall time, its load (the table gives each model's "
+            f"wall and CPU minutes and the load average at the start and the end of its "
+            f"training); on another machine they differ. With several threads, CPU time also "
+            f"counts what the threads spend waiting for each other. Test accuracies of earlier "
+            f"fixed-epoch runs (1 epoch of every model, 3 and 5 epochs of the decomposable "
+            f"model) were seen before this default was set.")
+    capped = [k for k, t in trainings.items() if t["stopped_by"] == "wall cap"]
+    if capped:
+        text += (f" **Not equal here**: {', '.join(capped)} hit the "
+                 f"{m['config'].get('max_minutes')}-minute wall-clock cap before its budget "
+                 f"(a loaded machine) and got less compute than the others.")
+    return text
 
 
 def _findings(m: dict[str, Any]) -> list[str]:
@@ -99,7 +111,7 @@ def _findings(m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _curve_figure(models: dict[str, Any]):
+def _curve_figure(models: dict[str, Any], clock: str):
     from attnkit.interp.figures import pyplot
 
     plt = pyplot()
@@ -107,9 +119,11 @@ def _curve_figure(models: dict[str, Any]):
     for kind, r in models.items():
         curve = r["training"]["curve"]
         valid = [100 * p["valid_accuracy"] for p in curve]
-        axes[0].plot([p["minutes"] for p in curve], valid, marker="o", ms=3, label=kind)
+        spent = [p.get("cpu_minutes", p["minutes"]) if clock == "cpu" else p["minutes"]
+                 for p in curve]
+        axes[0].plot(spent, valid, marker="o", ms=3, label=kind)
         axes[1].plot([p["epoch"] for p in curve], valid, marker="o", ms=3, label=kind)
-    axes[0].set(xlabel="training wall-clock minutes", ylabel="valid accuracy, %")
+    axes[0].set(xlabel=f"training minutes ({CLOCKS[clock]})", ylabel="valid accuracy, %")
     axes[1].set(xlabel="epochs")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -189,9 +203,9 @@ def write_report(out: Path, metrics: dict[str, Any]) -> Path:
     report.add_table(["feature", "weight (standardized)"],
                      [[name, round(short["weights"][name], 3)] for name in (*FEATURES, "bias")],
                      title="Trivial features: what length and copied tokens alone give")
-    report.add_figure("valid_curve", _curve_figure(models),
-                      caption="valid accuracy during training, against wall-clock minutes and "
-                              "epochs (the best point is tested)")
+    report.add_figure("valid_curve", _curve_figure(models, metrics["config"].get("clock", "wall")),
+                      caption="valid accuracy during training, against the budget's minutes "
+                              "and epochs (the best point is tested)")
     if metrics["heatmaps"]:
         report.add_heading(f"Alignments of {metrics['selected']} on test pairs")
         report.add_text("Rows: English tokens; columns: French tokens; each row is the "

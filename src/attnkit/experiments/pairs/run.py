@@ -1,6 +1,6 @@
 """One ``attnkit pairs`` run: the task from the corpus, the trivial-feature baseline, each
-model trained for the same wall-clock budget (equal compute) with valid-split selection and
-scored on test, the goal check, the alignment heatmaps and the report."""
+model trained for the same budget of CPU (or wall) time (equal compute) with valid-split
+selection and scored on test, the goal check, the alignment heatmaps and the report."""
 
 from __future__ import annotations
 
@@ -197,8 +197,8 @@ def run(config: PairsConfig, *, log: Callable[[str], None] = print) -> dict[str,
         model = build_model(kind, tokenizer.vocab_size, config)
         params = count_parameters(model)
         log(f"{kind}: {params['total']:,} parameters ({params['other']:,} without the "
-            f"embedding table), {config.minutes:g} min of training (at most "
-            f"{config.epochs} epoch(s))")
+            f"embedding table), {config.minutes:g} min of {config.clock} time of training "
+            f"(at most {config.epochs} epoch(s), {config.max_minutes:g} min wall)")
         load_start = _load_average()
         training = train_model(model, encoded["train"], encoded["valid"], config,
                                budget_s=budget_s, log=log, name=kind)
@@ -206,7 +206,8 @@ def run(config: PairsConfig, *, log: Callable[[str], None] = print) -> dict[str,
         test = _scores(predict(model, encoded["test"]), encoded["test"], config,
                        shortcut_wrong)
         log(f"{kind}: {training['epochs']:.2f} epoch(s) in {training['elapsed_s'] / 60:.1f} "
-            f"min (stopped by {training['stopped_by']}); best valid accuracy "
+            f"min wall, {training['cpu_s'] / 60:.1f} min CPU (stopped by "
+            f"{training['stopped_by']}); best valid accuracy "
             f"{training['best']['valid_accuracy']:.4f} at epoch "
             f"{training['best']['epoch']:.2f}; test accuracy {test['accuracy']:.4f} "
             f"[{test['ci95'][0]:.4f}, {test['ci95'][1]:.4f}]")

@@ -64,19 +64,21 @@ def _accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
 def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, config: PairsConfig,
                 *, budget_s: float, log: Callable[[str], None] = print,
                 name: str = "model") -> dict[str, Any]:
-    """Train for ``config.epochs`` epochs or ``budget_s`` wall-clock seconds (valid checks
-    included; the clock is read after every update), whichever ends first; load the state of
-    the best valid accuracy back into ``model``. Returns the training record: ``steps``,
-    ``epochs`` reached, ``stopped_by`` ("epochs" or "minutes"), ``elapsed_s``, ``cpu_s``
-    (process CPU time, all threads), ``budget_s``, the ``best`` valid point and the
-    ``curve``."""
+    """Train for ``config.epochs`` epochs, ``budget_s`` seconds of ``config.clock`` (process
+    CPU time or wall time; valid checks included; read after every update) or
+    ``config.max_minutes`` of wall time, whichever ends first; load the state of the best
+    valid accuracy back into ``model``. Returns the training record: ``steps``, ``epochs``
+    reached, ``stopped_by`` ("epochs", "budget" or "wall cap"), ``elapsed_s`` (wall),
+    ``cpu_s`` (process CPU time, all threads), ``budget_s``, ``clock``, the ``best`` valid
+    point and the ``curve``."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = nn.BCEWithLogitsLoss()
     steps_per_epoch = -(-len(train) // config.batch_size)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    budget = budget_s
+    budget, cap = budget_s, config.max_minutes * 60.0
+    clock = time.process_time if config.clock == "cpu" else time.perf_counter
     started, cpu_started = time.perf_counter(), time.process_time()
     best = {"valid_accuracy": -1.0, "step": 0, "epoch": 0.0}
     best_state = copy.deepcopy(model.state_dict())
@@ -87,7 +89,8 @@ def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, conf
         acc = _accuracy(predict(model, valid), valid.labels)
         point = {"step": step, "epoch": step / steps_per_epoch, "valid_accuracy": acc,
                  "train_loss": loss_sum / max(loss_n, 1),
-                 "minutes": (time.perf_counter() - started) / 60.0}
+                 "minutes": (time.perf_counter() - started) / 60.0,
+                 "cpu_minutes": (time.process_time() - cpu_started) / 60.0}
         curve.append(point)
         loss_sum, loss_n = 0.0, 0
         if acc > best["valid_accuracy"]:
@@ -96,7 +99,7 @@ def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, conf
         if config.progress:
             log(f"  {name}: epoch {point['epoch']:.2f}, step {step}, train loss "
                 f"{point['train_loss']:.4f}, valid accuracy {acc:.4f}, "
-                f"{point['minutes']:.1f} min")
+                f"{point['minutes']:.1f} min wall, {point['cpu_minutes']:.1f} min CPU")
 
     model.train()
     for _ in range(config.epochs):
@@ -112,17 +115,21 @@ def train_model(model: nn.Module, train: EncodedSplit, valid: EncodedSplit, conf
             loss_n += len(index)
             if step % eval_every == 0:
                 evaluate()
-            if time.perf_counter() - started > budget:
-                stopped = "minutes"
+            if clock() - (cpu_started if config.clock == "cpu" else started) > budget:
+                stopped = "budget"
+            elif time.perf_counter() - started > cap:
+                stopped = "wall cap"
+            if stopped != "epochs":
                 break
-        if stopped == "minutes":
+        if stopped != "epochs":
             break
     if not curve or curve[-1]["step"] != step:
         evaluate()
     model.load_state_dict(best_state)
     return {"steps": step, "epochs": step / steps_per_epoch, "stopped_by": stopped,
             "elapsed_s": time.perf_counter() - started,
-            "cpu_s": time.process_time() - cpu_started, "budget_s": budget, "best": best,
+            "cpu_s": time.process_time() - cpu_started, "budget_s": budget,
+            "clock": config.clock, "best": best,
             "curve": curve}
 
 
