@@ -34,7 +34,7 @@ def _add_overhead(suites) -> None:
 
 
 def _add_attention(suites) -> None:
-    from attnkit.bench.attention import CANDIDATES, CASES, MODES
+    from attnkit.bench.attention import ALL_CASES, CANDIDATES, CASES, MODES
 
     parser = suites.add_parser(
         "attention", help="backends side by side: SDPA, reference, tiled, FlexAttention",
@@ -42,7 +42,7 @@ def _add_attention(suites) -> None:
                     "CPU); ratios against SDPA's flash kernel; JSON + markdown report.")
     parser.add_argument("--lengths", type=arg_int(1), nargs="+", default=[1024, 4096],
                         help="sequence lengths (default %(default)s)")
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=ALL_CASES)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=None,
                         help="default: all that can run here")
