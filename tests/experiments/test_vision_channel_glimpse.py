@@ -76,6 +76,10 @@ def test_help_lists_the_parts(capsys):
     (["vision", "glimpse", "--seeds", "x"], "--seeds"),
     (["vision", "channel", "--models", "cnn", "cnn"], "--models"),
     (["vision", "nosuchpart"], "nosuchpart"),
+    (["vision", "glimpse", "--cnn-widths", "0", "8"], "--cnn-widths"),
+    (["vision", "glimpse", "--cnn-widths", "a"], "--cnn-widths"),
+    (["vision", "glimpse", "--widths", "-4"], "--widths"),
+    (["vision", "glimpse", "--ram-hidden", "1"], "--ram-hidden"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, flag, capsys, tmp_path):
     code, _, err = _run([*argv, "--out", str(tmp_path / "o")] if len(argv) > 2 else argv,
@@ -135,8 +139,12 @@ def test_glimpse_quick_end_to_end(fashion_dir, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     summary = metrics["summary"]
     assert set(summary) == {"cnn", "soft", "ram"}
-    assert summary["cnn"]["parameters"] <= min(summary["soft"]["parameters"],
+    assert summary["cnn"]["parameters"] >= max(summary["soft"]["parameters"],
                                                  summary["ram"]["parameters"])
+    for check in metrics["goal"]["checks"]:
+        assert check["parameters_ok"]
+        assert check["met"] == (check["error"] <= check["cnn_error"])
+    assert "parameters" in stdout and "<= CNN" in stdout
     assert 0 <= summary["ram"]["attention"]["glimpses_on_item"] <= 1
     assert 0 <= summary["soft"]["attention"]["attention_mass_on_item"] <= 1
     ram_runs = [r for r in metrics["runs"] if r["model"] == "ram"]
@@ -153,3 +161,41 @@ def test_configs_refuse_bad_values():
         GlimpseConfig(epochs=0)
     with pytest.raises(ValueError, match="widths"):
         ChannelConfig(widths=[])
+    with pytest.raises(ValueError, match="cnn_widths"):
+        GlimpseConfig(cnn_widths=[])
+    with pytest.raises(ValueError, match="cnn_widths"):
+        GlimpseConfig(cnn_widths=[8, True])
+    with pytest.raises(ValueError, match="cnn_widths"):
+        GlimpseConfig(cnn_widths="12")
+
+
+@pytest.mark.parametrize("preset", [{}, PRESETS["glimpse"]])
+def test_cnn_has_at_least_the_parameters_of_each_attention_model(preset):
+    """The comparison is fair to the CNN at the default and --quick sizes."""
+    from attnkit.experiments.vision.common import count_parameters
+    from attnkit.experiments.vision.glimpse_run import build_model
+
+    config = GlimpseConfig(**preset)
+    counts = {name: count_parameters(build_model(name, config)) for name in
+              ("cnn", "soft", "ram")}
+    assert counts["soft"] <= counts["cnn"] and counts["ram"] <= counts["cnn"], counts
+    if not preset:  # the default sizes, as stated in the report and the config
+        assert counts == {"cnn": 13726, "soft": 11906, "ram": 10605}
+
+
+def test_goal_needs_both_lower_error_and_no_more_parameters():
+    from attnkit.experiments.vision.glimpse_run import _metrics
+
+    def run(model, error, parameters):
+        return {"model": model, "test_error": error, "val_curve": [0.5], "parameters": parameters,
+                "epochs_done": 1, "attention": {}}
+
+    config = GlimpseConfig(seeds=1)
+    runs = [run("cnn", 0.5, 1000), run("soft", 0.3, 1001), run("ram", 0.4, 1000)]
+    checks = {c["model"]: c for c in _metrics(config, runs, {})["goal"]["checks"]}
+    assert checks["soft"]["error_ok"] and not checks["soft"]["parameters_ok"]
+    assert not checks["soft"]["met"]  # lower error, but one parameter more than the CNN
+    assert checks["ram"]["met"]  # lower error and as many parameters
+    runs[2] = run("ram", 0.6, 10)
+    checks = {c["model"]: c for c in _metrics(config, runs, {})["goal"]["checks"]}
+    assert checks["ram"]["parameters_ok"] and not checks["ram"]["met"]
