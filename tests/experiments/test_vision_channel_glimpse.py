@@ -145,6 +145,8 @@ def test_glimpse_quick_end_to_end(fashion_dir, tmp_path, capsys):
         assert check["parameters_ok"]
         assert check["met"] == (check["error"] <= check["cnn_error"])
     assert "parameters" in stdout and "<= CNN" in stdout
+    readme = (out / "README.md").read_text()
+    assert "no more parameters than the CNN" in readme and "256,781 parameters" in readme
     assert 0 <= summary["ram"]["attention"]["glimpses_on_item"] <= 1
     assert 0 <= summary["soft"]["attention"]["attention_mass_on_item"] <= 1
     ram_runs = [r for r in metrics["runs"] if r["model"] == "ram"]

@@ -13,6 +13,7 @@ from attnkit.data.images import CLASS_NAMES, Composed
 from attnkit.experiments.report import Report
 from attnkit.experiments.vision.config import GLIMPSE_MODELS, GlimpseConfig
 from attnkit.experiments.vision.report import curves_figure, machine
+from attnkit.models.vision import RAM, RAMConfig
 
 __all__ = ["write_report", "paths_figure"]
 
@@ -139,6 +140,15 @@ def write_report(config: GlimpseConfig, metrics: dict[str, Any], models: dict[st
             f"{ram_runs[0]['updates']} updates per seed. A policy trained by REINFORCE needs "
             f"far more updates than this budget gives (the paper trains for millions of "
             f"images); read RAM's row as RAM at this budget.")
+        paper = sum(p.numel() for p in RAM(RAMConfig(num_classes=len(CLASS_NAMES),
+                                                     glimpses=config.glimpses)).parameters())
+        cnn = metrics["summary"].get("cnn", {}).get("parameters")
+        if cnn and config.ram_hidden != 256:
+            report.add_text(
+                f"RAM's size: core {config.ram_hidden} so that it has no more parameters than "
+                f"the CNN. At the paper's size (core 256, glimpse layers 128) RAM has "
+                f"{paper:,} parameters, {paper / cnn:.0f}x this CNN's {cnn:,}: it would fail "
+                f"the parameter condition whatever its error.")
     if models:
         report.add_figure("glimpse_paths", paths_figure(models, test),
                           caption="first test images, seed-0 models: RAM's glimpses in order "
