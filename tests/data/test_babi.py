@@ -171,6 +171,21 @@ def test_positional_size_and_path_answers_from_the_statements():
         assert position == where[end], ex
 
 
+def test_no_story_and_question_has_two_answers_and_yes_no_tasks_use_the_official_labels():
+    """The answer is a function of what the model sees (story + question): identical inputs
+    never carry different answers, and yes/no tasks answer only yes, no (and maybe in 10)."""
+    labels = {6: {"yes", "no"}, 9: {"yes", "no"}, 10: {"yes", "no", "maybe"},
+              17: {"yes", "no"}, 18: {"yes", "no"}}
+    for task in sorted(TASKS):
+        seen = {}
+        for ex in generate(task, 200, seed=5) + generate(task, 200, seed=5, stream="test"):
+            key = (ex.story, ex.question)
+            assert seen.setdefault(key, ex.answer) == ex.answer, (task, ex)
+            assert len(ex.story) <= 50, (task, len(ex.story))  # nothing lost to the memory cap
+        if task in labels:
+            assert set(seen.values()) == labels[task], task
+
+
 def test_splits_hold_out_a_tenth_for_validation():
     data = splits([1, 4], train_count=50, test_count=10, seed=0)
     assert [len(data[k]) for k in ("train", "valid", "test")] == [90, 10, 20]

@@ -52,6 +52,20 @@ def test_quick_run_end_to_end(tmp_path, capsys):
     assert "not the official bAbI data" in readme and "Test error (%) per task" in readme
 
 
+def test_restarts_keep_the_run_with_the_best_validation_accuracy(tmp_path, capsys):
+    out = tmp_path / "report"
+    code, _, err = run_cli(["memory", "--quick", "--tasks", "1", "15", "--hops", "1",
+                            "--examples", "150", "--test-examples", "10", "--epochs", "3",
+                            "--ls-epochs", "0",
+                            "--restarts", "3", "--no-progress", "--out", str(out)], capsys)
+    assert code == 0, err
+    training = json.loads((out / "metrics.json").read_text())["results"]["1"]["training"]
+    accuracies = training["restart_valid_accuracies"]
+    assert len(accuracies) == 3 and len(set(accuracies)) > 1  # the seeds differ
+    assert training["best_valid_accuracy"] == max(accuracies)
+    assert training["seed"] == accuracies.index(max(accuracies))  # seeds 0, 1, 2
+
+
 def test_paper_columns_reproduce_the_published_means():
     assert paper_mean("PE LS RN joint, 3 hops", list(range(1, 21))) == pytest.approx(12.4,
                                                                                     abs=0.05)
@@ -71,7 +85,7 @@ def test_per_task_errors():
     ["--tasks", "0"], ["--tasks", "21"], ["--tasks", "1", "1"], ["--hops", "0"],
     ["--hops", "3", "3"], ["--examples", "5"], ["--examples", "many"], ["--epochs", "0"],
     ["--noise", "1.5"], ["--lr", "0"], ["--minutes", "nan"], ["--seed", "-1"],
-    ["--bogus"], ["--out", "/proc/attnkit-cannot-write-here"],
+    ["--restarts", "0"], ["--bogus"], ["--out", "/proc/attnkit-cannot-write-here"],
 ])
 def test_bad_arguments_exit_2_with_one_line_before_any_work(argv, monkeypatch, capsys,
                                                             tmp_path):

@@ -78,6 +78,24 @@ def test_one_hop_equals_the_paper_equations_written_out():
     assert len(_model(hops=3).embeddings) == 4 and len(_model(hops=3).temporal) == 4
 
 
+def test_temporal_encoding_is_added_to_both_input_and_output_memories():
+    """Sukhbaatar et al. (2015), section 4.1: ``m_i = sum_j A x_ij + T_A(i)`` and
+    ``c_i = sum_j C x_ij + T_C(i)``, with the index counting back from the latest sentence."""
+    model = _model(hops=1, temporal=True, encoding="bow")
+    stories, queries, mask = _batch()
+    logits, weights = model(stories, queries, mask)
+    a, c = model.embeddings[0].weight, model.embeddings[1].weight
+    t_a, t_c = model.temporal[0], model.temporal[1]
+    when = time_indices(mask)  # (B, M): 0 = the latest real sentence
+    assert when[0].tolist() == [5, 4, 3, 2, 1, 0] and when[1, :3].tolist() == [2, 1, 0]
+    m = a[stories].sum(-2) + t_a[when]  # (B, M, d)
+    cm = c[stories].sum(-2) + t_c[when]
+    u = a[queries].sum(-2)
+    p = torch.softmax(torch.einsum("bd,bmd->bm", u, m).masked_fill(~mask, float("-inf")), -1)
+    torch.testing.assert_close(weights[0], p)
+    torch.testing.assert_close(logits, (u + torch.einsum("bm,bmd->bd", p, cm)) @ c.T)
+
+
 def test_memory_hop_linear_start_and_empty_rows():
     u = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     keys = torch.tensor([[[2.0, 0.0], [1.0, 0.0]], [[0.0, 3.0], [0.0, 1.0]]])

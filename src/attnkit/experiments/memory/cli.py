@@ -19,7 +19,7 @@ __all__ = ["HELP", "add_parser", "run"]
 HELP = "end-to-end memory networks (MemN2N) on generated bAbI-style tasks: 1 vs 3 hops"
 
 _FLAGS = ("examples", "test_examples", "epochs", "ls_epochs", "noise", "embed_dim",
-          "batch_size", "lr", "minutes", "seed", "threads")
+          "batch_size", "lr", "minutes", "seed", "threads", "restarts")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,9 +61,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=arg_float(0.0, 1.0, low_open=True), default=None,
                         help=f"Adam learning rate (default {d.lr:g})")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
-                        default=None, help=f"wall-clock cap per model (default {d.minutes:g})")
+                        default=None,
+                        help=f"wall-clock cap per training run (default {d.minutes:g})")
     parser.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=None,
                         help=f"data, initialization and batch order (default {d.seed})")
+    parser.add_argument("--restarts", type=arg_int(1, 100), default=None,
+                        help=f"training runs per model (init seeds seed, seed+1, ...), the best "
+                             f"by validation accuracy kept (default {d.restarts}; paper: 10)")
     parser.add_argument("--threads", type=arg_int(1, 4096), default=None,
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None,

@@ -29,6 +29,9 @@ def _notes(c: dict[str, Any]) -> list[str]:
                      f"validation loss rises; lr {c['ls_lr']:g} meanwhile)")
     if c["noise"]:
         parts.append(f"random noise ({100 * c['noise']:g}% empty memories while training)")
+    runs = ("from a single training run" if c.get("restarts", 1) == 1 else
+            f"from the best by validation accuracy of {c['restarts']} training runs (init "
+            f"seeds {c['seed']}..{c['seed'] + c['restarts'] - 1}, the same data)")
     return [
         _DATA_NOTE,
         f"**model**: MemN2N (Sukhbaatar et al. 2015, arXiv 1503.08895) with "
@@ -36,8 +39,8 @@ def _notes(c: dict[str, Any]) -> list[str]:
         f"the {c['memory_size']} most recent sentences.",
         f"**deviations from the paper**: Adam (lr {c['lr']:g}) instead of SGD; "
         f"{c['epochs']} epochs (the paper's joint models: 60); the model kept is its best "
-        f"validation epoch, from a single training run (the paper keeps the best of 10 runs "
-        f"by validation error); validation = the last tenth of each task's generated "
+        f"validation epoch, {runs} (the paper keeps the best of 10 runs by validation "
+        f"error); validation = the last tenth of each task's generated "
         f"training examples.",
         _ERROR_NOTE,
     ]
@@ -51,12 +54,17 @@ def _summary(m: dict[str, Any]) -> list[str]:
              f"training: {c['epochs']} epochs at most per model (linear start up to "
              f"{c['ls_epochs']}), batch {c['batch_size']}, Adam lr {c['lr']:g} halved every "
              f"{c['anneal_every']} epochs, d = {c['embed_dim']}, encoding {c['encoding']}, "
-             f"noise {c['noise']:g}, cap {c['minutes']:g} min per model"]
+             f"noise {c['noise']:g}, {c.get('restarts', 1)} training run(s) per model, "
+             f"cap {c['minutes']:g} min per run"]
     for hops, r in m["results"].items():
         t = r["training"]
         lines.append(f"{hops} hop(s): {r['parameters']:,} parameters, {t['epochs_run']} epochs "
                      f"in {t['elapsed_s']:.0f} s, best valid accuracy "
-                     f"{100 * t['best_valid_accuracy']:.1f}%")
+                     f"{100 * t['best_valid_accuracy']:.1f}%"
+                     + (f" (seed {t['seed']}; the runs' best: "
+                        f"{', '.join(f'{100 * a:.1f}%' for a in t['restart_valid_accuracies'])}; "
+                        f"all runs {t['all_runs_elapsed_s']:.0f} s)"
+                        if len(t.get("restart_valid_accuracies", [])) > 1 else ""))
     lines.append(f"machine: {mach['processor']}, {mach['cpus']} CPUs, {mach['threads']} torch "
                  f"threads, load average {mach['load_average_1min']:.1f} at the start and "
                  f"{mach['load_average_1min_end']:.1f} at the end; whole run "

@@ -90,6 +90,28 @@ def _goals(config: MemoryConfig, results: dict[str, Any]) -> list[dict[str, Any]
     return goals
 
 
+def _best_of_restarts(config: MemoryConfig, model_config: MemN2NConfig, encoded: dict,
+                      log) -> tuple:
+    """Train ``config.restarts`` models (init seeds ``seed, seed + 1, ...``; the data is the
+    same) and keep the one with the best validation accuracy (the first on ties)."""
+    best = None
+    valid_accuracies, elapsed = [], 0.0
+    for k in range(config.restarts):
+        if config.restarts > 1:
+            log(f"hops={model_config.hops}: training run {k + 1} of {config.restarts} "
+                f"(seed {config.seed + k})")
+        model, info = train_model(config, model_config, encoded["train"], encoded["valid"],
+                                  seed=config.seed + k, log=log)
+        valid_accuracies.append(info["best_valid_accuracy"])
+        elapsed += info["elapsed_s"]
+        if best is None or info["best_valid_accuracy"] > best[1]["best_valid_accuracy"]:
+            best = (model, info, config.seed + k)
+    model, info, seed = best
+    info = {**info, "seed": seed, "restart_valid_accuracies": valid_accuracies,
+            "all_runs_elapsed_s": elapsed}
+    return model, info
+
+
 def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the experiment, write the report, return the metrics."""
     if not isinstance(config, MemoryConfig):
@@ -111,8 +133,7 @@ def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str
     for hops in config.hops:
         model_config = MemN2NConfig(len(vocab), config.embed_dim, hops, config.memory_size,
                                     config.encoding)
-        model, info = train_model(config, model_config, encoded["train"], encoded["valid"],
-                                  seed=config.seed, log=log)
+        model, info = _best_of_restarts(config, model_config, encoded, log)
         # a run that never left linear start (epochs <= ls_epochs) is scored as trained
         test = evaluate(model, encoded["test"], linear=info["ended_in_linear_start"])
         errors = per_task_errors(test["predicted"], encoded["test"].answers,
