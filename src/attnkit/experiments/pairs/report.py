@@ -194,7 +194,7 @@ def write_report(out: Path, metrics: dict[str, Any]) -> Path:
                      _pct(r["test"]["accuracy_where_shortcut_wrong"])])
     wrong = round(len(short["test"]["correct"]) * (1 - short["test"]["accuracy"]))
     report.add_table(["model", "params", "params w/o embeddings", "epochs reached (stop)",
-                      "training min", "CPU min", "load avg start / end",
+                      "training wall min", "CPU min", "load avg start / end",
                       "best valid acc. %", "test acc. [95% CI]", "test acc. on real pairs %",
                       "test acc. on negatives %", "test acc. where trivial features fail %"],
                      rows, title="Results")
