@@ -28,7 +28,7 @@ Commands::
     attnkit pairs                 # the default run: 2.5 CPU minutes per model
     attnkit pairs --quick         # smoke run, seconds
     # fixed work instead of equal compute: 4 epochs per model
-    attnkit pairs --models decomposable bigru --epochs 4 --minutes 60 --out runs/pairs4
+    attnkit pairs --models decomposable bigru --epochs 4 --minutes 60 --max-minutes 60
 """
 
 from attnkit.experiments.pairs.config import MODEL_KINDS, PRESETS, PairsConfig, preset

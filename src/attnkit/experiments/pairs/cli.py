@@ -49,8 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"models to train (default: all: {' '.join(MODEL_KINDS)})")
     parser.add_argument("--epochs", type=arg_int(1, 10_000), default=None,
                         help=f"at most this many epochs per model (default {d.epochs}: the "
-                             f"time budget ends a default run); with a large --minutes, "
-                             f"a fixed-work run of N epochs per model")
+                             f"time budget ends a default run); with large --minutes and "
+                             f"--max-minutes, a fixed-work run of N epochs per model")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
                         default=None,
                         help=f"training budget of EACH model in minutes of --clock, the "

@@ -8,7 +8,7 @@ fixed a priori (one epoch of the BiGRU costs about five of the plain decomposabl
 not read off test numbers; the epochs each model reaches depend on the machine's speed and are
 reported. ``max_minutes`` caps each model's wall time so a loaded machine still ends the run
 (a model stopped by it got less compute, and the report says so). ``--epochs N --minutes
-<large>`` gives the fixed-work comparison (N epochs per model) instead.
+<large> --max-minutes <large>`` gives the fixed-work comparison (N epochs per model) instead.
 
 Pure data (no torch), so the command line builds its parser from it cheaply.
 """
