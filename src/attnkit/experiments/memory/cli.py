@@ -48,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--test-examples", type=arg_int(1, 100_000), default=None,
                         help=f"test examples per task (default {d.test_examples})")
     parser.add_argument("--epochs", type=arg_int(1, 100_000), default=None,
-                        help=f"epochs per model (default {d.epochs})")
+                        help=f"epochs per training run (default {d.epochs})")
     parser.add_argument("--ls-epochs", type=arg_int(0, 100_000), default=None,
                         help=f"most epochs of linear start, 0 = none (default {d.ls_epochs})")
     parser.add_argument("--noise", type=arg_float(0.0, 1.0), default=None,

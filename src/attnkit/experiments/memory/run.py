@@ -1,6 +1,7 @@
 """One ``attnkit memory`` run: generate and encode the tasks, train one MemN2N per hop count
-(same data, epochs and seed), score the test split per task, pick an example story for the
-attention figure, check the goals and write the report."""
+(same data, epochs and seeds; the best of ``restarts`` runs by validation accuracy), score
+the test split per task, pick an example story for the attention figure, check the goals and
+write the report."""
 
 from __future__ import annotations
 
