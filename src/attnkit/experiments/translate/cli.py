@@ -117,8 +117,9 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
     parser.add_argument("--amp", choices=AMP_MODES, default=d.amp,
-                        help="bf16 autocast: auto = where the hardware has native bf16 "
-                             "(default %(default)s)")
+                        help="bf16 autocast: auto = on CUDA GPUs with bf16, float32 on CPU "
+                             "(bf16 was slower even with AMX); bf16 forces it (default "
+                             "%(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(default_minutes=minutes)
 

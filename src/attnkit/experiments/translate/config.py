@@ -95,7 +95,7 @@ class TranslateConfig:
     data_dir: str | None = None  # corpus cache (None: $ATTNKIT_DATA or ~/.cache/attnkit)
     out: str | None = None  # report directory (None: runs/translate-<model>)
     progress: bool = True  # tqdm progress bar when stderr is a terminal
-    amp: str = "auto"  # bf16 autocast where the hardware has native bf16 (see TrainConfig)
+    amp: str = "auto"  # bf16 autocast on CUDA GPUs with bf16; float32 on CPU (see TrainConfig)
     test_limit: int | None = None  # evaluate on the first N test pairs only (None: all)
     # train without the test-long pairs (and their tokenizer), so the run can be scored on
     # test-long too; compare always sets it. False keeps the main job's whole train split.
