@@ -80,9 +80,12 @@ def test_corrupt_line_inside_a_real_sized_file_is_reported_with_its_number(tmp_p
 
 
 def test_find_unifont_prefers_the_data_dir_and_explains_a_missing_file(tmp_path, monkeypatch):
-    import attnkit.data.glyphs as glyphs
+    from dataclasses import replace
 
-    monkeypatch.setattr(glyphs, "_UNIFONT_SYSTEM", tmp_path / "none" / "unifont.hex")
+    from attnkit.data.packaged import PACKAGED
+
+    monkeypatch.setitem(PACKAGED, "glyphs",
+                        replace(PACKAGED["glyphs"], system_dir=str(tmp_path / "none")))
     with pytest.raises(DataError, match="attnkit data fetch --glyphs"):
         find_unifont(tmp_path)
     (tmp_path / "unifont").mkdir()

@@ -84,12 +84,16 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
 
 
 def test_missing_glyph_file_and_bad_out_exit_2_before_work(tmp_path, capsys, monkeypatch):
-    import attnkit.data.glyphs as glyphs
+    from dataclasses import replace
 
-    monkeypatch.setattr(glyphs, "_UNIFONT_SYSTEM", tmp_path / "none.hex")
+    from attnkit.data.packaged import PACKAGED
+
+    monkeypatch.setitem(PACKAGED, "glyphs",
+                        replace(PACKAGED["glyphs"], system_dir=str(tmp_path / "none")))
     code, _, err = run_cli(["snail", "--quick", "--data-dir", str(tmp_path / "empty"),
                             "--out", str(tmp_path / "r")], capsys)
-    assert code == 2 and "unifont.hex" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "attnkit data fetch --glyphs" in err
+    assert len(err.strip().splitlines()) == 1
     (tmp_path / "file").write_text("x")
     code, _, err = run_cli(["snail", "--quick", "--out", str(tmp_path / "file")], capsys)
     assert code == 2 and "--out" in err

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 
 from attnkit.data.errors import DataError
-from attnkit.data.paths import default_data_dir
 
 __all__ = ["BLOCKS", "SPLITS", "PAD", "IMAGE_SIZE", "MIN_INK", "GlyphFormatError", "Glyph",
            "GlyphSet", "Episodes", "find_unifont", "read_hex", "load_glyph_sets",
@@ -119,7 +118,6 @@ IMAGE_SIZE = 16 + 2 * PAD
 MIN_INK = 6  # glyphs with fewer set pixels (dots, blanks) are skipped
 _KEPT_CATEGORIES = ("L", "N", "P", "S")  # first letter of the Unicode general category
 _LINE = re.compile(r"([0-9A-Fa-f]{4,6}):([0-9A-Fa-f]*)")
-_UNIFONT_SYSTEM = Path("/usr/share/unifont/unifont.hex")
 
 
 class GlyphFormatError(DataError, ValueError):
@@ -137,17 +135,15 @@ class Glyph:
 
 def find_unifont(data_dir: str | os.PathLike | None = None) -> Path:
     """``<data_dir>/unifont/unifont.hex`` (default data dir: ``$ATTNKIT_DATA`` or
-    ``~/.cache/attnkit``), else ``/usr/share/unifont/unifont.hex``.
+    ``~/.cache/attnkit``), else the installed package's ``/usr/share/unifont/unifont.hex``
+    (:func:`attnkit.data.packaged.packaged_dir`).
 
     Raises:
-        DataError: neither exists (says how to get it).
+        DataError: neither exists (says how to fetch it).
     """
-    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    for path in (root / "unifont" / "unifont.hex", _UNIFONT_SYSTEM):
-        if path.is_file():
-            return path
-    raise DataError(f"no unifont.hex under {root / 'unifont'} or at {_UNIFONT_SYSTEM}: "
-                    f"install Debian's unifont package or run `attnkit data fetch --glyphs`")
+    from attnkit.data.packaged import packaged_dir
+
+    return packaged_dir("glyphs", data_dir) / "unifont.hex"
 
 
 def _bitmap(digits: str) -> np.ndarray:
