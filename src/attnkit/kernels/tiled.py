@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from attnkit.kernels._tiled_batch import batch_backward, batch_forward
+from attnkit.kernels._tiled_flash import flash_causal, flash_forward
 from attnkit.kernels._tiled_loop import loop_backward, loop_forward
 from attnkit.kernels.backend import Backend, Bid
 from attnkit.kernels.precision import compute_dtype
@@ -166,6 +167,9 @@ def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
         return out, torch.full((B, Hq, Lq), float("-inf"), dtype=acc, device=q.device)
     if _uses_loop(fns):
         return loop_forward(q, k, v, fns, scale, block_q, block_k)
+    causal = flash_causal(q, k, v, fns, fns.terms)
+    if causal is not None:  # nothing for the tiles to do: ATen's fused CPU kernel
+        return flash_forward(q, k, v, scale, causal)
     return batch_forward(q, k, v, fns, scale, block_q, block_k, fns.terms)
 
 
