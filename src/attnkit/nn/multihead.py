@@ -10,11 +10,24 @@ embeddings (:class:`~attnkit.nn.positional.RotaryEmbedding`).
 
 The module owns the four projections and calls :func:`attnkit.functional.attention`,
 so every mask, ``score_mod`` and backend of the functional core works here too.
-Deviations from ``torch.nn.MultiheadAttention``: separate ``q_proj``/``k_proj``/
-``v_proj`` (not one stacked ``in_proj_weight``), masks with True = may attend
+Deviations from ``torch.nn.MultiheadAttention``: ``q_proj``/``k_proj``/``v_proj``
+are separate ``nn.Linear`` modules in the state dict and to hooks, masks with True = may attend
 (torch's ``key_padding_mask``/bool ``attn_mask`` use True = ignore), no
 ``add_bias_kv``/``add_zero_attn``, weights always per head, and a query row with
 nothing to attend to gives zeros instead of NaN.
+
+Parameter layout: when keys and values have the query's width (``kdim == vdim ==
+embed_dim``, every self-attention) the three input projections are rows of ONE
+parameter, ``in_proj_weight (Hq*Dh + 2*Hkv*Dh, E)`` and ``in_proj_bias``, as torch's
+``in_proj_weight`` and GPT-2's ``c_attn``: one tensor for the optimizer and gradient
+clipping instead of six, one matmul for self-attention. ``q_proj``/``k_proj``/``v_proj``
+remain ``nn.Linear`` modules whose ``weight``/``bias`` are views of those rows (for
+reading, in-place edits and initializers; their ``.grad`` is on ``in_proj_weight``), and
+the state dict keeps the names ``q_proj.weight`` ... ``v_proj.bias``, so checkpoints
+of both layouts load into each other. The rows are initialized in the order the
+three separate ``nn.Linear`` modules drew them, so a seeded model has the same weights
+as before the change. With ``kdim``/``vdim`` different from ``embed_dim`` the three
+projections are ordinary separate ``nn.Linear`` modules.
 """
 
 from __future__ import annotations
@@ -68,6 +81,35 @@ def _check_input(x: object, name: str, features: int, layout: str,
         raise ValueError(f"{name} must be {layout} with E={features}, got shape "
                          f"{tuple(x.shape)}")
     check_dtype(x, name, dtype, who="MultiHeadAttention")
+
+
+class _StackedRows(nn.Linear):
+    """``q_proj``, ``k_proj`` or ``v_proj`` of a :class:`MultiHeadAttention` whose input
+    projections are stacked: an ``nn.Linear`` (``in_features -> stop - start``) whose
+    ``weight``/``bias`` are rows ``start:stop`` of the owner's ``in_proj_weight`` /
+    ``in_proj_bias``, read from the owner at every access (so they follow ``.to()``,
+    ``load_state_dict(assign=True)`` and ``torch.func.functional_call``). It holds no
+    parameters of its own; ``reset_parameters`` is ``nn.Linear``'s, on the rows."""
+
+    def __init__(self, owner: MultiHeadAttention, start: int, stop: int,
+                 in_features: int) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = in_features, stop - start
+        self.start, self.stop = start, stop
+        # A plain attribute, not a submodule: no recursion in modules() or state_dict().
+        object.__setattr__(self, "_owner", owner)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._owner._parameters["in_proj_weight"][self.start:self.stop]
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        bias = self._owner._parameters["in_proj_bias"]
+        return None if bias is None else bias[self.start:self.stop]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
 
 
 class MultiHeadAttention(nn.Module):
@@ -136,9 +178,23 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary
         check_bool(bias, "bias")
         inner_q, inner_kv = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        self.q_proj = nn.Linear(embed_dim, inner_q, bias=bias)
-        self.k_proj = nn.Linear(self.kdim, inner_kv, bias=bias)
-        self.v_proj = nn.Linear(self.vdim, inner_kv, bias=bias)
+        self._splits = (inner_q, inner_kv, inner_kv)
+        if self.kdim == self.vdim == embed_dim:
+            rows = inner_q + 2 * inner_kv
+            self.in_proj_weight = nn.Parameter(torch.empty(rows, embed_dim))
+            self.register_parameter("in_proj_bias",
+                                    nn.Parameter(torch.empty(rows)) if bias else None)
+            self.q_proj = _StackedRows(self, 0, inner_q, embed_dim)
+            self.k_proj = _StackedRows(self, inner_q, inner_q + inner_kv, embed_dim)
+            self.v_proj = _StackedRows(self, inner_q + inner_kv, rows, embed_dim)
+            for projection in (self.q_proj, self.k_proj, self.v_proj):
+                projection.reset_parameters()  # the draws of three separate nn.Linear
+        else:
+            self.register_parameter("in_proj_weight", None)
+            self.register_parameter("in_proj_bias", None)
+            self.q_proj = nn.Linear(embed_dim, inner_q, bias=bias)
+            self.k_proj = nn.Linear(self.kdim, inner_kv, bias=bias)
+            self.v_proj = nn.Linear(self.vdim, inner_kv, bias=bias)
         self.out_proj = nn.Linear(inner_q, embed_dim, bias=bias)
         self.q_norm = nn.RMSNorm(self.head_dim) if check_bool(qk_norm, "qk_norm") else None
         self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else None
@@ -173,20 +229,42 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)  # (B, heads, L, Dh)
 
     def _project_source(self, key: torch.Tensor, value: torch.Tensor):
-        k = self._heads(self.k_proj(key), self.num_kv_heads)  # (B, Hkv, Lk, Dh)
-        v = self._heads(self.v_proj(value), self.num_kv_heads)  # (B, Hkv, Lk, Dh)
+        """``key (B, Lk, kdim)``, ``value (B, Lk, vdim)`` -> ``k, v (B, Hkv, Lk, Dh)``; one
+        matmul for both when they are one tensor and :meth:`_fused` allows."""
+        if key is value and self._fused():
+            _, inner_kv, _ = self._splits
+            start = self._splits[0]
+            bias = self.in_proj_bias
+            k, v = F.linear(key, self.in_proj_weight[start:],
+                            None if bias is None else bias[start:]).split(inner_kv, dim=-1)
+        else:
+            modules = self._modules
+            k, v = modules["k_proj"](key), modules["v_proj"](value)
+        k = self._heads(k, self.num_kv_heads)  # (B, Hkv, Lk, Dh)
+        v = self._heads(v, self.num_kv_heads)  # (B, Hkv, Lk, Dh)
         return (k if self.k_norm is None else self.k_norm(k)), v
 
     @property
     def _layout(self) -> str:
         return "(B, L, E)" if self.batch_first else "(L, B, E)"
 
-    def _fusable(self, projections: tuple[nn.Module, ...]) -> bool:
-        """Whether the three projections of self-attention may run as one matmul: plain
-        ``nn.Linear`` modules without hooks (a hook or a replaced projection must see its
-        own call), so the fused result is exactly what the three calls would give."""
-        for p in projections:
-            if type(p) is not nn.Linear or p._forward_hooks or p._forward_pre_hooks \
+    @property
+    def _dtype(self) -> torch.dtype:
+        """The dtype inputs must have (that of the projection weights)."""
+        stacked = self._parameters["in_proj_weight"]
+        return (stacked if stacked is not None else self._modules["q_proj"].weight).dtype
+
+    def _fused(self) -> bool:
+        """Whether the stacked projections may run as one matmul: the layout is stacked and
+        ``q_proj``/``k_proj``/``v_proj`` are still its row views without hooks (a hook or a
+        replaced projection must see its own call), so the fused result is exactly what
+        the separate calls would give."""
+        if self._parameters["in_proj_weight"] is None:
+            return False
+        modules = self._modules
+        for name in ("q_proj", "k_proj", "v_proj"):
+            p = modules[name]
+            if type(p) is not _StackedRows or p._forward_hooks or p._forward_pre_hooks \
                     or p._backward_hooks or p._backward_pre_hooks:
                 return False
         return not (_global_forward_hooks or _global_forward_pre_hooks
@@ -194,26 +272,74 @@ class MultiHeadAttention(nn.Module):
 
     def _project_self(self, x: torch.Tensor):
         """``x (B, L, E)`` -> ``q (B, Hq, L, Dh), k, v (B, Hkv, L, Dh)``, with one matmul
-        for the three projections where :meth:`_fusable` allows (GPT-2's fused ``c_attn``;
-        the parameters stay ``q_proj``/``k_proj``/``v_proj``)."""
-        modules = self._modules  # direct lookups: this runs once per layer and step
-        projections = (modules["q_proj"], modules["k_proj"], modules["v_proj"])
-        if not self._fusable(projections):
-            q = self._heads(projections[0](x), self.num_heads)
+        by the stacked ``in_proj_weight`` where :meth:`_fused` allows (GPT-2's ``c_attn``)."""
+        if not self._fused():
+            q = self._heads(self._modules["q_proj"](x), self.num_heads)
             k, v = self._project_source(x, x)
             return q, k, v
-        params = [p._parameters for p in projections]
-        weight = torch.cat([p["weight"] for p in params])
-        bias = None
-        if params[0]["bias"] is not None:
-            bias = torch.cat([p["bias"] for p in params])
-        inner_q, inner_kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = F.linear(x, weight, bias).split_with_sizes([inner_q, inner_kv, inner_kv],
-                                                              dim=-1)
+        params = self._parameters
+        q, k, v = F.linear(x, params["in_proj_weight"], params["in_proj_bias"]) \
+            .split_with_sizes(self._splits, dim=-1)
         q = self._heads(q, self.num_heads)  # (B, Hq, L, Dh)
         k = self._heads(k, self.num_kv_heads)  # (B, Hkv, L, Dh)
         v = self._heads(v, self.num_kv_heads)  # (B, Hkv, L, Dh)
         return q, (k if self.k_norm is None else self.k_norm(k)), v
+
+    # -- state dict: the stacked rows under the names of three separate projections --------
+    def _row_slices(self):
+        inner_q, inner_kv, _ = self._splits
+        return (("q_proj", 0, inner_q), ("k_proj", inner_q, inner_q + inner_kv),
+                ("v_proj", inner_q + inner_kv, inner_q + 2 * inner_kv))
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self._parameters["in_proj_weight"] is None:
+            return
+        stacked = {part: destination.pop(f"{prefix}in_proj_{part}", None)
+                   for part in ("weight", "bias")}
+        for name, start, stop in self._row_slices():
+            for part, tensor in stacked.items():
+                if tensor is not None:
+                    destination[f"{prefix}{name}.{part}"] = tensor[start:stop]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        if self._parameters["in_proj_weight"] is not None:
+            self._stack_loaded(state_dict, prefix, missing_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
+    def _stack_loaded(self, state_dict, prefix, missing_keys, error_msgs) -> None:
+        """Replace ``q_proj.weight`` ... ``v_proj.bias`` in ``state_dict`` by the stacked
+        ``in_proj_weight``/``in_proj_bias`` (a piece that is absent or of the wrong shape
+        keeps the module's current rows and is reported under its own name)."""
+        for part in ("weight", "bias"):
+            param = self._parameters[f"in_proj_{part}"]
+            target = f"{prefix}in_proj_{part}"
+            if param is None or target in state_dict:
+                continue
+            pieces, found = [], False
+            for name, start, stop in self._row_slices():
+                key = f"{prefix}{name}.{part}"
+                current = param.detach()[start:stop]
+                value = state_dict.pop(key, None)
+                if value is None:
+                    missing_keys.append(key)
+                elif not isinstance(value, torch.Tensor) or value.shape != current.shape:
+                    got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+                    error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                                      f"{got} from checkpoint, the shape in current model is "
+                                      f"{tuple(current.shape)}.")
+                    found = True
+                else:
+                    pieces.append(value)
+                    found = True
+                    continue
+                pieces.append(current)
+            if found:
+                state_dict[target] = torch.cat(pieces)
+            else:  # nothing to load: the parameter stays, reported under the three names
+                state_dict[target] = param.detach()
 
     def _self_keys_values(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           kv_cache: KVCache | None):
@@ -306,7 +432,7 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None and not isinstance(kv_cache, (KVCache, StaticKVCache)):
             raise TypeError(f"kv_cache must be a KVCache, a StaticKVCache or None, got "
                             f"{type(kv_cache).__name__}")
-        _check_input(query, "query", self.embed_dim, self._layout, self.q_proj.weight.dtype)
+        _check_input(query, "query", self.embed_dim, self._layout, self._dtype)
         check_bool(return_weights, "return_weights")
         if not self.batch_first:
             query = query.transpose(0, 1)  # (B, Lq, E)
