@@ -9,8 +9,10 @@ here, in this file, with plain torch ops: ``plain`` computes attention as
 ``plain-sdpa`` is the same model calling ``scaled_dot_product_attention`` (what nanoGPT
 does when torch has it). Ratio = peer time / attnkit time, so above 1.0 attnkit is faster.
 All candidates run interleaved in one process. Two columns do not depend on timing:
-``param_tensors`` (what the optimizer and gradient clipping iterate over; attnkit keeps
-separate ``q_proj``/``k_proj``/``v_proj`` parameters where the peers stack them) and
+``param_tensors`` (what the optimizer and gradient clipping iterate over, one tensor at a
+time for CPU parameters: both sides use torch's default ``AdamW``, neither fused nor
+foreach on the CPU; attnkit, like the peers, stacks the q/k/v projections in one
+parameter) and
 ``aten_ops_per_step`` (ATen operators one step dispatches, counted by the profiler), so
 overhead can be located on a loaded machine by counting instead of timing.
 
