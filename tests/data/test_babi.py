@@ -258,3 +258,20 @@ def test_negation_indefinite_time_and_hand_over_answers_from_the_text():
         else:
             expected = [g for g in gives if g[1] == q[3]][-1][2]
         assert ex.answer == expected, ex
+
+
+@pytest.mark.parametrize("task", [11, 13])
+def test_coreference_pronouns_follow_a_named_sentence_as_in_the_official_stories(task):
+    """Tasks 11 and 13 tell each move as a named sentence and then a pronoun sentence, so a
+    pronoun never refers back through another pronoun; the answer's two supporting facts are
+    that adjacent pair and the pronoun sentence is the person's latest move."""
+    pronouns = {"he", "she", "they"}
+    for ex in generate(task, COUNT, seed=5):
+        for i, words in enumerate(ex.story):
+            subject = next(w for w in words if w in pronouns | set(PRONOUN))
+            assert (subject in pronouns) == (i % 2 == 1), ex
+        named, moved = ex.supporting
+        assert moved == named + 1 and ex.story[moved][-1] == ex.answer, ex
+        person = ex.question[-1]
+        later = [i for i in range(moved + 1, len(ex.story)) if person in ex.story[i]]
+        assert not later, ex

@@ -66,6 +66,21 @@ def test_restarts_keep_the_run_with_the_best_validation_accuracy(tmp_path, capsy
     assert training["seed"] == accuracies.index(max(accuracies))  # seeds 0, 1, 2
 
 
+def test_the_deepest_model_gets_restarts_and_the_others_baseline_restarts(tmp_path, capsys):
+    out = tmp_path / "report"
+    code, _, err = run_cli(["memory", "--quick", "--tasks", "1", "--hops", "1", "2",
+                            "--examples", "60", "--test-examples", "10", "--epochs", "1",
+                            "--ls-epochs", "0", "--restarts", "2", "--baseline-restarts", "1",
+                            "--no-progress", "--out", str(out)], capsys)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    results = metrics["results"]
+    assert len(results["2"]["training"]["restart_valid_accuracies"]) == 2
+    assert len(results["1"]["training"]["restart_valid_accuracies"]) == 1
+    assert set(results["2"]["valid_errors"]) == {"1"}  # per-task validation error
+    assert "2 training runs for the deepest model and 1" in (out / "README.md").read_text()
+
+
 def test_paper_columns_reproduce_the_published_means():
     assert paper_mean("PE LS RN joint, 3 hops", list(range(1, 21))) == pytest.approx(12.4,
                                                                                     abs=0.05)
@@ -85,7 +100,8 @@ def test_per_task_errors():
     ["--tasks", "0"], ["--tasks", "21"], ["--tasks", "1", "1"], ["--hops", "0"],
     ["--hops", "3", "3"], ["--examples", "5"], ["--examples", "many"], ["--epochs", "0"],
     ["--noise", "1.5"], ["--lr", "0"], ["--minutes", "nan"], ["--seed", "-1"],
-    ["--restarts", "0"], ["--bogus"], ["--out", "/proc/attnkit-cannot-write-here"],
+    ["--restarts", "0"], ["--baseline-restarts", "0"], ["--bogus"],
+    ["--out", "/proc/attnkit-cannot-write-here"],
 ])
 def test_bad_arguments_exit_2_with_one_line_before_any_work(argv, monkeypatch, capsys,
                                                             tmp_path):

@@ -151,3 +151,23 @@ def test_gradients_are_finite_and_the_padding_row_gets_none():
         assert torch.isfinite(table.weight.grad).all()
     for table in model.embeddings[:-1]:  # the last table is also the answer matrix W
         assert torch.all(table.weight.grad[0] == 0)
+
+
+@pytest.mark.parametrize("encoding", ["pe", "bow"])
+def test_fused_sentence_encoding_matches_the_written_out_formula(encoding):
+    """encode_tables (two embedding_bag sums) equals the per-word PE formula, values and
+    gradients, with padding words and an all-padding sentence."""
+    model = _model(hops=2, temporal=True, encoding=encoding)
+    words = torch.randint(1, model.config.vocab_size, (3, 4, 7))
+    words[0, 1, 3:] = 0
+    words[1, 2] = 0  # an empty (noise) memory
+    words[2, 0, 1:] = 0
+    fused = model.encode_tables(words, 3)  # (3, 4, 3, d)
+    oracle = torch.stack([model.encode_reference(words, k) for k in range(3)], dim=-2)
+    torch.testing.assert_close(fused, oracle, rtol=1e-5, atol=1e-6)
+    assert fused[1, 2].abs().max() == 0
+    grad = torch.randn_like(fused)
+    got = torch.autograd.grad((fused * grad).sum(), [e.weight for e in model.embeddings])
+    want = torch.autograd.grad((oracle * grad).sum(), [e.weight for e in model.embeddings])
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)

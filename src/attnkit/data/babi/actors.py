@@ -75,23 +75,16 @@ def indefinite(story: Story, rng: np.random.Generator) -> None:
 
 def coreference(story: Story, rng: np.random.Generator) -> None:
     """Task 11: "daniel went to the hallway. after that he journeyed to the garden";
-    "where is daniel" (a pronoun names the person of the sentence before)."""
+    "where is daniel". Each move is told as in the official stories: a sentence that names
+    the person, then one that refers to them with a pronoun and moves them on, so the
+    pronoun always names the person of the sentence just before (no chains of pronouns)."""
     where: dict[str, tuple[str, tuple[int, ...]]] = {}
-    named: dict[str, int] = {}  # the last sentence that named each person
-    previous = None
     for _ in range(5):
-        for _ in range(2):
-            place = pick(rng, LOCATIONS)
-            if previous is not None and rng.random() < 0.5:
-                person = previous
-                i = story.say(pick(rng, _THEN), PRONOUN[person], _verb(rng), "the", place)
-                support = (named[person], i)
-            else:
-                person = pick(rng, PEOPLE)
-                i = story.say(person, _verb(rng), "the", place)
-                support, named[person] = (i,), i
-            where[person] = (place, support)
-            previous = person
+        person, place = pick(rng, PEOPLE), pick(rng, LOCATIONS)
+        named = story.say(person, _verb(rng), "the", place)
+        place = _other(rng, place)
+        i = story.say(pick(rng, _THEN), PRONOUN[person], _verb(rng), "the", place)
+        where[person] = (place, (named, i))
         person = pick(rng, sorted(where))
         story.ask(f"where is {person}", where[person][0], where[person][1])
 
@@ -111,21 +104,16 @@ def conjunction(story: Story, rng: np.random.Generator) -> None:
 
 def compound_coreference(story: Story, rng: np.random.Generator) -> None:
     """Task 13: "daniel and sandra journeyed to the office. then they went to the garden";
-    "where is daniel" ("they" is the pair of the sentence before)."""
+    "where is daniel". As in the official stories, each move of a pair is told in two
+    sentences: one names both, the next says "they" (the pair of the sentence before)."""
     where: dict[str, tuple[str, tuple[int, ...]]] = {}
-    pair: tuple[str, str] | None = None
-    pair_fact = -1
     for _ in range(5):
-        for _ in range(2):
-            place = pick(rng, LOCATIONS)
-            if pair is not None and rng.random() < 0.5:
-                i = story.say(pick(rng, _THEN), "they", _verb(rng), "the", place)
-                support = (pair_fact, i)
-            else:
-                pair = tuple(rng.choice(PEOPLE, size=2, replace=False).tolist())
-                i = story.say(pair[0], "and", pair[1], _verb(rng), "the", place)
-                support, pair_fact = (i,), i
-            for person in pair:
-                where[person] = (place, support)
+        pair = rng.choice(PEOPLE, size=2, replace=False).tolist()
+        place = pick(rng, LOCATIONS)
+        named = story.say(pair[0], "and", pair[1], _verb(rng), "the", place)
+        place = _other(rng, place)
+        i = story.say(pick(rng, _THEN), "they", _verb(rng), "the", place)
+        for person in pair:
+            where[person] = (place, (named, i))
         person = pick(rng, sorted(where))
         story.ask(f"where is {person}", where[person][0], where[person][1])

@@ -19,7 +19,8 @@ __all__ = ["HELP", "add_parser", "run"]
 HELP = "end-to-end memory networks (MemN2N) on generated bAbI-style tasks: 1 vs 3 hops"
 
 _FLAGS = ("examples", "test_examples", "epochs", "ls_epochs", "noise", "embed_dim",
-          "batch_size", "lr", "minutes", "seed", "threads", "restarts")
+          "batch_size", "lr", "minutes", "seed", "threads", "restarts",
+          "baseline_restarts")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -66,8 +67,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=None,
                         help=f"data, initialization and batch order (default {d.seed})")
     parser.add_argument("--restarts", type=arg_int(1, 100), default=None,
-                        help=f"training runs per model (init seeds seed, seed+1, ...), the best "
-                             f"by validation accuracy kept (default {d.restarts}; paper: 10)")
+                        help=f"training runs of the deepest model (init seeds seed, seed+1, "
+                             f"...), the best by validation accuracy kept (default "
+                             f"{d.restarts}; paper: 10)")
+    parser.add_argument("--baseline-restarts", type=arg_int(1, 100), default=None,
+                        help=f"training runs of each model with fewer hops (default "
+                             f"{d.baseline_restarts})")
     parser.add_argument("--threads", type=arg_int(1, 4096), default=None,
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None,

@@ -29,9 +29,11 @@ def _notes(c: dict[str, Any]) -> list[str]:
                      f"validation loss rises; lr {c['ls_lr']:g} meanwhile)")
     if c["noise"]:
         parts.append(f"random noise ({100 * c['noise']:g}% empty memories while training)")
-    runs = ("from a single training run" if c.get("restarts", 1) == 1 else
-            f"from the best by validation accuracy of {c['restarts']} training runs (init "
-            f"seeds {c['seed']}..{c['seed'] + c['restarts'] - 1}, the same data)")
+    deep, base = c.get("restarts", 1), c.get("baseline_restarts", c.get("restarts", 1))
+    runs = ("from a single training run" if deep == base == 1 else
+            f"from the best by validation accuracy of {deep} training runs for the deepest "
+            f"model and {base} for each shallower one (init seeds {c['seed']}, "
+            f"{c['seed']} + 1, ...; the same data)")
     return [
         _DATA_NOTE,
         f"**model**: MemN2N (Sukhbaatar et al. 2015, arXiv 1503.08895) with "
@@ -54,7 +56,8 @@ def _summary(m: dict[str, Any]) -> list[str]:
              f"training: {c['epochs']} epochs at most per model (linear start up to "
              f"{c['ls_epochs']}), batch {c['batch_size']}, Adam lr {c['lr']:g} halved every "
              f"{c['anneal_every']} epochs, d = {c['embed_dim']}, encoding {c['encoding']}, "
-             f"noise {c['noise']:g}, {c.get('restarts', 1)} training run(s) per model, "
+             f"noise {c['noise']:g}, {c.get('restarts', 1)} training run(s) of the deepest "
+             f"model and {c.get('baseline_restarts', c.get('restarts', 1))} of each other, "
              f"cap {c['minutes']:g} min per run"]
     for hops, r in m["results"].items():
         t = r["training"]
@@ -76,16 +79,23 @@ def _summary(m: dict[str, Any]) -> list[str]:
 def _error_table(m: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     hops = list(m["results"])
     columns = list(m["paper"]["columns"])
+    deepest = max(hops, key=int)
+    valid = m["results"][deepest].get("valid_errors")
     headers = ["task", "name", *[f"ours, {h} hop(s)" for h in hops],
+               *([f"ours, {deepest} hop(s), valid"] if valid else []),
                *[f"paper: {c}" for c in columns]]
     rows = []
     for task in m["config"]["tasks"]:
         rows.append([task, m["data"]["task_names"][str(task)],
                      *[m["results"][h]["errors"][str(task)] for h in hops],
+                     *([valid[str(task)]] if valid else []),
                      *[m["paper"]["columns"][c]["errors"][str(task)] for c in columns]])
+    blank = [""] if valid else []
     rows.append(["mean", "", *[m["results"][h]["mean_error"] for h in hops],
+                 *([sum(valid.values()) / len(valid)] if valid else []),
                  *[m["paper"]["columns"][c]["mean"] for c in columns]])
     rows.append(["failed (> 5%)", "", *[m["results"][h]["failed_tasks"] for h in hops],
+                 *blank,
                  *[sum(v > 5 for v in m["paper"]["columns"][c]["errors"].values())
                    for c in columns]])
     return headers, rows

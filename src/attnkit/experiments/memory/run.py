@@ -93,13 +93,16 @@ def _goals(config: MemoryConfig, results: dict[str, Any]) -> list[dict[str, Any]
 
 def _best_of_restarts(config: MemoryConfig, model_config: MemN2NConfig, encoded: dict,
                       log) -> tuple:
-    """Train ``config.restarts`` models (init seeds ``seed, seed + 1, ...``; the data is the
-    same) and keep the one with the best validation accuracy (the first on ties)."""
+    """Train ``config.restarts`` models for the deepest hop count, ``baseline_restarts`` for
+    the others (init seeds ``seed, seed + 1, ...``; the data is the same) and keep the one
+    with the best validation accuracy (the first on ties)."""
     best = None
     valid_accuracies, elapsed = [], 0.0
-    for k in range(config.restarts):
-        if config.restarts > 1:
-            log(f"hops={model_config.hops}: training run {k + 1} of {config.restarts} "
+    restarts = (config.restarts if model_config.hops == max(config.hops)
+                else config.baseline_restarts)
+    for k in range(restarts):
+        if restarts > 1:
+            log(f"hops={model_config.hops}: training run {k + 1} of {restarts} "
                 f"(seed {config.seed + k})")
         model, info = train_model(config, model_config, encoded["train"], encoded["valid"],
                                   seed=config.seed + k, log=log)
@@ -140,11 +143,15 @@ def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str
         errors = per_task_errors(test["predicted"], encoded["test"].answers,
                                  encoded["test"].tasks, config.tasks)
         mean = sum(errors.values()) / len(errors)
+        valid = evaluate(model, encoded["valid"], linear=info["ended_in_linear_start"])
+        valid_errors = per_task_errors(valid["predicted"], encoded["valid"].answers,
+                                       encoded["valid"].tasks, config.tasks)
         log(f"hops={hops}: mean test error {mean:.1f}% over {len(errors)} tasks "
             f"({info['epochs_run']} epochs, {info['elapsed_s']:.0f} s)")
         models[hops] = model
         results[str(hops)] = {"errors": {str(t): e for t, e in errors.items()},
                               "mean_error": mean,
+                              "valid_errors": {str(t): e for t, e in valid_errors.items()},
                               "failed_tasks": sum(e > 5 for e in errors.values()),
                               "test_accuracy": test["accuracy"],
                               "parameters": sum(p.numel() for p in model.parameters()),
