@@ -10,7 +10,7 @@ import torch
 from attnkit.experiments.pairs.config import PairsConfig
 from attnkit.experiments.pairs.train import build_model, count_parameters
 from attnkit.models.bigru_pair import BiGRUPairClassifier, BiGRUPairConfig
-from attnkit.models.decomposable import DecomposableAttention, DecomposableConfig
+from attnkit.models.decomposable import DecomposableAttention, DecomposableConfig, exact_match
 
 VOCAB = 50
 
@@ -26,10 +26,20 @@ def _batch(lengths_a, lengths_b, seed=0):
     return a.masked_fill(~a_mask, 0), a_mask, b.masked_fill(~b_mask, 0), b_mask
 
 
-def _decomposable(intra):
+def _decomposable(intra, **options):
     torch.manual_seed(0)
     return DecomposableAttention(DecomposableConfig(VOCAB, embed_dim=8, hidden=12,
-                                                    intra=intra)).eval()
+                                                    intra=intra, **options)).eval()
+
+
+def test_exact_match_marks_ids_found_among_the_other_sentences_real_tokens():
+    a = torch.tensor([[5, 6, 7, 0], [8, 8, 9, 9]])
+    b = torch.tensor([[7, 5, 0], [9, 4, 7]])
+    a_mask, b_mask = a != 0, torch.tensor([[True, True, False], [True, True, True]])
+    ma, mb = exact_match(a, a_mask, b, b_mask)
+    assert ma.shape == (2, 4, 1) and mb.shape == (2, 3, 1)
+    assert ma[..., 0].tolist() == [[1, 0, 1, 0], [0, 0, 1, 1]]  # padding id 0 never matches
+    assert mb[..., 0].tolist() == [[1, 1, 0], [1, 0, 0]]
 
 
 @pytest.mark.parametrize("intra", [False, True])
@@ -47,13 +57,17 @@ def test_shapes_and_weights_are_zero_on_padding(intra):
     assert model(a, a_mask, b, b_mask).weights_a is None
 
 
-@pytest.mark.parametrize("kind", ["decomposable", "decomposable-intra", "bigru"])
-def test_logits_do_not_depend_on_padding(kind):
+@pytest.mark.parametrize("kind, options", [
+    ("decomposable", {}), ("decomposable-intra", {}), ("bigru", {}),
+    ("decomposable", {"exact_match": True, "aggregate": "sum+max"}),
+    ("decomposable-intra", {"exact_match": True}), ("bigru", {"exact_match": True})])
+def test_logits_do_not_depend_on_padding(kind, options):
     torch.manual_seed(0)
     if kind == "bigru":
-        model = BiGRUPairClassifier(BiGRUPairConfig(VOCAB, embed_dim=8, hidden=6)).eval()
+        model = BiGRUPairClassifier(BiGRUPairConfig(VOCAB, embed_dim=8, hidden=6,
+                                                    **options)).eval()
     else:
-        model = _decomposable(kind == "decomposable-intra")
+        model = _decomposable(kind == "decomposable-intra", **options)
     a, a_mask, b, b_mask = _batch([5, 2, 7], [3, 6, 1])
     full = model(a, a_mask, b, b_mask)
     full = full if isinstance(full, torch.Tensor) else full.logits
@@ -87,6 +101,26 @@ def test_an_empty_sentence_gives_a_finite_logit():
     assert (out.weights_a[1] == 0).all()
 
 
+@pytest.mark.parametrize("kind", ["decomposable", "bigru"])
+def test_the_exact_match_feature_reaches_the_logit(kind):
+    """Same ids, same embeddings: only the feature differs between a pair whose tokens recur
+    in the other sentence and one whose do not, and the logits differ."""
+    torch.manual_seed(0)
+    if kind == "bigru":
+        model = BiGRUPairClassifier(BiGRUPairConfig(VOCAB, embed_dim=8, hidden=6,
+                                                    exact_match=True)).eval()
+    else:
+        model = _decomposable(False, exact_match=True, aggregate="sum+max")
+    with torch.no_grad():
+        model.embed.weight[6] = model.embed.weight[5]  # ids 5 and 6: the same vector
+    a = torch.tensor([[5, 9], [5, 9]])
+    b = torch.tensor([[5, 8], [6, 8]])  # the first pair shares id 5, the second does not
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    out = model(a, mask, b, mask)
+    logits = out if isinstance(out, torch.Tensor) else out.logits
+    assert (logits[0] - logits[1]).abs() > 1e-6
+
+
 def test_default_decomposable_models_have_at_most_half_the_baseline_parameters():
     config = PairsConfig()
     base = count_parameters(build_model("bigru", config.vocab_size, config))
@@ -105,6 +139,10 @@ def test_bad_arguments_name_themselves():
         model(a, a_mask, torch.cat([b, b]), torch.cat([b_mask, b_mask]))
     with pytest.raises(ValueError, match="hidden"):
         DecomposableConfig(VOCAB, hidden=0)
+    with pytest.raises(ValueError, match="aggregate"):
+        DecomposableConfig(VOCAB, aggregate="mean")
+    with pytest.raises(TypeError, match="exact_match"):
+        BiGRUPairConfig(VOCAB, exact_match="yes")
     with pytest.raises(TypeError, match="config"):
         DecomposableAttention(BiGRUPairConfig(VOCAB))
     with pytest.raises(ValueError, match="b_mask"):

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnkit._validate import check_float, check_int
+from attnkit._validate import check_bool, check_float, check_int
+from attnkit.models.decomposable import exact_match
 
 __all__ = ["BiGRUPairConfig", "BiGRUPairClassifier"]
 
@@ -32,6 +33,10 @@ class BiGRUPairConfig:
     embed_dim: int = 64  # token embedding size
     hidden: int = 160  # GRU state size per direction; the MLP's width too
     dropout: float = 0.2  # on the embeddings and before each classifier layer
+    #: append to each token's embedding the 0/1 "exact match" feature of
+    #: :func:`attnkit.models.decomposable.exact_match` (its id occurs in the other sentence):
+    #: the one piece of cross-sentence information the encoders then see
+    exact_match: bool = False
     pad_id: int = 0  # the embedding row kept at zero
 
     def __post_init__(self) -> None:
@@ -39,6 +44,7 @@ class BiGRUPairConfig:
         check_int(self.embed_dim, "embed_dim", minimum=1)
         check_int(self.hidden, "hidden", minimum=1)
         self.dropout = check_float(self.dropout, "dropout", low=0.0, high=1.0, high_open=True)
+        check_bool(self.exact_match, "exact_match")
         check_int(self.pad_id, "pad_id", minimum=0, maximum=self.vocab_size - 1)
 
 
@@ -52,15 +58,20 @@ class BiGRUPairClassifier(nn.Module):
         self.config = c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=c.pad_id)
         self.dropout = nn.Dropout(c.dropout)
-        self.gru = nn.GRU(c.embed_dim, c.hidden, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(c.embed_dim + int(c.exact_match), c.hidden, batch_first=True,
+                          bidirectional=True)
         self.classify = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(8 * c.hidden, c.hidden),
                                       nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, 1))
 
-    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``ids (B, L)``, ``mask (B, L)`` bool (True at real tokens, a prefix of each row) ->
-        the max-pooled sentence vectors ``(B, 2 * hidden)`` (zeros for an empty row)."""
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor,
+               match: torch.Tensor | None = None) -> torch.Tensor:
+        """``ids (B, L)``, ``mask (B, L)`` bool (True at real tokens, a prefix of each row),
+        ``match (B, L, 1)`` the exact-match features (with ``exact_match`` only) -> the
+        max-pooled sentence vectors ``(B, 2 * hidden)`` (zeros for an empty row)."""
         lengths = mask.sum(dim=1)  # (B,)
         x = self.dropout(self.embed(ids))  # (B, L, E)
+        if match is not None:
+            x = torch.cat([x, match], dim=-1)  # (B, L, E + 1)
         packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True,
                                       enforce_sorted=False)
         states, _ = self.gru(packed)
@@ -85,5 +96,6 @@ class BiGRUPairClassifier(nn.Module):
                 raise ValueError(f"{name}, {name}_mask: expected (B, L) ids and a (B, L) bool "
                                  f"mask, got {tuple(ids.shape)} and {tuple(mask.shape)} "
                                  f"{mask.dtype}")
-        u, v = self.encode(a, a_mask), self.encode(b, b_mask)  # (B, 2H) each
+        ma, mb = exact_match(a, a_mask, b, b_mask) if self.config.exact_match else (None, None)
+        u, v = self.encode(a, a_mask, ma), self.encode(b, b_mask, mb)  # (B, 2H) each
         return self.classify(torch.cat([u, v, (u - v).abs(), u * v], dim=-1)).squeeze(-1)

@@ -20,7 +20,12 @@ padded positions get zero weight and zero output, and are left out of the sums, 
 does not depend on how much padding a batch holds.
 
 Deviations: tokens are embedded from scratch (the paper projects fixed GloVe vectors); the
-classifier ends in one logit (a binary task) instead of the paper's three classes.
+classifier ends in one logit (a binary task) instead of the paper's three classes. Two
+options go beyond the paper, both off by default: ``exact_match`` appends to every token
+vector a 0/1 feature, "this token id occurs in the other sentence" (the token-match feature of
+later attend-compare-aggregate models: DrQA, Chen et al. 2017, arXiv:1704.00051; DIIN, Gong
+et al. 2017, arXiv:1709.04348), and ``aggregate="sum+max"`` pools the compared vectors by sum
+and max (as ESIM does, Chen et al. 2016, arXiv:1609.06038) instead of the sum alone.
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnkit._validate import check_bool, check_float, check_int
+from attnkit._validate import check_bool, check_choice, check_float, check_int
 from attnkit.functional.attention import attention
 from attnkit.functional.score_mods import relative_bias
 
-__all__ = ["DecomposableConfig", "DecomposableAttention", "DecomposableOutput", "mlp"]
+__all__ = ["AGGREGATES", "DecomposableConfig", "DecomposableAttention", "DecomposableOutput",
+           "exact_match", "mlp"]
+
+#: how the compared token vectors of a sentence are pooled
+AGGREGATES = ("sum", "sum+max")
 
 
 @dataclass
@@ -47,6 +56,12 @@ class DecomposableConfig:
     dropout: float = 0.2  # before every linear layer of F, G, H
     intra: bool = False  # intra-sentence attention with a distance bias (section 3.4)
     max_distance: int = 10  # intra: signed distances beyond this share one bias
+    #: append to each token vector a 0/1 "exact match" feature: its id occurs among the real
+    #: tokens of the other sentence (the token-match feature of later attend-compare-aggregate
+    #: models: DrQA, ESIM variants, DIIN); not in the paper
+    exact_match: bool = False
+    #: "sum" (the paper) or "sum+max": the compared vectors summed and max-pooled
+    aggregate: str = "sum"
     pad_id: int = 0  # the embedding row kept at zero
 
     def __post_init__(self) -> None:
@@ -56,6 +71,8 @@ class DecomposableConfig:
         self.dropout = check_float(self.dropout, "dropout", low=0.0, high=1.0, high_open=True)
         check_bool(self.intra, "intra")
         check_int(self.max_distance, "max_distance", minimum=1)
+        check_bool(self.exact_match, "exact_match")
+        check_choice(self.aggregate, "aggregate", list(AGGREGATES))
         check_int(self.pad_id, "pad_id", minimum=0, maximum=self.vocab_size - 1)
 
 
@@ -84,6 +101,26 @@ def _masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask[..., None].to(x.dtype)).sum(dim=1)
 
 
+def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x (B, L, D)`` max over the real positions of ``mask (B, L)``: ``(B, D)`` (zeros for
+    a row with none; ``x`` is a ReLU output, so zero is its floor)."""
+    return x.masked_fill(~mask[..., None], 0.0).amax(dim=1)
+
+
+def exact_match(a: torch.Tensor, a_mask: torch.Tensor, b: torch.Tensor,
+                b_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token, 1.0 where its id occurs among the real tokens of the other sentence.
+
+    Args:
+        a: ``(B, La)`` ids, ``a_mask (B, La)`` bool; ``b``, ``b_mask`` likewise ``(B, Lb)``.
+
+    Returns:
+        ``(B, La, 1)`` and ``(B, Lb, 1)`` float features, 0 at padding.
+    """
+    same = (a[:, :, None] == b[:, None, :]) & a_mask[:, :, None] & b_mask[:, None, :]
+    return same.any(dim=2)[..., None].float(), same.any(dim=1)[..., None].float()
+
+
 class DecomposableAttention(nn.Module):
     """Decomposable attention classifier of a sentence pair (see the module docstring)."""
 
@@ -99,9 +136,11 @@ class DecomposableAttention(nn.Module):
             self.intra_f = mlp(c.embed_dim, c.hidden, c.dropout)
             self.distance_bias = nn.Parameter(torch.zeros(1, 2 * c.max_distance + 1))
             token_dim = 2 * c.embed_dim
+        token_dim += int(c.exact_match)
         self.attend_f = mlp(token_dim, c.hidden, c.dropout)  # F
         self.compare_g = mlp(2 * token_dim, c.hidden, c.dropout)  # G
-        self.aggregate_h = mlp(2 * c.hidden, c.hidden, c.dropout)  # H
+        pooled = 2 * c.hidden * (2 if c.aggregate == "sum+max" else 1)
+        self.aggregate_h = mlp(pooled, c.hidden, c.dropout)  # H
         self.out = nn.Linear(c.hidden, 1)
 
     def _intra(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -132,6 +171,9 @@ class DecomposableAttention(nn.Module):
         xa, xb = self.embed(a), self.embed(b)  # (B, La, E), (B, Lb, E)
         if self.config.intra:
             xa, xb = self._intra(xa, a_mask), self._intra(xb, b_mask)  # (B, L, 2E)
+        if self.config.exact_match:
+            ma, mb = exact_match(a, a_mask, b, b_mask)  # (B, La, 1), (B, Lb, 1)
+            xa, xb = torch.cat([xa, ma], dim=-1), torch.cat([xb, mb], dim=-1)  # (B, L, D)
         fa, fb = self.attend_f(xa)[:, None], self.attend_f(xb)[:, None]  # (B, 1, L, hidden)
         beta, w_a = attention(fa, fb, xb[:, None], mask=_pair_mask(a_mask, b_mask), scale=1.0,
                               return_weights=return_weights)  # (B, 1, La, D)
@@ -139,7 +181,10 @@ class DecomposableAttention(nn.Module):
                                return_weights=return_weights)  # (B, 1, Lb, D)
         v1 = self.compare_g(torch.cat([xa, beta[:, 0]], dim=-1))  # (B, La, hidden)
         v2 = self.compare_g(torch.cat([xb, alpha[:, 0]], dim=-1))  # (B, Lb, hidden)
-        pooled = torch.cat([_masked_sum(v1, a_mask), _masked_sum(v2, b_mask)], dim=-1)
+        pooled = [_masked_sum(v1, a_mask), _masked_sum(v2, b_mask)]  # (B, hidden) each
+        if self.config.aggregate == "sum+max":
+            pooled += [_masked_max(v1, a_mask), _masked_max(v2, b_mask)]
+        pooled = torch.cat(pooled, dim=-1)  # (B, 2 or 4 hidden)
         logits = self.out(self.aggregate_h(pooled)).squeeze(-1)  # (B,)
         return DecomposableOutput(logits, None if w_a is None else w_a[:, 0],
                                   None if w_b is None else w_b[:, 0])

@@ -26,7 +26,7 @@ __all__ = ["HELP", "add_parser", "run"]
 HELP = "EN/FR translation-pair identification: decomposable attention vs a BiGRU baseline"
 
 _FLAGS = ("epochs", "minutes", "clock", "max_minutes", "train_pairs", "vocab_size", "max_len",
-          "batch_size", "lr", "seed", "threads", "data_dir")
+          "batch_size", "lr", "dropout", "aggregate", "seed", "threads", "data_dir")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              f"{quick['epochs']} epoch or {quick['minutes']:g} min per model, "
                              f"tiny models")
     parser.add_argument("--models", nargs="+", choices=list(MODEL_KINDS), default=None,
-                        help=f"models to train (default: all: {' '.join(MODEL_KINDS)})")
+                        help=f"models to train (default: {' '.join(d.models)}; --quick: all)")
     parser.add_argument("--epochs", type=arg_int(1, 10_000), default=None,
                         help=f"at most this many epochs per model (default {d.epochs}: the "
                              f"time budget ends a default run); with large --minutes and "
@@ -76,6 +76,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"examples per update (default {d.batch_size})")
     parser.add_argument("--lr", type=arg_float(0.0, 1.0, low_open=True), default=None,
                         help=f"Adam learning rate (default {d.lr:g})")
+    parser.add_argument("--dropout", type=arg_float(0.0, 1.0, high_open=True), default=None,
+                        help=f"dropout of every model (default {d.dropout:g})")
+    parser.add_argument("--exact-match", choices=["on", "off"], default=None,
+                        help=f"give every model the per-token exact-match feature (the token "
+                             f"id occurs in the other sentence; default "
+                             f"{'on' if d.exact_match else 'off'})")
+    parser.add_argument("--aggregate", choices=["sum", "sum+max"], default=None,
+                        help=f"pooling of the decomposable models' compared vectors: sum (the "
+                             f"paper) or sum+max (default {d.aggregate})")
     parser.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=None,
                         help=f"model initialization and batch order (default {d.seed})")
     parser.add_argument("--threads", type=arg_int(1, 4096), default=None,
@@ -95,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> PairsConfig:
     values = preset("quick" if args.quick else None)
     values.update({name: getattr(args, name) for name in _FLAGS
                    if getattr(args, name) is not None})
+    if args.exact_match is not None:
+        values["exact_match"] = args.exact_match == "on"
     if args.models is not None:
         repeated = sorted({m for m in args.models if args.models.count(m) > 1})
         if repeated:

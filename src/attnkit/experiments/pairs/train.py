@@ -27,10 +27,11 @@ def build_model(kind: str, vocab_size: int, config: PairsConfig) -> nn.Module:
     if kind == "bigru":
         return BiGRUPairClassifier(BiGRUPairConfig(
             vocab_size, embed_dim=config.embed_dim, hidden=config.gru_hidden,
-            dropout=config.dropout))
+            dropout=config.dropout, exact_match=config.exact_match))
     return DecomposableAttention(DecomposableConfig(
         vocab_size, embed_dim=config.embed_dim, hidden=config.hidden, dropout=config.dropout,
-        intra=kind == "decomposable-intra"))
+        intra=kind == "decomposable-intra", exact_match=config.exact_match,
+        aggregate=config.aggregate))
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
