@@ -37,7 +37,7 @@ def _fns(q, kv_len, mask=None, causal=None, score_mod=None, block=(32, 32)):
 
 
 @pytest.mark.parametrize("kind,expected", [
-    ("dense", False), ("dense-gqa", False), ("causal", True), ("causal-gqa", None),
+    ("dense", False), ("dense-gqa", False), ("causal", True), ("causal-gqa", True),
     ("lower_right-Lq<Lk", None), ("sliding", None), ("alibi", None), ("dv", None),
     ("all-true-tensor", False), ("tensor", None), ("score-callable", None),
 ])
@@ -72,6 +72,7 @@ def test_which_calls_take_the_fused_kernel(kind, expected):
     (1, 8, 2, 33, 97, 64, None),  # GQA: query heads stacked along the rows
     (2, 4, 4, 97, 97, 64, "upper_left"),
     (1, 2, 2, 97, 33, 59, "upper_left"),  # Lq > Lk: later rows see every key
+    (2, 6, 2, 50, 70, 32, "upper_left"),  # causal GQA: one call per head of a group
     (1, 2, 2, 1, 1, 16, None),
 ])
 def test_fused_forward_equals_the_tile_kernel_and_the_oracle(B, Hq, Hkv, Lq, Lk, D, causal,

@@ -14,9 +14,10 @@ Deviations from the plain tiled forward: the kernel needs one head size for
 queries, keys and values (``Dv == D``) and equal head counts. Grouped-query
 attention without a mask stacks the ``G`` query heads of a key/value head along
 the rows (the rows are independent), so keys and values are still never repeated;
-with the causal mask the row index matters and such calls stay on the tiled
-kernels. Half-precision inputs are upcast to float32 first, so the output handed
-to the backward is the unrounded one, as in the tiled kernels.
+with the causal mask the row index matters and the kernel is called once per query
+head of a group (``G`` calls, each on all key/value heads). Half-precision inputs
+are upcast to float32 first, so the output handed to the backward is the unrounded
+one, as in the tiled kernels.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def flash_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fns,
                  terms: KernelSpec | None) -> bool | None:
     """Whether the call fits the fused kernel: False (dense), True (upper-left causal), or
     None (it does not fit: a mask or score modifier the kernel cannot apply, ``Dv != D``,
-    a device other than the CPU, or causal grouped-query attention)."""
+    or a device other than the CPU)."""
     if q.device.type != "cpu" or v.shape[3] != q.shape[3] or fns.score is not None:
         return None
     if q.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
@@ -54,7 +55,7 @@ def flash_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fns,
         return None
     if mask.causal_offset is None:
         return False
-    return True if mask.causal_offset == 0 and k.shape[1] == q.shape[1] else None
+    return True if mask.causal_offset == 0 else None
 
 
 def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
@@ -67,10 +68,19 @@ def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: floa
     acc = compute_dtype(q.dtype)
     q, k, v = q.to(acc), k.to(acc), v.to(acc)
     G = Hq // Hkv
-    if G > 1:  # dense only (flash_causal): the G query heads of a kv head as extra rows
+    if G > 1 and causal:  # one call per query head of each group: rows keep their index
+        parts = [_flash(q.unflatten(1, (Hkv, G))[:, :, g], k, v, scale, True)
+                 for g in range(G)]  # (B, Hkv, Lq, D), (B, Hkv, Lq) each
+        out = torch.stack([o for o, _ in parts], dim=2).view(B, Hq, Lq, D)
+        return out, torch.stack([lse for _, lse in parts], dim=2).view(B, Hq, Lq)
+    if G > 1:  # the G query heads of a kv head as extra rows (rows are independent)
         q = q.reshape(B, Hkv, G * Lq, D)
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q, k, v, 0.0, causal, scale=scale)
+    out, lse = _flash(q, k, v, scale, causal)
     if G > 1:
         out, lse = out.reshape(B, Hq, Lq, D), lse.reshape(B, Hq, Lq)
     return out, lse
+
+
+def _flash(q, k, v, scale, causal):
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, causal, scale=scale)
