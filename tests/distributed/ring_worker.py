@@ -61,7 +61,7 @@ def exact_cases(cases, rank, world):
                    for name in ("q", "k", "v"))
         out, lse = ring_attention(q, k, v, causal=case["causal"], mask=build_mask(case["mask"]),
                                   layout=layout, block_q=case["block_q"],
-                                  block_k=case["block_k"])
+                                  block_k=case["block_k"], chunk=case["chunk"])
         out.backward(shard(case["grad"], 2, layout))
         results.append({"out": out.detach(), "lse": lse, "dq": q.grad, "dk": k.grad,
                         "dv": v.grad})

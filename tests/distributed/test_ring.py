@@ -130,6 +130,8 @@ def _cases(world: int, seed: int) -> list[dict]:
                 "id": f"W{world}-{layout}-{name}-Hkv{kv_heads}", "layout": layout,
                 "causal": causal, "mask": mask, "block_q": 4 if small else 256,
                 "block_k": 5 if small else 256,
+                # Pieces: several per run, some shorter than the rest, or one per run.
+                "chunk": 4 if small else (5 if i % 4 == 1 else 1024),
                 "q": torch.randn(B, 4, L, D, generator=gen, dtype=torch.float64),
                 "k": torch.randn(B, kv_heads, L, D, generator=gen, dtype=torch.float64),
                 "v": torch.randn(B, kv_heads, L, Dv, generator=gen, dtype=torch.float64),

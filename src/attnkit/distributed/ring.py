@@ -38,6 +38,7 @@ its peers raise instead of hanging.
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
 
 import torch
@@ -53,18 +54,22 @@ from attnkit.functional.masks import and_masks
 from attnkit.functional.masks import causal as causal_mask
 from attnkit.kernels.precision import compute_dtype
 from attnkit.kernels.spec import EMPTY
-from attnkit.kernels.tiled import (
-    DEFAULT_BLOCK_K,
-    DEFAULT_BLOCK_Q,
-    TileFns,
-    tiled_backward,
-    tiled_forward,
-)
+from attnkit.kernels.tiled import TileFns, tiled_backward, tiled_forward
 
-__all__ = ["ring_attention", "ring_schedule", "Block"]
+__all__ = ["ring_attention", "ring_schedule", "ring_pieces", "Block", "DEFAULT_CHUNK"]
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_KV_TAG, _GRAD_TAG = 0, 2  # point-to-point tags: keys/values, their gradients
+# Point-to-point tags (+0 keys / dK, +1 values / dV): pieces in transit, gradient
+# accumulators on their way round, finished accumulators going home.
+_KV_TAG, _GRAD_TAG, _HOME_TAG = 0, 2, 4
+
+# Key/value positions per transfer (queries go to the kernel in parts of twice that) and
+# the tile sizes of the per-block kernel. A rank's working memory beyond its own shards,
+# output and gradients is about 14 pieces of keys/values plus one query part and the
+# kernel's tiles, whatever the shard length: measured in benchmarks/results/ring.md.
+DEFAULT_CHUNK = 128
+DEFAULT_BLOCK_Q = 128
+DEFAULT_BLOCK_K = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Block:
 
     Attributes:
         step: ring step (the keys come from rank ``(rank - step) % W``).
+        piece: which transfer of that shard the keys travel in (:func:`ring_pieces`).
         source: the rank whose keys/values these are.
         q_start, q_len, kv_start, kv_len: local row ranges in the two shards.
         fns: the tiled kernel's per-tile mask and tile plan for this block.
@@ -82,6 +88,7 @@ class Block:
     """
 
     step: int
+    piece: int
     source: int
     q_start: int
     q_len: int
@@ -97,10 +104,10 @@ def _combined_mask(causal: bool, mask):
     return causal_mask() if mask is None else and_masks(mask, causal_mask())
 
 
-def _block(step, source, q_run, q_start, kv_run, kv_start, mask, batch, heads, block_q,
-           block_k, device) -> Block | None:
-    """The work of one (query run, key run) pair, or None when the mask rules it out."""
-    (q_global, q_len), (kv_global, kv_len) = q_run, kv_run
+def _block(step, piece, source, q_part, kv_part, mask, batch, heads, block_q, block_k,
+           device) -> Block | None:
+    """The work of one (query part, key piece) pair, or None when the mask rules it out."""
+    (q_global, q_start, q_len), (kv_global, kv_start, kv_len) = q_part, kv_part
     rows = [min(block_q, q_len - i) for i in range(0, q_len, block_q)]  # tile heights
     cols = [min(block_k, kv_len - j) for j in range(0, kv_len, block_k)]
     if mask is None:
@@ -115,12 +122,34 @@ def _block(step, source, q_run, q_start, kv_run, kv_start, mask, batch, heads, b
                      @ torch.tensor(cols, dtype=torch.int64))
         if logits == 0:
             return None
-    return Block(step, source, q_start, q_len, kv_start, kv_len, fns, logits)
+    return Block(step, piece, source, q_start, q_len, kv_start, kv_len, fns, logits)
+
+
+def _split(runs, size: int) -> list[tuple[int, int, int]]:
+    """Runs ``((global_start, length), ...)`` of a shard cut into parts of at most
+    ``size`` positions: ``[(global_start, local_start, length), ...]`` in local order."""
+    parts, local = [], 0
+    for start, length in runs:
+        for offset in range(0, length, size):
+            parts.append((start + offset, local + offset, min(size, length - offset)))
+        local += length
+    return parts
+
+
+def ring_pieces(seq_len: int, world_size: int, layout: str = "zigzag", *,
+                chunk: int = DEFAULT_CHUNK) -> list[tuple[int, int]]:
+    """The transfers a shard travels in: ``[(local_start, length), ...]``, the same on
+    every rank (every shard has the same runs). Each run of :func:`segments` is cut into
+    pieces of at most ``chunk`` positions."""
+    check_int(chunk, "chunk", minimum=1)
+    runs = segments(seq_len, world_size, 0, layout)
+    return [(local, length) for _, local, length in _split(runs, chunk)]
 
 
 def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigzag", *,
                   causal: bool = False, mask=None, batch: int = 1, heads: int = 1,
                   block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
+                  chunk: int = DEFAULT_CHUNK,
                   device: torch.device | str | None = None) -> list[list[Block]]:
     """The blocks rank ``rank`` computes at each of the ``W`` ring steps (no communication;
     :func:`ring_attention` runs exactly this schedule).
@@ -132,33 +161,34 @@ def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigza
         causal, mask: as :func:`ring_attention` (``mask`` over the full sequence).
         batch, heads: ``B`` and ``Hq`` the mask is evaluated for.
         block_q, block_k: tile sizes of the per-block kernel.
+        chunk: key/value positions per transfer; queries go to the kernel in parts of
+            ``2 * chunk`` positions (see :func:`ring_attention`).
 
     Returns:
-        ``schedule[step]``: the :class:`Block` s computed at that step; blocks the mask
-        rules out entirely are absent. ``sum(b.logits ...)`` is the rank's attention work.
+        ``schedule[step]``: the :class:`Block` s computed at that step, in the order
+        they run (by piece, then by query part); blocks the mask rules out entirely are
+        absent. ``sum(b.logits ...)`` is the rank's attention work.
     """
     check_bool(causal, "causal")
     check_int(batch, "batch", minimum=1)
     check_int(heads, "heads", minimum=1)
     check_int(block_q, "block_q", minimum=1)
     check_int(block_k, "block_k", minimum=1)
+    check_int(chunk, "chunk", minimum=1)
     check_ring_mask(mask, batch, seq_len)
     mask = _combined_mask(causal, mask)
     runs = [segments(seq_len, world_size, r, layout) for r in range(world_size)]
+    q_parts = _split(runs[rank], 2 * chunk)
     schedule = []
     for step in range(world_size):
         source = (rank - step) % world_size
         blocks = []
-        q_start = 0
-        for q_run in runs[rank]:
-            kv_start = 0
-            for kv_run in runs[source]:
-                block = _block(step, source, q_run, q_start, kv_run, kv_start, mask, batch,
-                               heads, block_q, block_k, device)
+        for piece, kv_part in enumerate(_split(runs[source], chunk)):
+            for q_part in q_parts:
+                block = _block(step, piece, source, q_part, kv_part, mask, batch, heads,
+                               block_q, block_k, device)
                 if block is not None:
                     blocks.append(block)
-                kv_start += kv_run[1]
-            q_start += q_run[1]
         schedule.append(blocks)
     return schedule
 
@@ -170,22 +200,34 @@ def _merge(out: torch.Tensor, lse: torch.Tensor, block_out: torch.Tensor,
     new = torch.logaddexp(lse, block_lse)
     shift = new.masked_fill(new == float("-inf"), 0.0)
     out.mul_(torch.exp(lse - shift)[..., None]).add_(
-        block_out * torch.exp(block_lse - shift)[..., None])
+        block_out.mul_(torch.exp(block_lse - shift)[..., None]))
     lse.copy_(new)
 
 
 class _Ring:
-    """Peers, schedule and transfers of one :func:`ring_attention` call."""
+    """Peers, schedule and transfers of one :func:`ring_attention` call.
+
+    Work runs piece-major: for each piece ``p`` of the shards (:func:`ring_pieces`), ``W``
+    steps in which rank ``r`` holds piece ``p`` of rank ``r - s``'s keys and values, uses
+    it, and passes it on to ``r + 1`` while piece ``p`` of rank ``r - s - 1`` arrives. A
+    rank therefore holds two pieces in flight, never a whole remote shard.
+    """
 
     def __init__(self, group, world: int, rank: int, schedule: list[list[Block]],
-                 scale: float, block_q: int, block_k: int, stats: dict | None):
-        self.group, self.world, self.schedule = group, world, schedule
+                 pieces: list[tuple[int, int]], scale: float, block_q: int, block_k: int,
+                 stats: dict | None):
+        self.group, self.world = group, world
         self.scale, self.block_q, self.block_k = scale, block_q, block_k
-        self.stats = stats
+        self.pieces, self.stats = pieces, stats
+        # work[p][s]: the blocks of piece p at step s.
+        self.work = [[[b for b in schedule[s] if b.piece == p] for s in range(world)]
+                     for p in range(len(pieces))]
+        self.items = [(p, s) for p in range(len(pieces)) for s in range(world)]
         if stats is not None:
             stats.update(bytes_sent_forward=0, bytes_sent_backward=0,
                          blocks=sum(len(blocks) for blocks in schedule),
-                         logits=sum(b.logits for blocks in schedule for b in blocks))
+                         logits=sum(b.logits for blocks in schedule for b in blocks),
+                         pieces=len(pieces), compute_s_forward=0.0, compute_s_backward=0.0)
 
         def peer(r: int) -> int:
             r %= world
@@ -196,6 +238,8 @@ class _Ring:
     def exchange(self, send: tuple[torch.Tensor, ...], recv: tuple[torch.Tensor, ...],
                  tag: int, phase: str) -> list:
         """Start sending ``send`` to the next rank and receiving ``recv`` from the previous."""
+        if not send and not recv:
+            return []
         if self.stats is not None:
             self.stats[f"bytes_sent_{phase}"] += sum(t.numel() * t.element_size() for t in send)
         ops = [dist.P2POp(dist.isend, t, self.next, self.group, tag + i)
@@ -209,6 +253,33 @@ class _Ring:
         for work in works:
             work.wait()  # bounded by the process group's timeout
 
+    def _own(self, k, v, piece: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Piece ``piece`` of this rank's keys and values, contiguous (it is sent on)."""
+        start, length = self.pieces[piece]
+        return (k[:, :, start:start + length].to(dtype).contiguous(),
+                v[:, :, start:start + length].to(dtype).contiguous())
+
+    def _keys_in_flight(self, index: int, held, k, v, dtype, phase: str):
+        """Item ``index``'s transfers: pass the piece in hand on, and start receiving the
+        next item's piece (when it is not this rank's own). Returns (works, arriving)."""
+        p, s = self.items[index]
+        send = held if s < self.world - 1 else ()
+        arriving = None
+        if index + 1 < len(self.items) and self.items[index + 1][1] > 0:
+            arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
+        return self.exchange(send, arriving or (), _KV_TAG, phase), arriving
+
+    def _next_held(self, index, arriving, k, v, dtype):
+        if arriving is not None:
+            return arriving
+        if index + 1 < len(self.items):
+            return self._own(k, v, self.items[index + 1][0], dtype)
+        return None
+
+    def _cols(self, b: Block) -> slice:
+        start = b.kv_start - self.pieces[b.piece][0]
+        return slice(start, start + b.kv_len)
+
     def forward(self, q, k, v):
         """``q (B, Hq, n, D)``, ``k (B, Hkv, n, D)``, ``v (B, Hkv, n, Dv)`` local shards ->
         ``out (B, Hq, n, Dv)`` and ``lse (B, Hq, n)`` in the accumulation dtype."""
@@ -216,69 +287,120 @@ class _Ring:
         B, Hq, n, _ = q.shape
         out = torch.zeros(B, Hq, n, v.shape[3], dtype=acc, device=q.device)
         lse = torch.full((B, Hq, n), float("-inf"), dtype=acc, device=q.device)
-        q_acc, held = q.to(acc), (k.contiguous(), v.contiguous())
-        for step, blocks in enumerate(self.schedule):
-            works, arriving = [], None
-            if step < self.world - 1:
-                arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
-                works = self.exchange(held, arriving, _KV_TAG, "forward")
-            k_acc, v_acc = held[0].to(acc), held[1].to(acc)
-            for b in blocks:
-                rows, cols = slice(b.q_start, b.q_start + b.q_len), \
-                    slice(b.kv_start, b.kv_start + b.kv_len)
+        held = self._own(k, v, 0, k.dtype)  # travels in the input dtype
+        for index, (p, s) in enumerate(self.items):
+            works, arriving = self._keys_in_flight(index, held, k, v, k.dtype, "forward")
+            start = time.perf_counter()
+            for b in self.work[p][s]:
+                rows, cols = slice(b.q_start, b.q_start + b.q_len), self._cols(b)
                 block_out, block_lse = tiled_forward(
-                    q_acc[:, :, rows], k_acc[:, :, cols], v_acc[:, :, cols], b.fns,
+                    q[:, :, rows], held[0][:, :, cols], held[1][:, :, cols], b.fns,
                     self.scale, self.block_q, self.block_k)
                 _merge(out[:, :, rows], lse[:, :, rows], block_out, block_lse)
+                del block_out, block_lse
+            self._count("compute_s_forward", start)
             self.wait(works)
-            held = arriving if arriving is not None else held
+            held = None  # sent: free it before the next piece is cut
+            held = self._next_held(index, arriving, k, v, k.dtype)
         return out, lse
 
+    def _count(self, key: str, start: float) -> None:
+        if self.stats is not None:
+            self.stats[key] += time.perf_counter() - start
+
     def backward(self, q, k, v, out, lse, grad_out):
-        """Gradients ``(dq, dk, dv)`` of this rank's shards, in the accumulation dtype."""
+        """Gradients ``(dq, dk, dv)`` of this rank's shards, in the accumulation dtype.
+
+        Each piece's ``dK, dV`` accumulator travels with it: rank ``r`` adds its part and
+        passes the sum on, and after ``W`` hops it comes home complete (tag
+        ``_HOME_TAG``) and is added into this rank's ``dk, dv``. Buffers at any time: the
+        piece in hand and the one arriving, the accumulator being summed, the one
+        arriving for it, the one still being sent, and a finished one coming home."""
         acc = compute_dtype(q.dtype)
-        q_acc, grad_acc = q.to(acc), grad_out.to(acc)
-        dq = torch.zeros_like(q_acc)
-        held = (k.contiguous(), v.contiguous())
-        # Three (dK, dV) pairs at most: this step's sum, the one in flight out, the one in
-        # flight in; once both transfers finish, their buffers are reused.
-        grad_works, grad_sent, grad_in, spare = [], None, None, None
-        for step, blocks in enumerate(self.schedule):
-            kv_works, arriving = [], None
-            if step < self.world - 1:
-                arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
-                kv_works = self.exchange(held, arriving, _KV_TAG, "backward")
-            k_acc, v_acc = held[0].to(acc), held[1].to(acc)
-            if spare is None:
-                dk, dv = torch.zeros_like(k_acc), torch.zeros_like(v_acc)
+        world = self.world
+        dq = torch.zeros(q.shape, dtype=acc, device=q.device)
+        dk = torch.zeros(k.shape, dtype=acc, device=q.device)
+        dv = torch.zeros(v.shape, dtype=acc, device=q.device)
+        held = self._own(k, v, 0, k.dtype)
+        sending: list = []  # works of the accumulator in flight to the next rank
+        home: tuple | None = None  # (piece, works, buffers) of an accumulator coming home
+        for index, (p, s) in enumerate(self.items):
+            kv_works, arriving = self._keys_in_flight(index, held, k, v, k.dtype, "backward")
+            grad_in, grad_works = None, []
+            if s > 0:  # the sum of the ranks before this one, for the piece in hand
+                grad_in = (self._acc_piece(dk, p), self._acc_piece(dv, p))
+                grad_works = self.exchange((), grad_in, _GRAD_TAG, "backward")
+            start = time.perf_counter()
+            keys = tuple(t.to(acc) for t in held)  # gradients are summed in acc dtype
+            grad_k, grad_v = self._piece_grads(q, keys, out, lse, grad_out, dq, p, s,
+                                               dk, dv)
+            del keys
+            self._count("compute_s_backward", start)
+            if home is not None:  # the previous piece's finished accumulator
+                self._add_home(home, dk, dv)
+                home = None
+            if world == 1:
+                self._add_piece(dk, dv, p, grad_k, grad_v)
             else:
-                dk, dv = spare[0].zero_(), spare[1].zero_()
-            for b in blocks:
-                rows, cols = slice(b.q_start, b.q_start + b.q_len), \
-                    slice(b.kv_start, b.kv_start + b.kv_len)
-                dq_b, dk_b, dv_b, _ = tiled_backward(
-                    q_acc[:, :, rows], k_acc[:, :, cols], v_acc[:, :, cols],
-                    out[:, :, rows], lse[:, :, rows], grad_acc[:, :, rows], b.fns,
-                    self.scale, self.block_q, self.block_k, (), ())
-                dq[:, :, rows] += dq_b
-                dk[:, :, cols] += dk_b
-                dv[:, :, cols] += dv_b
-            if self.world > 1:
-                if step > 0:  # the accumulator for this shard, from the previous rank
-                    self.wait(grad_works)
-                    dk += grad_in[0]
-                    dv += grad_in[1]
-                    spare, receive = grad_sent, grad_in
-                else:
-                    receive = (torch.empty_like(dk), torch.empty_like(dv))
-                grad_sent, grad_in = (dk, dv), receive
-                grad_works = self.exchange(grad_sent, grad_in, _GRAD_TAG, "backward")
-            else:
-                grad_in = (dk, dv)
+                self.wait(grad_works)
+                if grad_in is not None:
+                    grad_k += grad_in[0]
+                    grad_v += grad_in[1]
+                    grad_in = None
+                self.wait(sending)
+                last = s == world - 1  # the sum is complete: it goes home, to rank r + 1
+                grad_k, grad_v = grad_k.contiguous(), grad_v.contiguous()
+                sending = self.exchange((grad_k, grad_v), (),
+                                        _HOME_TAG if last else _GRAD_TAG, "backward")
+                if last:
+                    buffers = (self._acc_piece(dk, p), self._acc_piece(dv, p))
+                    home = (p, self.exchange((), buffers, _HOME_TAG, "backward"), buffers)
             self.wait(kv_works)
-            held = arriving if arriving is not None else held
-        self.wait(grad_works)  # the last hop brings this rank's own dK, dV home complete
-        return dq, grad_in[0], grad_in[1]
+            held = None
+            held = self._next_held(index, arriving, k, v, k.dtype)
+        if home is not None:
+            self._add_home(home, dk, dv)
+        self.wait(sending)
+        return dq, dk, dv
+
+    def _acc_piece(self, like: torch.Tensor, piece: int) -> torch.Tensor:
+        B, H, _, X = like.shape
+        return torch.empty(B, H, self.pieces[piece][1], X, dtype=like.dtype,
+                           device=like.device)
+
+    def _add_piece(self, dk, dv, piece, grad_k, grad_v) -> None:
+        start, length = self.pieces[piece]
+        dk[:, :, start:start + length] += grad_k
+        dv[:, :, start:start + length] += grad_v
+
+    def _add_home(self, home, dk, dv) -> None:
+        piece, works, (grad_k, grad_v) = home
+        self.wait(works)
+        self._add_piece(dk, dv, piece, grad_k, grad_v)
+
+    def _piece_grads(self, q, keys, out, lse, grad_out, dq, p, s, dk, dv):
+        """This rank's part of the piece's ``dK, dV`` (acc dtype, piece-shaped); adds
+        into ``dq`` as it goes."""
+        grad_k = grad_v = None
+        for b in self.work[p][s]:
+            rows, cols = slice(b.q_start, b.q_start + b.q_len), self._cols(b)
+            dq_b, dk_b, dv_b, _ = tiled_backward(
+                q[:, :, rows], keys[0][:, :, cols], keys[1][:, :, cols], out[:, :, rows],
+                lse[:, :, rows], grad_out[:, :, rows], b.fns, self.scale, self.block_q,
+                self.block_k, (), ())
+            dq[:, :, rows] += dq_b
+            del dq_b
+            if grad_k is None and b.kv_len == keys[0].shape[2]:
+                grad_k, grad_v = dk_b, dv_b  # the kernel's own output: summed into in place
+            else:
+                if grad_k is None:
+                    grad_k, grad_v = torch.zeros_like(keys[0]), torch.zeros_like(keys[1])
+                grad_k[:, :, cols] += dk_b
+                grad_v[:, :, cols] += dv_b
+            del dk_b, dv_b
+        if grad_k is None:
+            grad_k, grad_v = torch.zeros_like(keys[0]), torch.zeros_like(keys[1])
+        return grad_k, grad_v
 
 
 class _RingFunction(torch.autograd.Function):
@@ -297,7 +419,7 @@ class _RingFunction(torch.autograd.Function):
         return None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
-def _describe(q, k, v, causal, mask, scale, layout, block_q, block_k, stats,
+def _describe(q, k, v, causal, mask, scale, layout, block_q, block_k, chunk, stats,
               world) -> list[int]:
     """Check this rank's arguments; describe the call as ints for the other ranks."""
     if stats is not None and not isinstance(stats, dict):
@@ -311,20 +433,21 @@ def _describe(q, k, v, causal, mask, scale, layout, block_q, block_k, stats,
     check_choice(layout, "layout", LAYOUTS)
     check_int(block_q, "block_q", minimum=1)
     check_int(block_k, "block_k", minimum=1)
+    check_int(chunk, "chunk", minimum=1)
     if scale is not None:
         check_float(scale, "scale")
     B, Hq, n, D = q.shape
     check_ring_mask(mask, B, n * world)
     return [LAYOUTS.index(layout), n, B, Hq, k.shape[1], D, v.shape[3],
             _DTYPES.index(q.dtype), int(causal), mask_signature(mask),
-            zlib.crc32(repr(scale).encode()) & 0x7FFFFFFF, block_q, block_k]
+            zlib.crc32(repr(scale).encode()) & 0x7FFFFFFF, block_q, block_k, chunk]
 
 
 _FIELDS = ("layout", "shard length", "B", "Hq", "Hkv", "D", "Dv", "dtype", "causal", "mask",
-           "scale", "block_q", "block_k")
+           "scale", "block_q", "block_k", "chunk")
 _ARGUMENT = {"B": "q", "Hq": "q", "Hkv": "k", "D": "q", "Dv": "v", "dtype": "q",
              "causal": "causal", "mask": "mask", "scale": "scale", "block_q": "block_q",
-             "block_k": "block_k"}
+             "block_k": "block_k", "chunk": "chunk"}
 
 
 def _check_agreement(table: list[list[int]]) -> None:
@@ -354,7 +477,8 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                    causal: bool = False, mask=None, scale: float | None = None,
                    group: dist.ProcessGroup | None = None, layout: str = "zigzag",
                    block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
-                   stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   chunk: int = DEFAULT_CHUNK, stats: dict | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact scaled-dot self-attention over a sequence sharded across ``group``.
 
     Every rank of ``group`` calls it with its own shard; together the calls compute
@@ -381,9 +505,16 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         layout: ``"zigzag"`` (balanced causal work) or ``"contiguous"``; every rank must
             pass the same, the one its shards were made with.
         block_q, block_k: tile sizes of the per-block ``tiled`` kernel.
+        chunk: key/value positions per transfer. Keys and values travel in pieces of at
+            most ``chunk`` positions and queries go to the kernel in parts of ``2 *
+            chunk``, so a rank's working memory beyond its own shards, output and
+            gradients is a few pieces (about ``14 * chunk`` key/value rows), not shards;
+            smaller saves memory, larger spends less Python per FLOP.
         stats: a dict to fill with this rank's counts (for benchmarks): ``blocks`` and
-            ``logits`` computed per pass (see :func:`ring_schedule`),
-            ``bytes_sent_forward``, and ``bytes_sent_backward`` once the backward has run.
+            ``logits`` computed per pass (see :func:`ring_schedule`), ``pieces`` per
+            shard, ``bytes_sent_forward`` and ``compute_s_forward`` (seconds in the
+            kernels and merges), and once the backward has run ``bytes_sent_backward``
+            and ``compute_s_backward``.
 
     Returns:
         ``(out, lse)``: ``out (B, Hq, n, Dv)`` in the input dtype, this rank's rows of the
@@ -406,12 +537,14 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     causal = False if causal is None else causal
     world, rank = world_and_rank(group)
     table = checked_agree(group, "q", lambda: _describe(q, k, v, causal, mask, scale, layout,
-                                                        block_q, block_k, stats, world))
+                                                        block_q, block_k, chunk, stats,
+                                                        world))
     _check_agreement(table)
     B, Hq, n, D = q.shape
     scale = D ** -0.5 if scale is None else float(scale)
     schedule = ring_schedule(n * world, world, rank, layout, causal=causal, mask=mask,
                              batch=B, heads=Hq, block_q=block_q, block_k=block_k,
-                             device=q.device)
-    ring = _Ring(group, world, rank, schedule, scale, block_q, block_k, stats)
+                             chunk=chunk, device=q.device)
+    pieces = ring_pieces(n * world, world, layout, chunk=chunk)
+    ring = _Ring(group, world, rank, schedule, pieces, scale, block_q, block_k, stats)
     return _RingFunction.apply(ring, q, k, v)
