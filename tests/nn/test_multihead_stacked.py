@@ -134,3 +134,25 @@ def test_cross_attention_projections_equal_the_separate_calls(same_source):
     torch.testing.assert_close(fused, separate, atol=1e-12, rtol=0)
     k = mha.k_proj(memory).view(2, 6, 2, 8).transpose(1, 2)  # (B, Hkv, Lk, Dh)
     torch.testing.assert_close(cache.keys, k, atol=1e-12, rtol=0)
+
+
+def test_a_replaced_projection_keeps_its_own_parameters():
+    """Replacing q_proj by another module (an adapter, say): it runs instead of the rows,
+    and the state dict holds its parameters rather than the unused rows."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 2).to(F64)
+    mha.q_proj = nn.Linear(16, 16).to(F64)
+    assert not mha._fused()
+    x = torch.randn(1, 3, 16, dtype=F64)
+    q = mha.q_proj(x).view(1, 3, 2, 8).transpose(1, 2)
+    k = mha.k_proj(x).view(1, 3, 2, 8).transpose(1, 2)
+    v = mha.v_proj(x).view(1, 3, 2, 8).transpose(1, 2)
+    weights = (q @ k.transpose(-1, -2) / 8 ** 0.5).softmax(-1)
+    want = mha.out_proj((weights @ v).transpose(1, 2).reshape(1, 3, 16))
+    torch.testing.assert_close(mha(x)[0], want, atol=1e-12, rtol=0)
+    state = mha.state_dict()
+    assert torch.equal(state["q_proj.weight"], mha.q_proj.weight)
+    twin = MultiHeadAttention(16, 2).to(F64)
+    twin.q_proj = nn.Linear(16, 16).to(F64)
+    twin.load_state_dict(state)
+    torch.testing.assert_close(twin(x)[0], mha(x)[0], atol=0, rtol=0)

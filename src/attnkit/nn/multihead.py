@@ -287,9 +287,13 @@ class MultiHeadAttention(nn.Module):
 
     # -- state dict: the stacked rows under the names of three separate projections --------
     def _row_slices(self):
+        """``(name, start, stop, viewed)`` of the three projections; ``viewed``: the module
+        still views the stacked rows (one replaced by another module saves and loads its
+        own parameters, and its rows are left out of the state dict)."""
         inner_q, inner_kv, _ = self._splits
-        return (("q_proj", 0, inner_q), ("k_proj", inner_q, inner_q + inner_kv),
+        rows = (("q_proj", 0, inner_q), ("k_proj", inner_q, inner_q + inner_kv),
                 ("v_proj", inner_q + inner_kv, inner_q + 2 * inner_kv))
+        return [(*row, type(self._modules[row[0]]) is _StackedRows) for row in rows]
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -297,9 +301,9 @@ class MultiHeadAttention(nn.Module):
             return
         stacked = {part: destination.pop(f"{prefix}in_proj_{part}", None)
                    for part in ("weight", "bias")}
-        for name, start, stop in self._row_slices():
+        for name, start, stop, viewed in self._row_slices():
             for part, tensor in stacked.items():
-                if tensor is not None:
+                if tensor is not None and viewed:
                     destination[f"{prefix}{name}.{part}"] = tensor[start:stop]
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -319,10 +323,10 @@ class MultiHeadAttention(nn.Module):
             if param is None or target in state_dict:
                 continue
             pieces, found = [], False
-            for name, start, stop in self._row_slices():
+            for name, start, stop, viewed in self._row_slices():
                 key = f"{prefix}{name}.{part}"
                 current = param.detach()[start:stop]
-                value = state_dict.pop(key, None)
+                value = state_dict.pop(key, None) if viewed else current
                 if value is None:
                     missing_keys.append(key)
                 elif not isinstance(value, torch.Tensor) or value.shape != current.shape:
@@ -333,7 +337,7 @@ class MultiHeadAttention(nn.Module):
                     found = True
                 else:
                     pieces.append(value)
-                    found = True
+                    found = found or viewed
                     continue
                 pieces.append(current)
             if found:
