@@ -275,3 +275,18 @@ def test_coreference_pronouns_follow_a_named_sentence_as_in_the_official_stories
         person = ex.question[-1]
         later = [i for i in range(moved + 1, len(ex.story)) if person in ex.story[i]]
         assert not later, ex
+
+
+def test_size_order_is_drawn_per_story_so_the_question_alone_does_not_answer():
+    """Task 18 (as in the official stories): the same question gets "yes" in one story and
+    "no" in another, and every answer follows from its (at most two) supporting facts."""
+    answers: dict[tuple[str, ...], set[str]] = {}
+    for ex in generate(18, 400, seed=2):
+        answers.setdefault(ex.question, set()).add(ex.answer)
+        assert 1 <= len(ex.supporting) <= 2
+        facts = [" ".join(ex.story[i]) for i in ex.supporting]
+        q = " ".join(ex.question)
+        x, y = (q[len("does the "):].split(" fit in the ") if q.startswith("does") else
+                q[len("is the "):].split(" bigger than the "))
+        assert x in facts[0] + facts[-1] and y in facts[0] + facts[-1], ex
+    assert sum(len(a) == 2 for a in answers.values()) > len(answers) // 2

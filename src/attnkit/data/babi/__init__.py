@@ -18,9 +18,8 @@ argument relations; 6 yes/no; 7 counting; 8 lists/sets; 9 simple negation; 10 in
 knowledge; 11 basic, 13 compound coreference; 12 conjunction; 14 time reasoning; 15 basic
 deduction; 16 basic induction; 17 positional, 18 size reasoning; 19 path finding; 20
 agent's motivations. Differences from the official set, by design: list answers (tasks 8,
-19) are one comma-joined label; task 17 reads "above" as "one cell directly above"; task 18
-uses one fixed size order of seven objects; stories are shorter than
-the longest official ones (task 3 stories stay under about 60 sentences).
+19) are one comma-joined label; task 17 reads "above" as "one cell directly above"; stories
+are shorter than the longest official ones (task 3 stories stay under about 60 sentences).
 """
 
 from attnkit.data.babi.encoding import EncodedSet, Vocabulary, encode, position_encoding

@@ -21,7 +21,8 @@ POSITIONS = {"above": (0, 1), "below": (0, -1), "to the left of": (-1, 0),
              "to the right of": (1, 0)}
 SHAPES = ("red square", "blue square", "red sphere", "pink rectangle", "yellow square",
           "blue triangle")
-SIZES = ("chocolate", "football", "box", "suitcase", "chest", "container", "cupboard")
+#: the objects of task 18 (the official stories' six); each story draws its own size order
+SIZES = ("chocolate", "box of chocolates", "box", "suitcase", "container", "chest")
 STEP = {"north": (0, 1), "south": (0, -1), "east": (1, 0), "west": (-1, 0)}
 #: motivation -> (where one goes, what one gets there)
 MOTIVES = {"hungry": ("kitchen", "apple"), "thirsty": ("kitchen", "milk"),
@@ -91,29 +92,34 @@ def positional(story: Story, rng: np.random.Generator) -> None:
 
 def size(story: Story, rng: np.random.Generator) -> None:
     """Task 18: "the football fits inside the suitcase. the box is bigger than the football";
-    "does the suitcase fit in the football" -> no. As in the official set the world's sizes
-    are fixed (:data:`SIZES`, smallest first); each story states a chain among five of them
-    and asks about pairs one or two statements apart."""
-    chosen = sorted(rng.choice(len(SIZES), size=5, replace=False).tolist())
-    things = [SIZES[k] for k in chosen]  # smallest first
-    edges = list(range(4))
-    index = {}
-    for k in rng.permutation(edges).tolist():
-        small, big = things[k], things[k + 1]
-        if rng.random() < 0.5:
-            index[k] = story.say("the", small, "fits inside the", big)
-        else:
-            index[k] = story.say("the", big, "is bigger than the", small)
-    for _ in range(3):
-        i = int(rng.integers(4))
-        j = min(4, i + int(rng.integers(1, 3)))
-        support = [index[k] for k in range(i, j)]
-        x, y = (things[i], things[j]) if rng.random() < 0.5 else (things[j], things[i])
-        smaller = x == things[i]
-        if rng.random() < 0.5:
-            story.ask(f"does the {x} fit in the {y}", "yes" if smaller else "no", support)
-        else:
-            story.ask(f"is the {x} bigger than the {y}", "no" if smaller else "yes", support)
+    "does the suitcase fit in the football" -> no. As in the official stories we could see,
+    each story has its own size order of the objects (:data:`SIZES`), states relations
+    between random pairs (so some pairs are stated more than once or both ways round), and
+    asks about pairs two statements apart ("x fits in z", "z fits in y"; a pair may also be
+    stated directly)."""
+    rank = {thing: k for k, thing in enumerate(rng.permutation(SIZES).tolist())}
+    pairs = [(a, b) for a in SIZES for b in SIZES if rank[a] < rank[b]]  # (smaller, bigger)
+    said: dict[tuple[str, str], int] = {}  # (smaller, bigger) -> the sentence that says so
+    for _ in range(2):
+        for _ in range(5):
+            small, big = pairs[int(rng.integers(len(pairs)))]
+            if rng.random() < 0.5:
+                said[(small, big)] = story.say("the", small, "fits inside the", big)
+            else:
+                said[(small, big)] = story.say("the", big, "is bigger than the", small)
+        chains = [((x, z), (z2, y)) for (x, z) in said for (z2, y) in said if z == z2]
+        options = chains or [((x, y),) for (x, y) in said]
+        for k in rng.choice(len(options), size=min(3, len(options)), replace=False).tolist():
+            chain = options[k]
+            small, big = chain[0][0], chain[-1][1]
+            support = [said[edge] for edge in chain]
+            x, y = (small, big) if rng.random() < 0.5 else (big, small)
+            if rng.random() < 0.5:
+                story.ask(f"does the {x} fit in the {y}", "yes" if x == small else "no",
+                          support)
+            else:
+                story.ask(f"is the {x} bigger than the {y}", "no" if x == small else "yes",
+                          support)
 
 
 def path_finding(story: Story, rng: np.random.Generator) -> None:
