@@ -212,6 +212,24 @@ def _fake(icl: float, best: float) -> dict:
     return {"final": {"icl_score": icl, "best_prefix_matching": {"score": best}}}
 
 
+def test_probe_draws_only_tokens_seen_in_training():
+    min_count = run_module.PROBE_MIN_COUNT
+    stream = np.concatenate([np.full(min_count, 9), np.full(min_count - 1, 10),
+                             np.full(5 * min_count, 1), np.full(min_count, 300)])
+    assert run_module.probe_choices(stream, 512).tolist() == [9, 300]  # BOS (1) is special
+    fallback = run_module.probe_choices(np.array([5, 6]), 8)
+    assert fallback.tolist() == [4, 5, 6, 7]  # a tiny corpus: every non-special id
+
+
+def test_quick_run_probe_uses_seen_tokens(quick_run):
+    m = json.loads((quick_run / "metrics.json").read_text())
+    probe = np.array(m["probe"]["tokens"])
+    assert m["probe"]["min_train_count"] == run_module.PROBE_MIN_COUNT
+    assert probe.shape == (2, 1 + 2 * 24) and (probe[:, 0] == 1).all()
+    assert 0 < m["probe"]["choices"] < m["data"]["vocab_size"] - 4
+    assert (probe[:, 1:] >= 4).all()
+
+
 def test_goal_checks():
     met = run_module.goal_checks({"attn-2": _fake(-0.6, 0.9), "attn-1": _fake(-0.2, 0.1)})
     assert [c["met"] for c in met] == [True, True, True, True]

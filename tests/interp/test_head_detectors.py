@@ -74,6 +74,19 @@ def test_rows_without_targets_are_left_out_and_no_target_gives_nan():
         == pytest.approx(1.0)
 
 
+def test_repeated_random_tokens_draw_from_the_given_choices():
+    choices = torch.tensor([7, 11, 13])
+    tokens = repeated_random_tokens(50, 40, batch=2, prefix=[1], choices=choices,
+                                    generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == (2, 81) and (tokens[:, 0] == 1).all()
+    assert torch.equal(tokens[:, 1:41], tokens[:, 41:])
+    assert set(tokens[:, 1:].unique().tolist()) == {7, 11, 13}
+    with pytest.raises(ValueError, match="choices"):
+        repeated_random_tokens(50, 4, choices=torch.tensor([3, 50]))
+    with pytest.raises(ValueError, match="choices"):
+        repeated_random_tokens(50, 4, choices=torch.tensor([], dtype=torch.long))
+
+
 # ------------------------------------------------------------------ a hand-wired circuit
 
 V, P, N = 24, 16, 7  # vocabulary, position slots, tokens per copy (BOS + 2 N <= P)

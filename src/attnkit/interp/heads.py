@@ -154,7 +154,8 @@ def pattern_score(pattern: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def repeated_random_tokens(vocab_size: int, length: int, *, batch: int = 1,
                            generator: torch.Generator | None = None, low: int = 0,
-                           prefix: Sequence[int] = ()) -> torch.Tensor:
+                           prefix: Sequence[int] = (),
+                           choices: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
     """A synthetic probe: ``batch`` random sequences of ``length`` tokens, each repeated once.
 
     Args:
@@ -164,6 +165,9 @@ def repeated_random_tokens(vocab_size: int, length: int, *, batch: int = 1,
         generator: for reproducible draws.
         low: the smallest id drawn (e.g. to keep special tokens out).
         prefix: ids put before every sequence (e.g. a BOS token).
+        choices: ``(C,)`` ids to draw from uniformly instead of ``[low, vocab_size)``, e.g.
+            the tokens a model saw in training (a token it never saw has an untrained
+            embedding, and a head's score on it says nothing about the head).
 
     Returns:
         ``(batch, len(prefix) + 2 n)`` long.
@@ -172,7 +176,19 @@ def repeated_random_tokens(vocab_size: int, length: int, *, batch: int = 1,
     check_int(length, "length", minimum=1)
     check_int(batch, "batch", minimum=1)
     check_int(low, "low", minimum=0, maximum=vocab_size - 1)
-    half = torch.randint(low, vocab_size, (batch, length), generator=generator)
+    if choices is None:
+        half = torch.randint(low, vocab_size, (batch, length), generator=generator)
+    else:
+        pool = torch.as_tensor(choices)
+        if pool.dim() != 1 or pool.numel() == 0 or pool.is_floating_point() \
+                or pool.dtype == torch.bool:
+            raise ValueError(f"choices must be a non-empty 1-D set of token ids, got "
+                             f"{tuple(pool.shape)} {pool.dtype}")
+        if int(pool.min()) < 0 or int(pool.max()) >= vocab_size:
+            raise ValueError(f"choices must lie in [0, {vocab_size}), got ids "
+                             f"{int(pool.min())}..{int(pool.max())}")
+        pick = torch.randint(0, pool.numel(), (batch, length), generator=generator)
+        half = pool.long()[pick]  # (batch, n)
     start = torch.tensor(list(prefix), dtype=torch.long).expand(batch, -1)
     return torch.cat([start, half, half], dim=1)
 

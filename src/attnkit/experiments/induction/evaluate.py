@@ -10,8 +10,11 @@ icl_halfwidth``, 5 by default; ``w = 0`` is the paper's definition). Position ``
 token predicted from the ``p`` tokens before it.
 
 Head scores (:mod:`attnkit.interp.heads`): prefix matching is the ``induction`` detector on
-a random sequence repeated twice (a ``<s>`` token first); copying is the OV-circuit
-eigenvalue score of Elhage et al. 2021 (direct path, LayerNorms not folded in).
+a random sequence repeated twice (a ``<s>`` token first). Deviation from the paper's uniform
+draw: the tokens are drawn from the ids seen often enough in the train files
+(:data:`~attnkit.experiments.induction.run.PROBE_MIN_COUNT`), since ids the model never saw
+keep their random embeddings. Copying is the OV-circuit eigenvalue score of Elhage et al.
+2021 (direct path, LayerNorms not folded in).
 
 Phase change (:func:`phase_change`): found in the data, as the measurement interval in which
 the best head's prefix-matching score rises fastest (by more than :data:`MIN_RISE` between

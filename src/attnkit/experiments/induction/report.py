@@ -254,7 +254,9 @@ def write_report(report_dir: Path, m: dict[str, Any], models: dict[str, torch.nn
         f"model (cap {c['minutes']:g} min for all), lr {c['lr']:g} with {c['warmup_steps']} "
         f"warmup updates and a cosine decay to lr / 10; measurements every "
         f"{c['eval_every']} updates on {c['valid_contexts']} validation contexts and "
-        f"{c['probe_rows']} repeated random sequences of 2 x {c['probe_len']} tokens",
+        f"{c['probe_rows']} repeated random sequences of 2 x {c['probe_len']} tokens "
+        f"(drawn from the {m['probe'].get('choices', '?')} token ids seen at least "
+        f"{m['probe'].get('min_train_count', '?')} times in the train files)",
         f"machine: {m['machine']['processor']}, {m['machine']['cpus']} CPUs, "
         f"{m['machine']['threads']} torch threads, torch {m['machine']['torch']}; load "
         f"average {m['machine']['load_average_1min']} at the start; run took "

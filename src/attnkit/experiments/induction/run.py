@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import torch
 
 from attnkit._validate import output_dir
@@ -32,10 +33,15 @@ from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.train import TrainConfig, Trainer, lm_loss_fn
 from attnkit.train.checkpoint import save_checkpoint
 
-__all__ = ["run", "build_model", "goal_checks", "GOALS"]
+__all__ = ["run", "build_model", "probe_choices", "PROBE_MIN_COUNT", "goal_checks", "GOALS"]
 
 # Fixed seeds of the measurement sets: the same whatever --seed trains with.
 _VALID_SEED, _PROBE_SEED = 2001, 2002
+#: the probe's random tokens are drawn from the ids that occur at least this often in the train
+#: stream: the byte-level vocabulary holds ids that never occur in the library's source (89 of
+#: 1,024 for Python 3.11: mostly non-ASCII bytes), whose embeddings stay at their random
+#: initialization, so a head's prefix matching on them says nothing about the head
+PROBE_MIN_COUNT = 20
 
 #: the issue's goals (metrics["goals"] says which were met, as measured)
 GOALS = {
@@ -44,6 +50,18 @@ GOALS = {
     "attn-1 best prefix matching": "< 0.2",
     "attn-1 ICL score": "less than half of attn-2's (attn-1 > attn-2 / 2)",
 }
+
+
+def probe_choices(train: np.ndarray, vocab_size: int) -> torch.Tensor:
+    """``(C,)`` long: the ids, special tokens left out, that occur at least
+    :data:`PROBE_MIN_COUNT` times in the ``(N,)`` train stream (all non-special ids when
+    none does, as in a tiny smoke-test corpus)."""
+    counts = np.bincount(train, minlength=vocab_size)[:vocab_size]
+    counts[:len(SPECIAL_TOKENS)] = 0
+    ids = np.flatnonzero(counts >= PROBE_MIN_COUNT)
+    if ids.size == 0:
+        ids = np.arange(len(SPECIAL_TOKENS), vocab_size)
+    return torch.from_numpy(ids).long()
 
 
 def build_model(kind: str, config: InductionConfig, vocab_size: int) -> GPT:
@@ -179,9 +197,9 @@ def run(config: InductionConfig, *, log: Callable[[str], None] = print) -> dict[
         f"{info['train_tokens']:,} train tokens")
     contexts = valid_contexts(corpus.valid, length=config.context_len,
                               count=config.valid_contexts, seed=_VALID_SEED)
+    seen = probe_choices(corpus.train, corpus.tokenizer.vocab_size)
     probe = repeated_random_tokens(corpus.tokenizer.vocab_size, config.probe_len,
-                                   batch=config.probe_rows, low=len(SPECIAL_TOKENS),
-                                   prefix=[BOS_ID],
+                                   batch=config.probe_rows, prefix=[BOS_ID], choices=seen,
                                    generator=torch.Generator().manual_seed(_PROBE_SEED))
     models: dict[str, Any] = {}
     trained: dict[str, GPT] = {}
@@ -200,7 +218,8 @@ def run(config: InductionConfig, *, log: Callable[[str], None] = print) -> dict[
     machine["load_average_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     metrics = {"config": asdict(config), "data": info, "machine": machine,
                "probe": {"rows": config.probe_rows, "length": config.probe_len,
-                         "seed": _PROBE_SEED, "tokens": probe.tolist()},
+                         "seed": _PROBE_SEED, "min_train_count": PROBE_MIN_COUNT,
+                         "choices": int(seen.numel()), "tokens": probe.tolist()},
                "valid_contexts": {"count": config.valid_contexts, "seed": _VALID_SEED},
                "models": models, "goals": goal_checks(models),
                "wall_s": time.perf_counter() - started}
