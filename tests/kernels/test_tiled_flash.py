@@ -63,7 +63,7 @@ def test_which_calls_take_the_fused_kernel(kind, expected):
         def score_mod(s, b, h, qi, ki):
             return s * 2
     fns = _fns(q, 40, mask, causal, score_mod)
-    assert flash_causal(q, k, v, fns, fns.terms) is expected
+    assert flash_causal(q, k, v, fns, fns.terms, 0.25) is expected
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -79,7 +79,7 @@ def test_fused_forward_equals_the_tile_kernel_and_the_oracle(B, Hq, Hkv, Lq, Lk,
                                                              dtype):
     q, k, v = _qkv(B, Hq, Hkv, Lq, Lk, D, D, dtype)
     fns = _fns(q, Lk, causal=causal)
-    assert flash_causal(q, k, v, fns, fns.terms) is not None
+    assert flash_causal(q, k, v, fns, fns.terms, 1.0) is not None
     scale = 1 / math.sqrt(D)
     out, lse = tiled_forward(q, k, v, fns, scale, 32, 32)
     want_out, want_lse = batch_forward(q, k, v, fns, scale, 32, 32, fns.terms)
@@ -97,6 +97,12 @@ def test_fused_forward_equals_the_tile_kernel_and_the_oracle(B, Hq, Hkv, Lq, Lk,
     torch.testing.assert_close(out.double(), golden_out, atol=tol, rtol=0)
     torch.testing.assert_close(out, want_out, atol=tol, rtol=0)
     torch.testing.assert_close(lse, want_lse, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.0, -1.5, math.inf, math.nan])
+def test_scales_the_fused_kernel_cannot_take_stay_on_the_tiles(scale):
+    q, k, v = _qkv(1, 2, 2, 8, 8, 16, 16)
+    assert flash_causal(q, k, v, _fns(q, 8), None, scale) is None
 
 
 def test_attention_uses_the_fused_kernel_and_trains_exactly(monkeypatch):
@@ -133,7 +139,7 @@ def test_full_blocks_of_a_masked_problem_use_the_fused_kernel():
     q, k, v = _qkv(1, 2, 2, 64, 64, 16, 16)
     fns = TileFns(mask=lambda q0, q1, k0, k1: torch.ones(1, 1, q1 - q0, k1 - k0, dtype=bool),
                   plan=torch.full((2, 2), 2, dtype=torch.int8))
-    assert flash_causal(q, k, v, fns, None) is False
+    assert flash_causal(q, k, v, fns, None, 0.25) is False
     out, lse = tiled_forward(q, k, v, fns, 0.25, 32, 32)
     want_out, want_lse = batch_forward(q, k, v, fns, 0.25, 32, 32)
     torch.testing.assert_close(out, want_out, atol=2e-6, rtol=0)

@@ -22,6 +22,8 @@ one, as in the tiled kernels.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from attnkit.kernels.precision import compute_dtype
@@ -35,11 +37,14 @@ def _score_free(score: ScoreSpec) -> bool:
 
 
 def flash_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fns,
-                 terms: KernelSpec | None) -> bool | None:
+                 terms: KernelSpec | None, scale: float) -> bool | None:
     """Whether the call fits the fused kernel: False (dense), True (upper-left causal), or
     None (it does not fit: a mask or score modifier the kernel cannot apply, ``Dv != D``,
-    or a device other than the CPU)."""
+    a device other than the CPU, or a scale that is not positive and finite: the kernel
+    gives non-finite outputs for scale <= 0)."""
     if q.device.type != "cpu" or v.shape[3] != q.shape[3] or fns.score is not None:
+        return None
+    if not 0.0 < scale < math.inf:
         return None
     if q.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
         return None

@@ -167,7 +167,7 @@ def _forward(q, k, v, fns: TileFns, scale, block_q, block_k):
         return out, torch.full((B, Hq, Lq), float("-inf"), dtype=acc, device=q.device)
     if _uses_loop(fns):
         return loop_forward(q, k, v, fns, scale, block_q, block_k)
-    causal = flash_causal(q, k, v, fns, fns.terms)
+    causal = flash_causal(q, k, v, fns, fns.terms, scale)
     if causal is not None:  # nothing for the tiles to do: ATen's fused CPU kernel
         return flash_forward(q, k, v, scale, causal)
     return batch_forward(q, k, v, fns, scale, block_q, block_k, fns.terms)
