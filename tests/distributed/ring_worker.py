@@ -166,6 +166,30 @@ def trainer_run(payload, rank, world):
     return {"losses": losses, "state": dict(model.state_dict())}
 
 
+def memory_peaks(payload, rank, world):
+    """Peak tensor bytes above the inputs of a float32 causal ring step, per shard length."""
+    from attnkit.bench.ring import tensor_peak_bytes
+    from attnkit.distributed import ring_attention
+
+    heads, dim, chunk = payload["heads"], payload["head_dim"], payload["chunk"]
+    peaks = {}
+    for n in payload["shard_lengths"]:
+        gen = torch.Generator().manual_seed(rank)
+        q, k, v = (torch.randn(1, heads, n, dim, generator=gen, requires_grad=True)
+                   for _ in range(3))
+        grad = torch.randn(1, heads, n, dim, generator=gen)
+
+        def step(q=q, k=k, v=v, grad=grad):
+            out, _ = ring_attention(q, k, v, causal=True, chunk=chunk, block_q=chunk,
+                                    block_k=chunk)
+            out.backward(grad)
+            q.grad = k.grad = v.grad = None
+
+        step()
+        peaks[n] = tensor_peak_bytes(step)
+    return peaks
+
+
 def fail_midway(rank, world):
     """Rank 1 dies between its forward and backward; the others run their backward."""
     from attnkit.distributed import ring_attention
@@ -195,6 +219,8 @@ def main() -> None:
             result["errors"] = error_cases(rank, world)
         if "gpt" in payload:
             result["gpt"] = gpt_gradients(payload["gpt"], rank, world)
+        if "memory" in payload:
+            result["memory"] = memory_peaks(payload["memory"], rank, world)
         if "trainer" in payload:
             result["trainer"] = trainer_run(payload["trainer"], rank, world)
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))

@@ -158,9 +158,14 @@ def _payload(world: int) -> dict:
                "gpt": {"config": GPT_CONFIG, "layout": "zigzag" if world == 2 else "contiguous",
                        "tokens": _tokens((2, 8 * world + 1), world)}}
     # W = 2: context parallelism over both ranks; W = 4: 2 data-parallel replicas x 2.
+    if world == 2:
+        payload["memory"] = MEMORY
     payload["trainer"] = {"config": TRAIN_MODEL, "train": TRAIN_CONFIG, "dp": world // 2,
                           "tokens": _tokens((TRAIN_CONFIG["max_steps"], 2, 17), 7)}
     return payload
+
+
+MEMORY = {"heads": 2, "head_dim": 32, "chunk": 64, "shard_lengths": [512, 2048]}
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +242,18 @@ def test_shard_unshard_round_trip(runs):
                 assert torch.equal(trip["back"], full)
             assert torch.equal(results[0]["round_trips"][layout]["flags_back"],
                                results[1]["round_trips"][layout]["flags_back"])
+
+
+def test_ring_memory_grows_only_by_output_and_gradients(runs):
+    """Issue 16's memory goal, structurally: a shard four times as long adds what
+    the output and the gradients of q, k, v need (four shard-sized float32 tensors, plus
+    the row statistics), and nothing shard-sized for transfers or accumulators, which
+    travel in pieces of ``chunk`` positions."""
+    small, large = MEMORY["shard_lengths"]
+    per_tensor = (large - small) * MEMORY["heads"] * MEMORY["head_dim"] * 4
+    for rank, result in enumerate(runs(2)):
+        growth = result["memory"][large] - result["memory"][small]
+        assert 3.9 * per_tensor <= growth <= 4.3 * per_tensor, (rank, growth / per_tensor)
 
 
 # --- refusals: every rank raises, naming the argument ------------------------------------------

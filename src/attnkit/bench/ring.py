@@ -1,23 +1,40 @@
-"""Ring attention on gloo CPU processes: memory per rank, bytes sent and time per step.
+"""Ring attention on gloo CPU processes: memory per rank, bytes sent, work and time per step.
 
 For every world size ``W`` and sequence length ``L`` the suite starts ``W`` processes (one
 gloo group through a file store), gives each its ``(B, H, L / W, D)`` float32 shard of
-``q, k, v`` and times one training step of :func:`attnkit.distributed.ring_attention`
-(forward + backward). Measured per row:
+``q, k, v`` and the output gradient, and runs training steps of
+:func:`attnkit.distributed.ring_attention` (forward + backward). ``W = 1`` is the
+baseline: one process running ``attnkit.attention(backend="tiled")`` on the full sequence.
 
-* ``peak_mib``: the largest, over the ranks, extra resident memory of the first step
-  (Linux high-water mark reset after the inputs exist, as in ``bench.timing``);
-  ``vs_one_process`` divides it by the same figure for one process running
-  ``attnkit.attention(backend="tiled")`` on the full sequence (the ``tiled`` row), and
-  ``goal`` is ``1/W + 10%`` of that (issue 16);
+**Attention memory** (what issue 16's memory goal compares): the largest number of bytes
+held in torch tensors at any moment of one forward + backward step, counting the inputs
+``q, k, v`` and ``dO`` the step reads, and everything it allocates: output, log-sum-exp,
+``dq, dk, dv``, transfer buffers, accumulators and the kernel's tiles. It is measured
+exactly, from the allocator's events (``torch.profiler`` with ``profile_memory``; every
+allocation and free of the step, summed in time order), so it does not depend on load,
+on the Python runtime or on how the C allocator returns pages. Per row:
+
+* ``mem_mib``: that peak, the largest over the ranks; ``above_inputs_mib``: the same minus
+  the inputs (``q, k, v, dO``: bytes allocated by the step itself);
+* ``vs_one_process``: ``mem_mib`` over the one-process figure at the same ``L``;
+  ``goal``: ``1.1 / W`` (at most 1/W of one process's attention memory, plus 10%);
+  ``above_ratio``: the same ratio for ``above_inputs_mib``;
+* ``rss_mib``: growth of the resident set (Linux high-water mark, reset after a warm-up
+  step and ``malloc_trim``) during one step: what the operating system sees, including
+  allocator slack; shown, not used for the goal;
 * ``fwd_mib_sent`` / ``bwd_mib_sent``: bytes one rank sends per step (counted by
   ``ring_attention(stats=...)``);
-* ``step_ms``: median over ``repeats`` steps of the slowest rank's wall time;
-* ``work_imbalance``: largest over smallest attention work (logits in computed tiles,
-  :func:`~attnkit.distributed.ring_schedule`) across ranks; the zigzag goal is <= 1.10.
+* ``work_imbalance``: largest over smallest attention work across ranks, counted two
+  ways: ``logits`` in the tiles each rank's schedule computes
+  (:func:`~attnkit.distributed.ring_schedule`), and ``flop_imbalance`` from the matmul
+  FLOPs each rank actually executed in one step (``torch.utils.flop_counter``, forward +
+  backward; a causal fused flash call counted as half its dense FLOPs); the zigzag goal
+  is <= 1.10. ``compute_imbalance``: the same for the seconds each rank spent in its
+  kernels (load-dependent: meaningful on free cores only);
+* ``step_ms``: median over ``repeats`` steps of the slowest rank's wall time.
 
 Every process uses ``threads`` torch threads: with more processes than cores (W = 4 on a
-2-core machine) the ranks share cores and ``step_ms`` measures the sharing, not the ring.
+2-core machine) the ranks share cores and the times measure the sharing, not the ring.
 
 The report ends with :func:`overlap_model`: when a ring step's compute hides its transfer
 on a multi-node GPU cluster, from stated hardware figures (no measurement).
@@ -51,8 +68,9 @@ from attnkit.bench.timing import (
 
 __all__ = ["run", "overlap_model", "overlap_markdown", "estimate_bytes", "worker", "COLUMNS"]
 
-COLUMNS = ("W", "L", "layout", "candidate", "peak_mib", "vs_one_process", "goal",
-           "fwd_mib_sent", "bwd_mib_sent", "step_ms", "work_imbalance", "note")
+COLUMNS = ("W", "L", "layout", "candidate", "mem_mib", "vs_one_process", "goal",
+           "above_inputs_mib", "above_ratio", "rss_mib", "fwd_mib_sent", "bwd_mib_sent",
+           "work_imbalance", "flop_imbalance", "compute_imbalance", "step_ms", "note")
 
 
 def estimate_bytes(world: int, seq_len: int, batch: int, heads: int, kv_heads: int,
@@ -96,6 +114,56 @@ def _launch(world: int, spec: dict, timeout_s: float) -> list[dict]:
                 for rank in range(world)]
 
 
+def tensor_peak_bytes(step: Callable[[], object]) -> int:
+    """Largest growth of the bytes held in CPU torch tensors while ``step()`` runs: every
+    allocation and free of the step from ``torch.profiler``'s memory events, summed in
+    time order (exact, independent of load and of the C allocator)."""
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == _CPU)
+    live = peak = 0
+    for _, size in events:
+        live += size
+        peak = max(peak, live)
+    return peak
+
+
+_CPU = torch._C._autograd.DeviceType.CPU
+
+
+def _flash_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten._scaled_dot_product_flash_attention_for_cpu`` (shapes given):
+    ``4 B H Lq Lk D``, half of it for a causal call (the kernel skips the masked blocks)."""
+    B, H, Lq, D = q
+    causal = args[1] if len(args) > 1 else kwargs.get("is_causal", False)
+    flops = 4 * B * H * Lq * k[2] * D
+    return flops // 2 if causal else flops
+
+
+def matmul_flops(step: Callable[[], object]) -> int:
+    """Matmul FLOPs ``step()`` executes (``torch.utils.flop_counter``, forward and
+    backward, plus the CPU flash-attention call the tiled kernel may use)."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    with FlopCounterMode(display=False, custom_mapping={flash: _flash_flops}) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def _malloc_trim() -> None:
+    """Give freed heap memory back to the OS (glibc), so the next RSS peak starts clean."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def worker(argv: Sequence[str]) -> None:
     """One rank: ``RANK WORLD STORE SPEC_JSON OUT_JSON`` (started by :func:`run`)."""
     import torch.distributed as dist  # noqa: PLC0415 (only workers join a group)
@@ -117,6 +185,7 @@ def worker(argv: Sequence[str]) -> None:
     k = torch.randn(B, Hkv, n, D, generator=gen, requires_grad=True)
     v = torch.randn(B, Hkv, n, D, generator=gen, requires_grad=True)
     grad = torch.randn(B, H, n, D, generator=gen)
+    inputs = sum(t.numel() * t.element_size() for t in (q, k, v, grad))
     causal = spec["causal"]
 
     def step(stats: dict | None = None) -> None:
@@ -130,13 +199,16 @@ def worker(argv: Sequence[str]) -> None:
 
     dist.barrier()
     stats: dict = {}
+    above = tensor_peak_bytes(lambda: step(stats))  # the first step: stats and memory
+    dist.barrier()
+    flops = matmul_flops(step)
+    dist.barrier()
+    _malloc_trim()
+    rss = None
     if _reset_peak_rss():
         base = _proc_status_bytes("VmRSS")
-        step(stats)
-        peak = max(0, _proc_status_bytes("VmHWM") - base)
-    else:
-        step(stats)
-        peak = None
+        step()
+        rss = max(0, _proc_status_bytes("VmHWM") - base)
     times = []
     for index in range(spec["warmup"] + spec["repeats"]):
         dist.barrier()
@@ -146,8 +218,9 @@ def worker(argv: Sequence[str]) -> None:
         dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)  # the step ends with the slowest rank
         if index >= spec["warmup"]:
             times.append(float(elapsed))
-    Path(out).write_text(json.dumps({"rank": rank, "peak_bytes": peak, "stats": stats,
-                                     "times": times}))
+    Path(out).write_text(json.dumps({"rank": rank, "inputs_bytes": inputs,
+                                     "above_inputs_bytes": above, "rss_bytes": rss,
+                                     "flops": flops, "stats": stats, "times": times}))
     dist.destroy_process_group()
 
 
@@ -175,7 +248,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
         batch, heads, kv_heads, head_dim: ``B``, ``Hq``, ``Hkv``, ``D`` of the float32 shards
             ``q (B, Hq, L/W, D)``, ``k, v (B, Hkv, L/W, D)``.
         threads: torch threads per process.
-        repeats: timed steps per row after one warm-up step.
+        repeats: timed steps per row after one warm-up step; 0 measures memory, bytes and
+            work only (no timed steps).
         max_gib: skip rows whose estimated per-rank working set
             (:func:`estimate_bytes`) exceeds this, or whose ranks together exceed the
             memory available.
@@ -191,8 +265,9 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     layouts = _check_names(layouts, "layouts", ("zigzag", "contiguous"))
     check_bool(causal, "causal")
     for value, arg in ((batch, "batch"), (heads, "heads"), (kv_heads, "kv_heads"),
-                       (head_dim, "head_dim"), (threads, "threads"), (repeats, "repeats")):
+                       (head_dim, "head_dim"), (threads, "threads")):
         check_int(value, arg, minimum=1)
+    check_int(repeats, "repeats", minimum=0)
     if heads % kv_heads:
         raise ValueError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
     check_float(max_gib, "max_gib", low=0.0, low_open=True)
@@ -204,7 +279,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
                 raise ValueError(f"lengths: L={L} does not split into 2W = {2 * W} equal "
                                  f"zigzag chunks")
     base = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-            "threads": threads, "repeats": repeats, "warmup": 1, "causal": causal,
+            "threads": threads, "repeats": repeats, "warmup": 1 if repeats else 0,
+            "causal": causal,
             "timeout_s": timeout_s}
     rows: list[dict] = []
     for L in lengths:
@@ -221,20 +297,28 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
                 continue
             spec = dict(base, seq_len=L, candidate=candidate, layout=layout)
             results = _launch(W, spec, timeout_s)
-            peaks = [r["peak_bytes"] for r in results]
-            if all(p is not None for p in peaks):
-                row["peak_mib"] = max(peaks) / 2**20
-                if candidate == "tiled":
-                    one_process = row["peak_mib"]
-                elif one_process:
-                    row["vs_one_process"] = row["peak_mib"] / one_process
-                    row["goal"] = 1.1 / W
+            total = max(r["inputs_bytes"] + r["above_inputs_bytes"] for r in results)
+            above = max(r["above_inputs_bytes"] for r in results)
+            row["mem_mib"], row["above_inputs_mib"] = total / 2**20, above / 2**20
+            rss = [r["rss_bytes"] for r in results]
+            if all(value is not None for value in rss):
+                row["rss_mib"] = max(rss) / 2**20
+            if candidate == "tiled":
+                one_process = (total, above)
+            elif one_process:
+                row["vs_one_process"] = total / one_process[0]
+                row["above_ratio"] = above / one_process[1]
+                row["goal"] = 1.1 / W
             if candidate == "ring":
                 row["fwd_mib_sent"] = results[0]["stats"]["bytes_sent_forward"] / 2**20
                 row["bwd_mib_sent"] = results[0]["stats"]["bytes_sent_backward"] / 2**20
-                work = [r["stats"]["logits"] for r in results]
-                row["work_imbalance"] = max(work) / max(min(work), 1)
-            row["step_ms"] = statistics.median(results[0]["times"]) * 1e3
+                row["work_imbalance"] = _imbalance([r["stats"]["logits"] for r in results])
+                row["flop_imbalance"] = _imbalance([r["flops"] for r in results])
+                row["compute_imbalance"] = _imbalance(
+                    [r["stats"]["compute_s_forward"] + r["stats"]["compute_s_backward"]
+                     for r in results])
+            if results[0]["times"]:
+                row["step_ms"] = statistics.median(results[0]["times"]) * 1e3
             rows.append(row)
             log(_format(row))
     title = (f"Ring attention, gloo CPU processes, B={batch} Hq={heads} Hkv={kv_heads} "
@@ -244,16 +328,24 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     return rows
 
 
+def _imbalance(values: Sequence[float]) -> float:
+    """Largest over smallest (a rank with no work counts as a tiny amount)."""
+    return max(values) / max(min(values), 1e-12)
+
+
 def _format(row: dict) -> str:
     cells = [f"W={row['W']}", f"L={row['L']:<6}", f"{row['layout']:<10}",
              f"{row['candidate']:<5}"]
     if "note" in row:
         return "  ".join(cells + [row["note"]])
-    if row.get("peak_mib") is not None:
-        cells.append(f"{row['peak_mib']:8.1f} MiB")
+    if row.get("mem_mib") is not None:
+        cells.append(f"{row['mem_mib']:8.1f} MiB ({row['above_inputs_mib']:.1f} above inputs)")
+    if "vs_one_process" in row:
+        cells.append(f"x{row['vs_one_process']:.3f} (goal {row['goal']:.3f})")
     if "fwd_mib_sent" in row:
         cells.append(f"sent {row['fwd_mib_sent']:.1f}+{row['bwd_mib_sent']:.1f} MiB")
-    cells.append(f"{row['step_ms']:9.1f} ms")
+    if "step_ms" in row:
+        cells.append(f"{row['step_ms']:9.1f} ms")
     return "  ".join(cells)
 
 

@@ -3,19 +3,27 @@
 Liu, Zaharia & Abbeel 2023, "Ring Attention with Blockwise Transformers for Near-Infinite
 Context" (arXiv:2310.01889). Every rank holds the queries, keys and values of its shard of
 the sequence (``L / W`` positions, in the ``contiguous`` or ``zigzag`` layout of
-:mod:`attnkit.distributed.layout`). In ``W`` steps the key/value shards travel once round
-the ring (rank ``r`` sends to ``r+1`` and receives from ``r-1``); at step ``s`` rank ``r``
-attends its queries to the keys of rank ``r-s`` while the next shard is in flight, and
-merges the partial result into its running output through the log-sum-exp::
+:mod:`attnkit.distributed.layout`). The key/value shards travel once round the ring (rank
+``r`` sends to ``r+1`` and receives from ``r-1``): at step ``s`` rank ``r`` attends its
+queries to keys of rank ``r-s`` while the next keys are in flight, and merges the partial
+result into its running output through the log-sum-exp::
 
     lse = logaddexp(lse_a, lse_b)
     out = exp(lse_a - lse) * out_a + exp(lse_b - lse) * out_b
 
-The backward circulates the key/value shards a second time together with their
-gradient accumulators: rank ``r`` adds its contribution to ``dK, dV`` of the shard in
-hand and passes the sum on, so after ``W`` hops each ``dK, dV`` returns home complete,
-while ``dQ`` stays local. The global ``lse`` and output saved by the forward let every
-block recompute its exact probabilities, as the FlashAttention backward does.
+Memory: a shard does not travel whole. It is cut into pieces of ``chunk`` positions
+(:func:`ring_pieces`) and the ring runs piece-major: for piece ``p``, ``W`` steps pass
+piece ``p`` of every shard once round the ring, then piece ``p+1`` follows. A rank holds
+the piece in hand and the one arriving, so its memory beyond its own shards, output and
+gradients is a few pieces, not shards, and falls with ``W`` like the rest (issue 16's
+memory goal; measured in ``benchmarks/results/ring.md``). Queries go to the kernel in
+parts of ``2 * chunk`` rows, which bounds the kernel's per-call outputs the same way.
+
+The backward circulates the key/value pieces a second time together with their
+gradient accumulators: rank ``r`` adds its contribution to ``dK, dV`` of the piece in
+hand and passes the sum on, so after ``W`` hops each piece's ``dK, dV`` returns home
+complete, while ``dQ`` stays local. The global ``lse`` and output saved by the forward let
+every block recompute its exact probabilities, as the FlashAttention backward does.
 
 What runs per block: attnkit's ``tiled`` kernel (:mod:`attnkit.kernels.tiled`, its
 forward and backward with the row statistics supplied), with the mask rewritten for the
@@ -26,7 +34,8 @@ tiles run unmasked, as in a one-process call.
 
 Deviations from the paper: blocks are computed with attnkit's torch-ops flash kernel (on
 any device) instead of a fused one; the zigzag layout (not in the paper) balances causal
-work. Dropout and ``score_mod`` are not supported.
+work; shards travel in pieces (the paper sends whole blocks and holds two of them).
+Dropout and ``score_mod`` are not supported.
 
 Failure handling: before any transfer the ranks exchange a description of their call
 (:func:`~attnkit.distributed.agree.checked_agree`), so wrong or mismatched arguments make
@@ -259,7 +268,7 @@ class _Ring:
         return (k[:, :, start:start + length].to(dtype).contiguous(),
                 v[:, :, start:start + length].to(dtype).contiguous())
 
-    def _keys_in_flight(self, index: int, held, k, v, dtype, phase: str):
+    def _keys_in_flight(self, index: int, held, phase: str):
         """Item ``index``'s transfers: pass the piece in hand on, and start receiving the
         next item's piece (when it is not this rank's own). Returns (works, arriving)."""
         p, s = self.items[index]
@@ -289,7 +298,7 @@ class _Ring:
         lse = torch.full((B, Hq, n), float("-inf"), dtype=acc, device=q.device)
         held = self._own(k, v, 0, k.dtype)  # travels in the input dtype
         for index, (p, s) in enumerate(self.items):
-            works, arriving = self._keys_in_flight(index, held, k, v, k.dtype, "forward")
+            works, arriving = self._keys_in_flight(index, held, "forward")
             start = time.perf_counter()
             for b in self.work[p][s]:
                 rows, cols = slice(b.q_start, b.q_start + b.q_len), self._cols(b)
@@ -325,15 +334,14 @@ class _Ring:
         sending: list = []  # works of the accumulator in flight to the next rank
         home: tuple | None = None  # (piece, works, buffers) of an accumulator coming home
         for index, (p, s) in enumerate(self.items):
-            kv_works, arriving = self._keys_in_flight(index, held, k, v, k.dtype, "backward")
+            kv_works, arriving = self._keys_in_flight(index, held, "backward")
             grad_in, grad_works = None, []
             if s > 0:  # the sum of the ranks before this one, for the piece in hand
                 grad_in = (self._acc_piece(dk, p), self._acc_piece(dv, p))
                 grad_works = self.exchange((), grad_in, _GRAD_TAG, "backward")
             start = time.perf_counter()
             keys = tuple(t.to(acc) for t in held)  # gradients are summed in acc dtype
-            grad_k, grad_v = self._piece_grads(q, keys, out, lse, grad_out, dq, p, s,
-                                               dk, dv)
+            grad_k, grad_v = self._piece_grads(q, keys, out, lse, grad_out, dq, p, s)
             del keys
             self._count("compute_s_backward", start)
             if home is not None:  # the previous piece's finished accumulator
@@ -378,7 +386,7 @@ class _Ring:
         self.wait(works)
         self._add_piece(dk, dv, piece, grad_k, grad_v)
 
-    def _piece_grads(self, q, keys, out, lse, grad_out, dq, p, s, dk, dv):
+    def _piece_grads(self, q, keys, out, lse, grad_out, dq, p, s):
         """This rank's part of the piece's ``dK, dV`` (acc dtype, piece-shaped); adds
         into ``dq`` as it goes."""
         grad_k = grad_v = None
