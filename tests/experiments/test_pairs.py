@@ -62,6 +62,10 @@ def test_the_default_is_an_equal_cpu_budget_per_model_with_epochs_only_a_cap():
     # CPU time runs at least as fast as wall time on free cores: this bounds the wall time
     assert config.clock == "cpu" and len(config.models) * config.minutes <= 8.0
     assert config.epochs >= 100  # the budget, not the epochs, ends a default run
+    # the options chosen on valid apply to every model alike (TUNING.md)
+    assert config.exact_match and config.models == ["decomposable", "bigru"]
+    assert build_model("bigru", 50, config).config.exact_match
+    assert build_model("decomposable", 50, config).config.exact_match
     with pytest.raises(ValueError, match="clock"):
         PairsConfig(clock="gpu")
 
@@ -106,6 +110,9 @@ def test_config_checks_name_the_field():
     (["--minutes", "nan"], "--minutes"),
     (["--clock", "gpu"], "--clock"),
     (["--max-minutes", "0"], "--max-minutes"),
+    (["--dropout", "1"], "--dropout"),
+    (["--exact-match", "yes"], "--exact-match"),
+    (["--aggregate", "mean"], "--aggregate"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path, capsys):
     out = tmp_path / "never"
@@ -159,3 +166,17 @@ def test_quick_run_end_to_end(data_dir, tmp_path, capsys):
     torch.testing.assert_close(weights.sum(1), torch.ones(len(weights)), atol=1e-3, rtol=0)
     assert "trivial features" in (out / "README.md").read_text()
     assert "goal" in stdout
+
+
+def test_the_option_flags_reach_the_config():
+    import argparse
+
+    from attnkit.experiments.pairs.cli import add_parser, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["pairs", "--exact-match", "off", "--aggregate", "sum+max",
+                              "--dropout", "0.1"])
+    config = config_from_args(args)
+    assert not config.exact_match and config.aggregate == "sum+max" and config.dropout == 0.1
+    assert config_from_args(parser.parse_args(["pairs"])).exact_match
