@@ -70,8 +70,16 @@ Choices and deviations:
   whole target in one call and attends with all ``T`` queries at once (every mechanism
   treats ``Lq`` rows as ``Lq`` steps); ``attention=None`` without input feeding runs the
   decoder as one ``nn.GRU``/``nn.LSTM`` call over ``[E y_t; c]``, as ``c`` is constant.
-  Everything else loops over the steps with the RNN cell's equations written out on
-  ``nn.GRU``/``nn.LSTM``'s own weights (parameter names, hence checkpoints, unchanged).
+  With a one-layer GRU, two configurations run their recurrence as one autograd function
+  with a hand-written backward (weight gradients as one matrix product over all steps,
+  nothing kept per step but the gates): Bahdanau style with additive attention and no
+  input feeding (:mod:`attnkit.nn.seq2seq.additive_gru`), and Luong style with ``dot`` or
+  ``general`` attention and input feeding (:mod:`attnkit.nn.seq2seq.luong_gru`); outside
+  autocast only, and not while a forward hook watches the attention module (as
+  :func:`attnkit.interp.capture` does: the fused paths never call it). Everything else
+  loops over the steps with the RNN cell's equations written out on ``nn.GRU``/
+  ``nn.LSTM``'s own weights. Parameter names, hence checkpoints, are the same on every
+  path.
   Scheduled sampling (``teacher_forcing_ratio < 1``) needs each step's logits for the next
   input, so it runs :meth:`RNNSeq2Seq.decode_step`'s code step by step. Dropout draws its
   masks per call, so in training mode the two arrangements draw different (identically
@@ -92,7 +100,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnkit._validate import check_bool, check_choice, check_float, check_int
 from attnkit.nn._inputs import check_row_index, check_source, check_token_ids
+from attnkit.nn.seq2seq.additive import AdditiveAttention
+from attnkit.nn.seq2seq.additive_gru import additive_gru_decode
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, source_padding_mask
+from attnkit.nn.seq2seq.luong import LuongAttention
+from attnkit.nn.seq2seq.luong_gru import luong_gru_decode
 from attnkit.nn.seq2seq.registry import ATTENTION_KINDS, build_attention
 
 __all__ = ["RNNSeq2SeqConfig", "RNNSeq2Seq", "RNNDecodeState", "ATTENTION_KINDS",
@@ -357,6 +369,10 @@ class RNNSeq2Seq(nn.Module):
             out = self._decode_parallel(embedded, state)
         elif self.attention is None and not self.input_feeding:
             out = self._decode_fixed(embedded, state)
+        elif self._fused_additive(embedded):
+            out = self._decode_additive(embedded, state)
+        elif self._fused_luong(embedded):
+            out = self._decode_luong(embedded, state)
         else:
             out = self._decode_loop(embedded, state)
         return self.generator(self.dropout(out))  # (B, T, V), one projection for all steps
@@ -377,6 +393,54 @@ class RNNSeq2Seq(nn.Module):
         context = state.fixed_context[:, None].expand(-1, embedded.shape[1], -1)  # (B, T, H)
         top, _, _ = self._rnn(torch.cat([embedded, context], -1), state)  # (B, T, H)
         return torch.tanh(self.output_proj(torch.cat([top, context, embedded], -1)))
+
+    def _fused_additive(self, embedded: torch.Tensor) -> bool:
+        """Whether :func:`~attnkit.nn.seq2seq.additive_gru.additive_gru_decode` computes this
+        model's recurrence: Bahdanau style with additive attention, a one-layer GRU, no input
+        feeding, outside autocast (where the step modules cast per operation)."""
+        return (self.style == "bahdanau" and type(self.attention) is AdditiveAttention
+                and self.config.cell == "gru" and self.decoder.num_layers == 1
+                and not self.input_feeding and not _observed(self.attention)
+                and not torch.is_autocast_enabled(embedded.device.type))
+
+    def _decode_additive(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
+        """The Bahdanau decoder with additive attention and a one-layer GRU: the recurrence
+        as one fused autograd function with a hand-written backward (fewer, larger matrix
+        products; see :mod:`attnkit.nn.seq2seq.additive_gru`), the output layer on all steps
+        after it."""
+        embed_dim, rnn, attention = embedded.shape[2], self.decoder, self.attention
+        input_gates = F.linear(embedded.transpose(0, 1), rnn.weight_ih_l0[:, :embed_dim],
+                               rnn.bias_ih_l0)  # (T, B, 3H), time-major
+        states, contexts = additive_gru_decode(
+            input_gates, state.hidden[0], state.memory, state.attention["key_proj"],
+            state.src_mask, rnn.weight_hh_l0, rnn.bias_hh_l0, attention.query_proj.weight,
+            rnn.weight_ih_l0[:, embed_dim:], attention.score_vector)  # (T, B, H) each
+        parts = [states.transpose(0, 1), contexts.transpose(0, 1), embedded]
+        return torch.tanh(self.output_proj(torch.cat(parts, -1)))  # (B, T, H)
+
+    def _fused_luong(self, embedded: torch.Tensor) -> bool:
+        """Whether :func:`~attnkit.nn.seq2seq.luong_gru.luong_gru_decode` computes this
+        model's recurrence: Luong style with global ``dot``/``general`` attention (no score
+        scale), a one-layer GRU and input feeding, outside autocast."""
+        attention = self.attention
+        return (self.style == "luong" and type(attention) is LuongAttention
+                and attention.mode in ("dot", "general") and attention.score_scale is None
+                and self.config.cell == "gru" and self.decoder.num_layers == 1
+                and self.input_feeding and not _observed(attention)
+                and not torch.is_autocast_enabled(embedded.device.type))
+
+    def _decode_luong(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
+        """The Luong decoder with input feeding and a one-layer GRU: the recurrence, the
+        attention and the output layer ``o_t`` (an input of step ``t + 1``) as one fused
+        autograd function (:mod:`attnkit.nn.seq2seq.luong_gru`)."""
+        embed_dim, rnn = embedded.shape[2], self.decoder
+        input_gates = F.linear(embedded.transpose(0, 1), rnn.weight_ih_l0[:, :embed_dim],
+                               rnn.bias_ih_l0)  # (T, B, 3H), time-major
+        outputs = luong_gru_decode(
+            input_gates, state.hidden[0], state.feed, state.memory, state.attention["key_proj"],
+            state.src_mask, rnn.weight_hh_l0, rnn.bias_hh_l0, rnn.weight_ih_l0[:, embed_dim:],
+            self.output_proj.weight)  # (T, B, H)
+        return outputs.transpose(0, 1)  # (B, T, H)
 
     def _decode_loop(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
         """Every configuration with a step-to-step dependence beyond the RNN itself (an
@@ -480,6 +544,16 @@ class RNNSeq2Seq(nn.Module):
             out, state, _ = self._step(self._embed(tokens)[:, None], state)
             logits.append(self.generator(self.dropout(out)))  # (B, V)
         return torch.stack(logits, dim=1)  # (B, T, V)
+
+
+def _observed(module: nn.Module) -> bool:
+    """Whether forward hooks (the module's own or global ones) would see ``module`` run; the
+    fused decoders compute its equations without calling it, so they step aside."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks)
 
 
 def build_rnn_seq2seq(config: RNNSeq2SeqConfig, attention: str = "bahdanau",
