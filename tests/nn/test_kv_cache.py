@@ -255,7 +255,9 @@ def test_backward_through_one_cached_step():
     cache = KVCache()
     x = torch.randn(1, 4, 32, dtype=F64)
     mha(x[:, :3], causal=True, kv_cache=cache)[0].sum().backward()
-    assert mha.k_proj.weight.grad is not None
+    # q/k/v are rows of one stacked parameter; the k rows follow the q rows
+    q_rows, k_rows = mha.q_proj.weight.shape[0], mha.k_proj.weight.shape[0]
+    assert mha.in_proj_weight.grad[q_rows:q_rows + k_rows].abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- cross-attention
