@@ -75,14 +75,16 @@ COLUMNS = ("W", "L", "layout", "candidate", "mem_mib", "vs_one_process", "goal",
 
 def estimate_bytes(world: int, seq_len: int, batch: int, heads: int, kv_heads: int,
                    head_dim: int) -> int:
-    """Rough float32 working set of one rank's training step: inputs and their gradients,
-    output and its gradient, two key/value buffers and two gradient buffers in flight, plus
-    a few ``256 x 256`` tiles per head."""
+    """Rough float32 working set of one rank's training step: ``q, dO, out, dq`` and ``k,
+    v, dk, dv`` of its shard, about 16 key/value pieces of ``DEFAULT_CHUNK`` positions in
+    flight, and the kernel's tiles (a few ``2 MiB`` batches of logits)."""
+    from attnkit.distributed.ring import DEFAULT_CHUNK  # noqa: PLC0415
+
     shard = seq_len // world
     q_like = batch * heads * shard * head_dim * 4
     kv_like = batch * kv_heads * shard * head_dim * 4
-    tiles = 4 * batch * heads * 256 * 256 * 4
-    return 6 * q_like + 12 * kv_like + tiles
+    pieces = 16 * batch * kv_heads * min(shard, DEFAULT_CHUNK) * head_dim * 4
+    return 4 * q_like + 4 * kv_like + pieces + 16 * 2**20
 
 
 def _launch(world: int, spec: dict, timeout_s: float) -> list[dict]:
@@ -233,7 +235,7 @@ def _check_names(values: Sequence[str], name: str, choices: Sequence[str]) -> li
 def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16384),
         layouts: Sequence[str] = ("zigzag", "contiguous"), causal: bool = True,
         batch: int = 1, heads: int = 8, kv_heads: int = 8, head_dim: int = 64,
-        threads: int = 1, repeats: int = 3, max_gib: float = 24.0,
+        threads: int = 1, repeats: int = 3, timed: bool = True, max_gib: float = 24.0,
         timeout_s: float = 1800.0, out_dir: str = "benchmarks/results", name: str = "ring",
         command: str = "attnkit bench ring", log: Callable[[str], None] = print,
         ) -> list[dict]:
@@ -248,8 +250,9 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
         batch, heads, kv_heads, head_dim: ``B``, ``Hq``, ``Hkv``, ``D`` of the float32 shards
             ``q (B, Hq, L/W, D)``, ``k, v (B, Hkv, L/W, D)``.
         threads: torch threads per process.
-        repeats: timed steps per row after one warm-up step; 0 measures memory, bytes and
-            work only (no timed steps).
+        repeats: timed steps per row after one warm-up step.
+        timed: False measures memory, bytes and work only (no timed steps, no
+            ``step_ms``): the figures that do not depend on the machine's load.
         max_gib: skip rows whose estimated per-rank working set
             (:func:`estimate_bytes`) exceeds this, or whose ranks together exceed the
             memory available.
@@ -265,9 +268,9 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     layouts = _check_names(layouts, "layouts", ("zigzag", "contiguous"))
     check_bool(causal, "causal")
     for value, arg in ((batch, "batch"), (heads, "heads"), (kv_heads, "kv_heads"),
-                       (head_dim, "head_dim"), (threads, "threads")):
+                       (head_dim, "head_dim"), (threads, "threads"), (repeats, "repeats")):
         check_int(value, arg, minimum=1)
-    check_int(repeats, "repeats", minimum=0)
+    check_bool(timed, "timed")
     if heads % kv_heads:
         raise ValueError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
     check_float(max_gib, "max_gib", low=0.0, low_open=True)
@@ -279,7 +282,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
                 raise ValueError(f"lengths: L={L} does not split into 2W = {2 * W} equal "
                                  f"zigzag chunks")
     base = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-            "threads": threads, "repeats": repeats, "warmup": 1 if repeats else 0,
+            "threads": threads, "repeats": repeats if timed else 0,
+            "warmup": 1 if timed else 0,
             "causal": causal,
             "timeout_s": timeout_s}
     rows: list[dict] = []
