@@ -49,8 +49,8 @@ class MemoryConfig:
     # training runs of the deepest model (init seeds seed, seed+1, ...); the one with the best
     # validation accuracy is kept, as the paper keeps the best of 10 runs
     restarts: int = 3
-    # training runs of each shallower model (the 1-hop comparison); 3 + 2 runs fit the CPU
-    # budget that 2 + 2 did before the fused sentence encoding
+    # training runs of each shallower model (the 1-hop comparison); 3 + 2 runs of 22 epochs
+    # took 512 s of CPU at one thread for the whole run (TUNING.md, round 3)
     baseline_restarts: int = 2
     seed: int = 0  # data generation, initialization and batch order
     threads: int | None = None
