@@ -74,9 +74,10 @@ Choices and deviations:
   with a hand-written backward (weight gradients as one matrix product over all steps,
   nothing kept per step but the gates): Bahdanau style with additive attention and no
   input feeding (:mod:`attnkit.nn.seq2seq.additive_gru`), and Luong style with ``dot`` or
-  ``general`` attention and input feeding (:mod:`attnkit.nn.seq2seq.luong_gru`); outside
-  autocast only, and not while a forward hook watches the attention module (as
-  :func:`attnkit.interp.capture` does: the fused paths never call it). Everything else
+  ``general`` attention and input feeding (:mod:`attnkit.nn.seq2seq.luong_gru`); only
+  while autograd records (their gain is the backward), outside autocast, and not while a
+  forward hook watches the attention module (as :func:`attnkit.interp.capture` does: the
+  fused paths never call it). Everything else
   loops over the steps with the RNN cell's equations written out on ``nn.GRU``/
   ``nn.LSTM``'s own weights. Parameter names, hence checkpoints, are the same on every
   path.
@@ -400,8 +401,7 @@ class RNNSeq2Seq(nn.Module):
         feeding, outside autocast (where the step modules cast per operation)."""
         return (self.style == "bahdanau" and type(self.attention) is AdditiveAttention
                 and self.config.cell == "gru" and self.decoder.num_layers == 1
-                and not self.input_feeding and not _observed(self.attention)
-                and not torch.is_autocast_enabled(embedded.device.type))
+                and not self.input_feeding and _fused_pays(self.attention, embedded))
 
     def _decode_additive(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
         """The Bahdanau decoder with additive attention and a one-layer GRU: the recurrence
@@ -426,8 +426,7 @@ class RNNSeq2Seq(nn.Module):
         return (self.style == "luong" and type(attention) is LuongAttention
                 and attention.mode in ("dot", "general") and attention.score_scale is None
                 and self.config.cell == "gru" and self.decoder.num_layers == 1
-                and self.input_feeding and not _observed(attention)
-                and not torch.is_autocast_enabled(embedded.device.type))
+                and self.input_feeding and _fused_pays(attention, embedded))
 
     def _decode_luong(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
         """The Luong decoder with input feeding and a one-layer GRU: the recurrence, the
@@ -544,6 +543,16 @@ class RNNSeq2Seq(nn.Module):
             out, state, _ = self._step(self._embed(tokens)[:, None], state)
             logits.append(self.generator(self.dropout(out)))  # (B, V)
         return torch.stack(logits, dim=1)  # (B, T, V)
+
+
+def _fused_pays(attention: nn.Module, embedded: torch.Tensor) -> bool:
+    """The fused decoders run where they pay and change nothing observable: while autograd
+    records (their gain is the hand-written backward), outside autocast (where the step
+    modules cast per operation), and not while a hook watches the attention module. Without
+    gradients (evaluation, :func:`attnkit.interp.capture`) the step loop runs, so capturing
+    leaves outputs bitwise unchanged; with gradients the two paths agree to rounding."""
+    return (torch.is_grad_enabled() and not _observed(attention)
+            and not torch.is_autocast_enabled(embedded.device.type))
 
 
 def _observed(module: nn.Module) -> bool:

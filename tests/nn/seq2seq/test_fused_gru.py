@@ -181,3 +181,14 @@ def test_a_hooked_attention_runs_step_by_step(monkeypatch, kind):
     finally:
         handle.remove()
     assert len(seen) == tgt_in.shape[1] and seen[0].shape == (4, 1, 7)
+
+
+@pytest.mark.parametrize("kind", sorted(FUSED))
+def test_without_gradients_the_step_loop_runs(monkeypatch, kind):
+    """Evaluation and capture run without gradients: there the loop runs, so capturing
+    (which needs the loop) leaves outputs bitwise unchanged."""
+    refuse_fused(monkeypatch)
+    model = make(kind=kind).eval()
+    src, src_lengths, tgt_in = batch()
+    with torch.no_grad():
+        assert torch.equal(model(src, src_lengths, tgt_in), model(src, src_lengths, tgt_in))
