@@ -59,7 +59,8 @@ def test_seeded_weights_are_those_of_three_separate_linears(kv_heads):
 def test_state_of_the_former_layout_loads_and_round_trips():
     want = _separate_state(32, 4, 2, seed=5)
     mha = MultiHeadAttention(32, 4, num_kv_heads=2)
-    assert mha.load_state_dict(want) is not None
+    result = mha.load_state_dict(want)
+    assert result.missing_keys == [] and result.unexpected_keys == []
     assert torch.equal(mha.in_proj_weight, torch.cat([want[f"{n}_proj.weight"] for n in "qkv"]))
     assert torch.equal(mha.in_proj_bias, torch.cat([want[f"{n}_proj.bias"] for n in "qkv"]))
     other = MultiHeadAttention(32, 4, num_kv_heads=2)
