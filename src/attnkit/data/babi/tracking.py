@@ -72,11 +72,14 @@ def three_facts(story: Story, rng: np.random.Generator) -> None:
 
 
 def yes_no(story: Story, rng: np.random.Generator) -> None:
-    """Task 6: people move (and handle objects); "is mary in the kitchen" -> yes or no."""
+    """Task 6: people move; "is mary in the kitchen" -> yes or no (half the time her place,
+    else another). As in the official generator (``IsActorThere.lua``) the story has moves
+    only; before 2026-12-01 ours also had pick-up and drop sentences, which name a person
+    without placing them (a distractor the official task does not have)."""
     world = World(story, rng)
     for _ in range(5):
         for _ in range(2):
-            world.random_action(get_p=0.15, drop_p=0.05)
+            world.move(pick(rng, world.people))
         placed = _placed(world)
         if not placed:
             continue
