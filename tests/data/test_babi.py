@@ -296,3 +296,9 @@ def test_size_order_is_drawn_per_story_so_the_question_alone_does_not_answer():
                 q[len("is the "):].split(" bigger than the "))
         assert x in facts[0] + facts[-1] and y in facts[0] + facts[-1], ex
     assert sum(len(a) == 2 for a in answers.values()) > len(answers) // 2
+
+
+def test_three_facts_asks_about_the_objects_latest_move_as_in_the_official_task_3():
+    for ex in generate(3, COUNT, seed=5):
+        obj, now = ex.question[3], ex.question[-1]
+        assert _solve_tracking(ex.story, ("where", "is", "the", obj)) == now, ex

@@ -48,8 +48,10 @@ def two_facts(story: Story, rng: np.random.Generator) -> None:
 
 def three_facts(story: Story, rng: np.random.Generator) -> None:
     """Task 3: as task 2; "where was the football before the kitchen" (the object's place
-    before it reached the kitchen, on its known trail; asked only for a place it visited
-    once)."""
+    before it reached the kitchen, where it is now). As in the official generator
+    (``WhereWasObject.lua``) the question is about the object's latest move on its known
+    trail; before 2026-12-01 ours asked about any move of the trail, a harder task. Asked only
+    when both places occur once on the trail, so the answer is unique."""
     world = World(story, rng)
     asked = 0
     for _ in range(60):
@@ -60,9 +62,9 @@ def three_facts(story: Story, rng: np.random.Generator) -> None:
         options = []
         for obj, trail in world.trail.items():
             places = [place for place, _ in trail]
-            for k in range(1, len(trail)):
-                if places.count(places[k]) == 1 and places.count(places[k - 1]) == 1:
-                    options.append((obj, k))
+            k = len(trail) - 1
+            if k >= 1 and places.count(places[k]) == 1 and places.count(places[k - 1]) == 1:
+                options.append((obj, k))
         if options and rng.random() < 0.6:
             obj, k = pick(rng, options)
             trail = world.trail[obj]
