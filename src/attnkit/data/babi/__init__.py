@@ -20,6 +20,10 @@ deduction; 16 basic induction; 17 positional, 18 size reasoning; 19 path finding
 agent's motivations. Differences from the official set, by design: list answers (tasks 8,
 19) are one comma-joined label; task 17 reads "above" as "one cell directly above"; stories
 are shorter than the longest official ones (task 3 stories stay under about 60 sentences).
+Which question a story asks follows the official generator (facebookarchive/bAbI-tasks,
+``lua/babi/tasks``) for tasks 3 (the object's latest move), 6 (moves only), 11 and 13 (the
+person or pair just told); every generated question has exactly one answer that a
+rule-based reader of the story finds (``tests/data/test_babi_solver.py``).
 """
 
 from attnkit.data.babi.encoding import EncodedSet, Vocabulary, encode, position_encoding
