@@ -28,7 +28,7 @@ from attnkit.errors import UserError
 __all__ = [
     "check_int", "check_float", "check_choice", "check_bool",
     "arg_int", "arg_float", "output_dir", "output_file", "safe_name", "existing_dir",
-    "existing_path",
+    "existing_path", "unique",
 ]
 
 
@@ -102,6 +102,7 @@ def arg_int(minimum: int | None = None, maximum: int | None = None) -> Callable[
             raise argparse.ArgumentTypeError(f"expected an integer <= {maximum}, got {text!r}")
         return value
     parse.__name__ = "integer"
+    parse.minimum, parse.maximum = minimum, maximum  # for tests that derive bad values
     return parse
 
 
@@ -117,6 +118,8 @@ def arg_float(low: float | None = None, high: float | None = None, *, low_open: 
             raise argparse.ArgumentTypeError(f"{text!r}: {reason}") from None
         return value
     parse.__name__ = "number"
+    parse.low, parse.high = low, high  # for tests that derive bad values
+    parse.low_open, parse.high_open = low_open, high_open
     return parse
 
 
@@ -198,3 +201,14 @@ def existing_path(path: str | os.PathLike, flag: str) -> Path:
     if not path.exists():
         raise UserError(f"{flag}: {path} does not exist")
     return path
+
+
+def unique(values: Iterable[Any], flag: str) -> list:
+    """``values`` as a list when no entry repeats (a repeated model, length or seed would run
+    twice or be dropped without a word); :class:`UserError` naming ``flag`` otherwise."""
+    values = list(values)
+    repeated = list(dict.fromkeys(v for i, v in enumerate(values) if v in values[:i]))
+    if repeated:
+        raise UserError(f"{flag}: each value may appear once, got "
+                        f"{', '.join(map(str, repeated))} more than once")
+    return values
