@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from attnkit._validate import output_file
+from attnkit._validate import output_file, unique
 from attnkit.errors import UserError
 
 HELP = "run every backend against the float64 oracle"
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from attnkit.check import default_cases, format_table, run_check
 
     json_path = None if args.json is None else output_file(args.json, "--json")
-    dtypes = [getattr(torch, name) for name in dict.fromkeys(args.dtype)]
+    dtypes = [getattr(torch, name) for name in unique(args.dtype, "--dtype")]
     skipped = {}
     if args.backends is None:
         backends = []
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 skipped[name] = reason
     else:
-        backends = list(dict.fromkeys(args.backends))
+        backends = unique(args.backends, "--backends")
         for name in backends:
             for dtype in dtypes:
                 reason = _refusal_here(name, dtype)

@@ -27,7 +27,7 @@ import json
 import re
 from pathlib import Path
 
-from attnkit._validate import output_file
+from attnkit._validate import output_file, unique
 from attnkit.errors import UserError
 
 HELP = "write a model's attention on one text as a self-contained HTML page"
@@ -180,6 +180,8 @@ def _layer_choice(model, layers: list[str] | None) -> list[str | int] | None:
         else:
             raise UserError(f"--layers: {layer!r} is not an attention module of this model; "
                             f"its attention modules are {names}")
+    # 0 and -1 (or an index and a path) can name the same module: compare what they name
+    unique([names[c] if isinstance(c, int) else c for c in chosen], "--layers")
     return chosen
 
 
