@@ -48,10 +48,9 @@ def test_bench_attention_memory_curve_is_wired(monkeypatch, tmp_path):
     calls = _recorder(monkeypatch, attention, "memory_curve")
     assert cli.main(["bench", "attention", "--memory-curve", "--lengths", "64",
                      "--out", str(tmp_path)]) == 0
+    # the timing options do not apply to the curve, so the recorded command leaves them out
     assert calls == [{"lengths": [64], "out_dir": str(tmp_path), "command":
-                      f"attnkit bench attention --lengths 64 --cases dense causal "
-                      f"sliding_window document alibi --modes fwd fwd+bwd --repeats 5 "
-                      f"--max-dense-gib 6.0 --memory-curve --name attention --out {tmp_path}"}]
+                      f"attnkit bench attention --lengths 64 --memory-curve --out {tmp_path}"}]
 
 
 def test_bench_classic_runs_both_suites(monkeypatch, tmp_path):
