@@ -6,18 +6,22 @@ action that trains) is the preset of :data:`~attnkit.experiments.translate.confi
 a tiny model, a one-minute budget and a small test set; flags given explicitly override it.
 
 Every flag is checked by argparse, and every path before training starts (an unwritable
-``--out``/``--json``/``--data-dir``, a ``--resume`` whose checkpoint was trained with another
-model or vocabulary): a mistake costs seconds, not the run. This module imports nothing
-heavy at module level; the work is in the modules of this package.
+``--out``/``--json``/``--data-dir``, a ``--resume`` with no run to continue or whose checkpoint
+was trained with another model or vocabulary): a mistake costs seconds, not the run. Options
+given before an action (``attnkit translate --minutes 5 train``) are refused: the action's
+own parser would silently put its defaults over them. This module imports nothing heavy at
+module level; the work is in the modules of this package.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from pathlib import Path
 
 from attnkit._io import atomic_write_json
-from attnkit._validate import arg_float, arg_int, output_file
+from attnkit._validate import arg_float, arg_int, output_file, unique
 from attnkit.data.translation.split import TEST_LONG
 from attnkit.errors import UserError
 from attnkit.experiments.translate.config import (
@@ -131,6 +135,28 @@ def _add_hold_out(parser: argparse.ArgumentParser) -> None:
                              "bucket) and score on it too (compare always does)")
 
 
+@functools.cache
+def _recording(action_class: type) -> type:
+    """``action_class`` that also notes its flag in ``namespace.given_before_action``."""
+
+    class Recording(action_class):
+        def __call__(self, parser, namespace, values, option_string=None):
+            super().__call__(parser, namespace, values, option_string)
+            given = getattr(namespace, "given_before_action", [])
+            namespace.given_before_action = [*given, option_string]
+
+    Recording.__name__ = f"Recording{action_class.__name__}"
+    return Recording
+
+
+def _record_given(parser: argparse.ArgumentParser) -> None:
+    """Make every option of the main job's parser note that it was given: an action's
+    subparser writes its own defaults over those values, so they are checked in run()."""
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            action.__class__ = _recording(type(action))
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``translate`` and its actions (train, eval, text, compare)."""
     translate = subparsers.add_parser(
@@ -145,6 +171,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     translate.add_argument("--out", default=None, help="report directory (default "
                                                        "runs/translate-transformer, plus "
                                                        "-quick with --quick)")
+    _record_given(translate)
     translate.set_defaults(action=None, model="transformer")
     actions = translate.add_subparsers(dest="action", metavar="ACTION")
 
@@ -218,11 +245,30 @@ def _print_samples(metrics: dict) -> None:
           f"({metrics['bleu_signature']})")
 
 
+def _check_steps(args: argparse.Namespace) -> None:
+    """Options that contradict each other when both are given."""
+    if args.warmup_steps is not None and args.warmup_steps > args.max_steps:
+        raise UserError(f"--warmup-steps {args.warmup_steps} exceeds --max-steps "
+                        f"{args.max_steps}: the learning rate would never reach its peak")
+
+
+def _has_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a checkpoint of a run (``checkpoints/ckpt-*``)."""
+    from attnkit.train import latest_checkpoint
+
+    return (folder / "checkpoints").is_dir() and \
+        latest_checkpoint(folder / "checkpoints") is not None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from attnkit.experiments.translate.run import train
 
+    _check_steps(args)
     suffix = "-quick" if args.quick else ""
     out = args.out if args.out is not None else f"runs/translate-{args.model}{suffix}"
+    if args.resume and not _has_run(Path(out).expanduser()):
+        raise UserError(f"--resume: {out} holds no run to continue (no checkpoint in "
+                        f"{Path(out) / 'checkpoints'}); drop --resume to start one")
     try:
         config = TranslateConfig(**_base(args), model=args.model, minutes=_minutes(args),
                                  out=out)
@@ -238,8 +284,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from attnkit.experiments.translate.evaluate import evaluate
 
-    if args.json:
+    if args.json is not None:
         output_file(args.json, "--json")
+    if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
+        what = "is not a folder" if Path(args.data_dir).expanduser().exists() \
+            else "does not exist"
+        raise UserError(f"--data-dir: {args.data_dir} {what}, so it holds no corpus")
     metrics = evaluate(args.checkpoint, split=args.split, beam_size=args.beam_size,
                        test_limit=args.test_limit, data_dir=args.data_dir)
     for bucket in metrics["by_length"]:
@@ -247,7 +297,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"  {bucket['bucket']:>6} words  {bucket['sentences']:5d} sentences  BLEU {bleu}")
     print(f"{args.split}: BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  "
           f"({metrics['bleu_signature']})")
-    if args.json:
+    if args.json is not None:
         atomic_write_json(args.json, metrics)
     return 0
 
@@ -267,12 +317,15 @@ def _cmd_text(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from attnkit.experiments.translate.compare import compare
 
-    repeated = sorted({name for name in args.models if args.models.count(name) > 1})
-    if repeated:
-        raise UserError(f"--models: each model may appear once, got {', '.join(repeated)} "
-                        f"twice")
+    unique(args.models, "--models")
+    _check_steps(args)
     suffix = "-quick" if args.quick else ""
     out = args.out if args.out is not None else f"runs/translate-compare{suffix}"
+    if args.resume and not any(_has_run(Path(out).expanduser() / name)
+                               or (Path(out).expanduser() / name / "metrics.json").is_file()
+                               for name in args.models):
+        raise UserError(f"--resume: {out} holds no run of {', '.join(args.models)} to "
+                        f"continue; drop --resume to start the comparison")
     summary = compare(CompareConfig(models=list(args.models), minutes=_minutes(args), out=out,
                                     base=_base(args)), resume=args.resume)
     for name, row in summary["models"].items():
@@ -287,6 +340,11 @@ _ACTIONS = {None: _cmd_train, "train": _cmd_train, "eval": _cmd_eval, "text": _c
 
 def run(args: argparse.Namespace) -> int:
     """Run the action ``args.action`` (None: the main job, ``train`` with its defaults)."""
+    given = getattr(args, "given_before_action", [])
+    if args.action is not None and given:
+        raise UserError(f"{given[0]}: options before the action {args.action!r} apply to the "
+                        f"main job only; give them after it (attnkit translate "
+                        f"{args.action} {given[0]} ...)")
     try:
         return _ACTIONS[args.action](args)
     except KeyboardInterrupt:
