@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnkit._validate import arg_int, existing_dir, output_dir
+from attnkit._validate import arg_int, existing_dir, output_dir, unique
 from attnkit.errors import UserError
 
 __all__ = ["HELP", "add_parser", "run"]
@@ -27,6 +27,7 @@ HELP = "build and inspect the EN->FR/DE corpora from gettext catalogs"
 _LANGUAGES = ("fr", "de")  # attnkit.data.LANGUAGES, spelled here to keep --help light
 _MIN_VOCAB = 260  # 4 special tokens + 256 bytes
 _DEFAULT_VOCAB = 4000  # what translate uses
+_MAX_VOCAB = 1_000_000  # as translate's --vocab-size: the BPE trainer's counts are 32-bit
 
 
 def _path(text: str) -> str:
@@ -51,7 +52,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             help="data directory (default $ATTNKIT_DATA or ~/.cache/attnkit)")
 
     def vocab(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB), default=_DEFAULT_VOCAB,
+        parser.add_argument("--vocab-size", type=arg_int(_MIN_VOCAB, _MAX_VOCAB),
+                            default=_DEFAULT_VOCAB,
                             help=f"tokenizer vocabulary size, at least {_MIN_VOCAB} (4 "
                                  f"specials + 256 bytes; default {_DEFAULT_VOCAB}, what "
                                  f"translate uses)")
@@ -131,7 +133,7 @@ def _build(args: argparse.Namespace, base: Path) -> int:
 
     start = time.perf_counter()
     if args.roots:
-        roots = [existing_dir(root, "--roots") for root in args.roots]
+        roots = [existing_dir(root, "--roots") for root in unique(args.roots, "--roots")]
     else:
         roots = default_roots()
         if not roots:
@@ -213,6 +215,9 @@ def _info(lang: str, base: Path) -> int:
 
     if base.exists() and not base.is_dir():
         raise UserError(f"--data-dir: {base} exists and is not a folder")
+    if not base.exists():
+        raise UserError(f"--data-dir: {base} does not exist (`attnkit data build --lang "
+                        f"{lang}` builds a corpus there)")
     corpus = load_corpus(lang, base, verify=False)
     manifest = corpus.manifest
     packages = {s["package"] for s in manifest["sources"] if s.get("package")}
