@@ -110,6 +110,11 @@ class PairsConfig:
         self.max_minutes = check_float(self.max_minutes, "max_minutes", low=0.0,
                                        low_open=True, high=MAX_MINUTES)
         check_choice(self.clock, "clock", sorted(CLOCKS))
+        if self.clock == "wall" and self.minutes > self.max_minutes:
+            # the wall-clock cap would end every model first: the budget asked for is never used
+            raise ValueError(f"minutes: a wall-clock budget of {self.minutes:g} exceeds "
+                             f"max_minutes {self.max_minutes:g}, the wall-clock cap; raise "
+                             f"--max-minutes too")
         if self.train_pairs is not None:
             check_int(self.train_pairs, "train_pairs", minimum=2)
         check_int(self.vocab_size, "vocab_size", minimum=260)

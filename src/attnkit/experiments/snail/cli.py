@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from attnkit._validate import arg_float, arg_int, output_dir
 from attnkit.errors import UserError
@@ -121,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
     """Check the flags and the paths, then run the experiment."""
     config = config_from_args(args)
     output_dir(config.report_dir, "--out")
+    data_dir = None if config.data_dir is None else Path(config.data_dir).expanduser()
+    if data_dir is not None and not data_dir.is_dir():  # read only: a typo must not fall back
+        what = "is not a folder" if data_dir.exists() else "does not exist"
+        raise UserError(f"--data-dir: {config.data_dir} {what}; it should hold "
+                        f"unifont/unifont.hex (`attnkit data fetch --glyphs --data-dir "
+                        f"{config.data_dir}` puts it there)")
     from attnkit.data.glyphs import find_unifont
 
     find_unifont(config.data_dir)

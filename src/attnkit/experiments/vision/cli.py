@@ -4,6 +4,9 @@ Each part lives in ``attnkit.experiments.vision.<part>`` and exposes ``HELP: str
 ``add_arguments(parser) -> None`` and ``run(args) -> int``; the part modules import nothing
 heavy at module level. Parts are taken from :data:`PARTS`; one whose module does not exist
 (yet) or fails to import is listed as unavailable, and the other parts keep working.
+
+``--data-dir`` is only read (it holds ``fashion-mnist/``): a given one that is not an existing
+folder is refused here, for every part, rather than falling back to the system's copy.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+from pathlib import Path
 from types import ModuleType
 
 from attnkit.errors import UserError
@@ -61,4 +65,9 @@ def run(args: argparse.Namespace) -> int:
     module = _load(part)
     if isinstance(module, str):
         raise UserError(f"attnkit vision {part}: this part is {module}")
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        what = "is not a folder" if Path(data_dir).expanduser().exists() else "does not exist"
+        raise UserError(f"--data-dir: {data_dir} {what}; it should hold Fashion-MNIST "
+                        f"(`attnkit data fetch --images --data-dir {data_dir}` puts it there)")
     return module.run(args)

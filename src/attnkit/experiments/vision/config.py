@@ -25,6 +25,7 @@ GLIMPSE_MODELS: dict[str, str] = {
 }
 MAX_MINUTES = 1e6
 MAX_SEED = 2**31 - 1
+TRAIN_IMAGES = 55_000  # Fashion-MNIST's training split (the other 5,000 are validation)
 
 
 def _check_widths(values: Any, name: str) -> list[int]:
@@ -49,7 +50,8 @@ def _check_common(config: Any, models: dict[str, str]) -> None:
     check_int(config.seed, "seed", minimum=0, maximum=MAX_SEED)
     check_int(config.epochs, "epochs", minimum=1, maximum=10_000)
     check_int(config.batch_size, "batch_size", minimum=1, maximum=65_536)
-    check_int(config.train_size, "train_size", minimum=1)
+    # more than the split holds would silently train on fewer images than asked for
+    check_int(config.train_size, "train_size", minimum=1, maximum=TRAIN_IMAGES)
     if config.test_size is not None:
         check_int(config.test_size, "test_size", minimum=1, maximum=10_000)
     check_int(config.val_size, "val_size", minimum=1, maximum=5000)
