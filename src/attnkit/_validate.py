@@ -28,7 +28,7 @@ from attnkit.errors import UserError
 __all__ = [
     "check_int", "check_float", "check_choice", "check_bool",
     "arg_int", "arg_float", "output_dir", "output_file", "safe_name", "existing_dir",
-    "existing_path", "unique",
+    "existing_path", "unique", "available_memory_bytes", "check_fits_in_memory",
 ]
 
 
@@ -212,3 +212,26 @@ def unique(values: Iterable[Any], flag: str) -> list:
         raise UserError(f"{flag}: each value may appear once, got "
                         f"{', '.join(map(str, repeated))} more than once")
     return values
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else the total physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits_in_memory(need_bytes: float, flag: str, what: str) -> None:
+    """:class:`UserError` naming ``flag`` when ``need_bytes`` (a lower bound of what the run
+    will hold, so that only hopeless settings are refused) exceeds the memory available now.
+    Each option may be within its own bounds while their product is not (a batch of 65,536
+    images times 4,096 channels); this catches that before the run allocates it."""
+    have = available_memory_bytes()
+    if need_bytes > have:
+        raise UserError(f"{flag}: {what} needs at least {need_bytes / 2**30:,.1f} GiB, "
+                        f"{have / 2**30:,.1f} GiB available")

@@ -403,6 +403,19 @@ COMBINATIONS = [
     (["translate", "compare", "--quick", "--warmup-steps", "500", "--max-steps", "100",
       *OUT], "--warmup-steps"),
     (["translate", "train", "--quick", "--width", "99", *OUT], "--width"),
+    (["translate", "compare", "--quick", "--width", "99", *OUT], "--width"),
+    # each within its bounds, together beyond any memory
+    (["translate", "train", "--quick", "--max-tokens", "1048576", "--vocab-size", "1000000",
+      *OUT], "--max-tokens"),
+    (["translate", "compare", "--quick", "--max-tokens", "1048576", "--vocab-size", "1000000",
+      *OUT], "--max-tokens"),
+    (["translate", "train", "--quick", "--width", "65536", "--layers", "1024", *OUT],
+     "--width"),
+    (["snail", "--quick", "--episodes-per-step", "4096", "--queries", "1000", "--ways", "100",
+      "--shots", "20", "--channels", "1024", "--data-dir", "{glyphs}", *OUT],
+     "--episodes-per-step"),
+    (["vision", "glimpse", "--quick", "--batch-size", "65536", "--widths", "4096",
+      "--data-dir", "{images}", *OUT], "--batch-size"),
     (["longrange", "--quick", "--min-len", "50", "--max-len", "40", *OUT], "--min-len"),
     (["longrange", "--quick", "--max-tokens", "30", "--max-len", "40", *OUT], "--max-tokens"),
     # a size given with --quick, which would put its own over it
@@ -441,6 +454,8 @@ def test_contradictory_or_ignored_options_exit_2(argv, names, world, capsys):
 
 @pytest.mark.parametrize("argv, guard", [
     (["translate", "--quick", "--seed", "3", *OUT], "_prepare"),  # the main job takes them
+    (["translate", "compare", "--quick", "--models", "rnn-none", "--width", "99", *OUT],
+     "_prepare"),  # a width the Transformer refuses is fine for an RNN
     (["bench", "hf", "--quick", *OUT], "hf"),
     (["bench", "train", "--quick", *OUT], "train"),
     (["bench", "attention", "--memory-curve", "--lengths", "64", *OUT], "memory_curve"),

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from attnkit._validate import arg_float, arg_int, output_dir
+from attnkit._validate import arg_float, arg_int, check_fits_in_memory, output_dir
 from attnkit.errors import UserError
 from attnkit.experiments.snail.config import (
     MAX_MINUTES,
@@ -118,9 +118,18 @@ def config_from_args(args: argparse.Namespace) -> SnailRunConfig:
         raise UserError(f"--{name.replace('_', '-')}: {str(exc).split(': ', 1)[-1]}") from None
 
 
+def _check_memory(config: SnailRunConfig) -> None:
+    """Each flag within its bounds, their product may not fit: a lower bound of one update's
+    first convolution output, (episodes x (ways x shots + queries), channels, 16, 16)."""
+    images = config.episodes_per_step * (max(config.ways) * max(config.shots) + config.queries)
+    check_fits_in_memory(4.0 * images * config.channels * 16 * 16, "--episodes-per-step",
+                         f"an update of {images:,} glyphs through {config.channels} channels")
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the flags and the paths, then run the experiment."""
     config = config_from_args(args)
+    _check_memory(config)
     output_dir(config.report_dir, "--out")
     data_dir = None if config.data_dir is None else Path(config.data_dir).expanduser()
     if data_dir is not None and not data_dir.is_dir():  # read only: a typo must not fall back

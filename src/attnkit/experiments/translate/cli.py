@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from attnkit._io import atomic_write_json
-from attnkit._validate import arg_float, arg_int, output_file, unique
+from attnkit._validate import arg_float, arg_int, check_fits_in_memory, output_file, unique
 from attnkit.data.translation.split import TEST_LONG
 from attnkit.errors import UserError
 from attnkit.experiments.translate.config import (
@@ -260,6 +260,30 @@ def _has_run(folder: Path) -> bool:
         latest_checkpoint(folder / "checkpoints") is not None
 
 
+def _config(args: argparse.Namespace, model: str, out: str) -> TranslateConfig:
+    """The run's config; a combination argparse cannot check (e.g. --width 99 for the
+    Transformer) is a UserError naming the flag."""
+    try:
+        return TranslateConfig(**_base(args), model=model, minutes=_minutes(args), out=out)
+    except ValueError as exc:
+        raise UserError(f"--{str(exc).split(':')[0].replace('_', '-')}: "
+                        f"{str(exc).split(': ', 1)[-1]}") from None
+
+
+def _check_memory(config: TranslateConfig) -> None:
+    """Refuse settings each within its bounds whose product cannot fit in memory: a lower
+    bound of the batch's logits (and their gradient), and of the model given --width/--layers
+    (weights, gradients and Adam's two moments)."""
+    check_fits_in_memory(8.0 * config.max_tokens * config.vocab_size, "--max-tokens",
+                         f"{config.model}: the logits of {config.max_tokens} tokens over "
+                         f"{config.vocab_size} vocabulary entries")
+    if config.width is not None or config.layers is not None:
+        width, layers = config.width or 64, config.layers or 1
+        weights = layers * 3 * width ** 2 + config.vocab_size * width
+        check_fits_in_memory(16.0 * weights, "--width" if config.width else "--layers",
+                             f"{config.model} of width {width} with {layers} layers")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from attnkit.experiments.translate.run import train
 
@@ -269,12 +293,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not _has_run(Path(out).expanduser()):
         raise UserError(f"--resume: {out} holds no run to continue (no checkpoint in "
                         f"{Path(out) / 'checkpoints'}); drop --resume to start one")
-    try:
-        config = TranslateConfig(**_base(args), model=args.model, minutes=_minutes(args),
-                                 out=out)
-    except ValueError as exc:  # a combination argparse cannot check, e.g. --width 99
-        raise UserError(f"--{str(exc).split(':')[0].replace('_', '-')}: "
-                        f"{str(exc).split(': ', 1)[-1]}") from None
+    config = _config(args, args.model, out)
+    _check_memory(config)
     metrics = train(config, resume=args.resume)
     if "samples" in metrics:  # torchrun workers other than rank 0 do not evaluate
         _print_samples(metrics)
@@ -326,6 +346,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                for name in args.models):
         raise UserError(f"--resume: {out} holds no run of {', '.join(args.models)} to "
                         f"continue; drop --resume to start the comparison")
+    for name in args.models:  # each model's own config: --width 99 is fine for the RNNs
+        _check_memory(_config(args, name, str(Path(out) / name)))
     summary = compare(CompareConfig(models=list(args.models), minutes=_minutes(args), out=out,
                                     base=_base(args)), resume=args.resume)
     for name, row in summary["models"].items():

@@ -195,7 +195,9 @@ class CompareConfig:
         if overlap:
             raise ValueError(f"base: {sorted(overlap)} are set per model by compare "
                              f"(hold_out_long is always True there)")
-        TranslateConfig(**self.base)  # validates the shared fields once, up front
+        for name in self.models:  # validates the shared fields up front, with each model
+            # (a width the Transformer refuses is fine for the RNNs)
+            TranslateConfig(**self.base, model=name)
 
 
 def preset(name: str | None) -> dict[str, Any]:

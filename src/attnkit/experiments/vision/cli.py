@@ -17,6 +17,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from attnkit._validate import check_fits_in_memory
 from attnkit.errors import UserError
 
 __all__ = ["HELP", "PARTS", "add_parser", "run"]
@@ -56,6 +57,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _check_memory(args: argparse.Namespace, part: str) -> None:
+    """The CNN parts: flags each within bounds whose product cannot fit in memory, from a lower
+    bound of one batch's widest convolution output (batch, width, side, side)."""
+    from attnkit.experiments.vision.config import PRESETS, ChannelConfig, GlimpseConfig
+
+    defaults = {"channel": ChannelConfig, "glimpse": GlimpseConfig}[part]()
+    preset = PRESETS[part] if args.quick else {}
+
+    def value(name: str):
+        given = getattr(args, name, None)
+        return given if given is not None else preset.get(name, getattr(defaults, name))
+
+    batch = value("batch_size")
+    width = max([*value("widths"), *(value("cnn_widths") if part == "glimpse" else [])])
+    side = value("image_size") if part == "glimpse" else 28
+    check_fits_in_memory(4.0 * batch * width * side * side, "--batch-size",
+                         f"a batch of {batch} images of {side}x{side} through {width} channels")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen part."""
     part = args.vision_part
@@ -70,4 +90,6 @@ def run(args: argparse.Namespace) -> int:
         what = "is not a folder" if Path(data_dir).expanduser().exists() else "does not exist"
         raise UserError(f"--data-dir: {data_dir} {what}; it should hold Fashion-MNIST "
                         f"(`attnkit data fetch --images --data-dir {data_dir}` puts it there)")
+    if part in ("channel", "glimpse"):
+        _check_memory(args, part)
     return module.run(args)
