@@ -47,6 +47,12 @@ class CallPlan:
     # lse (B, Hq, Lq) -> exact weights (B, Hq, Lq, Lk), for fused backends
     rebuild_weights: Callable[[torch.Tensor], torch.Tensor] | None = None
     _tile_plans: dict = dataclasses.field(default_factory=dict)
+    # Whether a mask tensor or mask_mod was given (the causal flag aside); a field, not a
+    # property, because backends read it on every call.
+    has_mask: bool = dataclasses.field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.has_mask = self.tensor_mask is not None or self.user_mask_mod is not None
 
     @classmethod
     def build(cls, q: torch.Tensor, kv_len: int, mask, alignment, score_mod,
@@ -62,11 +68,6 @@ class CallPlan:
                    **call)
 
     # -- mask, as one predicate ------------------------------------------------------------
-    @property
-    def has_mask(self) -> bool:
-        """Whether a mask tensor or mask_mod was given (the causal flag aside)."""
-        return self.tensor_mask is not None or self.user_mask_mod is not None
-
     @functools.cached_property
     def mask_mod(self) -> Callable | None:
         """The user's mask_mod and the causal flag, combined (the tensor part aside)."""

@@ -20,8 +20,7 @@ from attnkit.functional.normalizers import masked_softmax
 from attnkit.functional.score_mods import ScoreMod
 from attnkit.functional.sparsemax import sparsemax
 from attnkit.functional.weights import attention_weights
-from attnkit.kernels import BACKENDS, Decision, Problem, choose
-from attnkit.kernels.dispatch import backend_for
+from attnkit.kernels import BACKENDS, Decision, Problem, dispatch
 from attnkit.kernels.tiled import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q
 
 __all__ = ["attention", "explain"]
@@ -35,11 +34,28 @@ _NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax}
 # training loop) are described by plain, hashable values. A key that was validated once
 # stays valid: shapes, dtypes and devices of q, k, v and the other arguments with their
 # exact types (so True and 1, or 0.5 and a numpy float, are different keys). The cached
-# value is what validation derived (alignment, scale, dropout) and the Problem; dispatch
-# still decides (it keeps its own cache, which follows registry and machine changes).
+# entry holds what validation derived (the Problem and, without return_weights, the whole
+# CallPlan: nothing in it depends on the tensors' values then) and the backend dispatch
+# chose, with the registry and machine state it chose under (:func:`dispatch.state`): a
+# cached call re-asks dispatch only when that state changed.
 _FAST_CACHE_SIZE = 512
-_fast_cache: dict[tuple, tuple[str | None, float, float, Problem]] = {}
 _FAST_TYPES = (type(None), bool, int, float, str)
+
+
+class _Cached:
+    """One validated unmasked call: its Problem, its plan (None with ``return_weights``:
+    the weights rebuild closes over ``q`` and ``k``), the alignment, scale and dropout
+    validation resolved, and dispatch's answer with the state it was given under."""
+
+    __slots__ = ("problem", "plan", "alignment", "scale", "dropout_p", "state", "backend")
+
+    def __init__(self, problem: Problem, plan: CallPlan | None, alignment: str | None,
+                 scale: float, dropout_p: float, state: tuple, backend: str) -> None:
+        self.problem, self.plan, self.alignment = problem, plan, alignment
+        self.scale, self.dropout_p, self.state, self.backend = scale, dropout_p, state, backend
+
+
+_fast_cache: dict[tuple, _Cached] = {}
 
 
 def _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normalize):
@@ -47,11 +63,12 @@ def _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normal
     if type(q) is not torch.Tensor or type(k) is not torch.Tensor or \
             type(v) is not torch.Tensor:
         return None
-    for value in (causal, scale, dropout_p, return_weights, backend, normalize):
-        if type(value) not in _FAST_TYPES:
-            return None
-    requires_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
-                                                 or v.requires_grad)
+    if type(causal) not in _FAST_TYPES or type(scale) not in _FAST_TYPES or \
+            type(dropout_p) not in _FAST_TYPES or type(return_weights) not in _FAST_TYPES or \
+            type(backend) not in _FAST_TYPES or type(normalize) not in _FAST_TYPES:
+        return None
+    requires_grad = (q.requires_grad or k.requires_grad or v.requires_grad) and \
+        torch.is_grad_enabled()
     return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.device, k.device,
             v.device, type(causal), causal, type(scale), scale, type(dropout_p), dropout_p,
             type(return_weights), return_weights, backend, normalize, requires_grad)
@@ -59,34 +76,55 @@ def _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normal
 
 def _plan(q, k, mask, alignment, score_mod, scale, dropout_p, return_weights, normalize,
           causal) -> CallPlan:
+    rebuild = (functools.partial(_weights_from_lse, q, k, mask, causal, scale, score_mod)
+               if return_weights else None)
     return CallPlan.build(
         q, k.shape[2], mask, alignment, score_mod, scale=scale, dropout_p=dropout_p,
         return_weights=return_weights, normalize=_NORMALIZERS[normalize],
-        rebuild_weights=functools.partial(_weights_from_lse, q, k, mask, causal, scale,
-                                          score_mod))
+        rebuild_weights=rebuild)
+
+
+def _cached(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
+            normalize) -> tuple[tuple | None, _Cached | None]:
+    """``(key, entry)``: the fast-cache key of an unmasked call (None for other calls) and
+    its cached entry (None when not cached yet)."""
+    if mask is not None or score_mod is not None:
+        return None, None
+    key = _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normalize)
+    return key, (None if key is None else _fast_cache.get(key))
 
 
 def _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
-             normalize="softmax") -> tuple[CallPlan, Problem]:
-    """Validate every argument and describe the call; dispatch has accepted ``backend``
-    for it (a named backend that refuses raises here)."""
-    key = None
-    if mask is None and score_mod is None:
-        key = _fast_key(q, k, v, causal, scale, dropout_p, return_weights, backend, normalize)
-        cached = None if key is None else _fast_cache.get(key)
-        if cached is not None:
-            alignment, scale_, dropout_, problem = cached
-            plan = _plan(q, k, None, alignment, None, scale_, dropout_, return_weights,
-                         normalize, causal)
-            return plan, problem
+             normalize="softmax") -> tuple[CallPlan, Problem, str]:
+    """Validate every argument and describe the call; returns the plan, the Problem and
+    the backend dispatch chose (a named backend that refuses raises here)."""
+    key, entry = _cached(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
+                         backend, normalize)
+    if entry is not None:
+        plan = entry.plan
+        if plan is None:
+            plan = _plan(q, k, None, entry.alignment, None, entry.scale, entry.dropout_p,
+                         return_weights, normalize, causal)
+        return plan, entry.problem, _decided(entry, backend)
     plan, problem = _describe(q, k, v, mask, causal, scale, score_mod, dropout_p,
                               return_weights, backend, normalize)
-    backend_for(problem, backend)  # raises for a named backend that refuses
+    state = dispatch.state()
+    name = dispatch.backend_for(problem, backend)  # raises for a named backend that refuses
     if key is not None:
         if len(_fast_cache) >= _FAST_CACHE_SIZE:
             _fast_cache.clear()
-        _fast_cache[key] = (plan.alignment, plan.scale, plan.dropout_p, problem)
-    return plan, problem
+        _fast_cache[key] = _Cached(problem, None if return_weights else plan, plan.alignment,
+                                   plan.scale, plan.dropout_p, state, name)
+    return plan, problem, name
+
+
+def _decided(entry: _Cached, backend: str) -> str:
+    """The cached call's backend, asked again when the registry or machine state changed."""
+    state = dispatch.state()
+    if state != entry.state:
+        entry.backend = dispatch.backend_for(entry.problem, backend)
+        entry.state = state
+    return entry.backend
 
 
 def _describe(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights, backend,
@@ -186,9 +224,20 @@ def attention(
         >>> out.shape
         torch.Size([2, 4, 16, 32])
     """
-    plan, problem = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p,
+    if mask is None and score_mod is None and return_weights is False:
+        # The hot path of a training loop: a cached unmasked call runs its cached plan on
+        # the backend chosen for it, re-asking dispatch only when its state changed.
+        key = _fast_key(q, k, v, causal, scale, dropout_p, False, backend, normalize)
+        if key is not None and key in _fast_cache:
+            entry = _fast_cache[key]
+            state = dispatch.state()
+            if state != entry.state:
+                entry.backend = dispatch.backend_for(entry.problem, backend)
+                entry.state = state
+            return BACKENDS[entry.backend].run(q, k, v, entry.plan)
+    plan, _, name = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p,
                              return_weights, backend, normalize)
-    return BACKENDS[backend_for(problem, backend)].run(q, k, v, plan)
+    return BACKENDS[name].run(q, k, v, plan)
 
 
 def explain(
@@ -216,4 +265,4 @@ def explain(
     """
     problem = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p, return_weights,
                        backend, normalize)[1]
-    return choose(problem, backend)
+    return dispatch.choose(problem, backend)

@@ -11,26 +11,67 @@ answer (every backend's refusal and bid) costs more than a small model's attenti
 The key is the :class:`Problem` (hashable plain data), the requested name, the
 registry's entries (a replaced or added entry is a new key) and the machine state
 that availability checks read: whether CUDA is available and the environment
-switches in :data:`AVAILABILITY_ENV`. Installed packages are assumed not to change
-within a process. :func:`clear_cache` empties it.
+switches in :data:`AVAILABILITY_ENV` (:func:`state`, which ``attention()`` also keeps
+with its cached calls). Installed packages are assumed not to change within a process.
+:func:`clear_cache` empties it.
 """
 
 from __future__ import annotations
 
 import os
+import types
 
 import torch
 
 from attnkit.kernels.problem import Decision, Problem
 from attnkit.kernels.registry import BACKENDS
 
-__all__ = ["choose", "backend_for", "clear_cache", "AVAILABILITY_ENV"]
+__all__ = ["choose", "backend_for", "clear_cache", "state", "AVAILABILITY_ENV"]
 
 # Environment variables that a backend's availability may depend on (the Triton
 # interpreter switch); part of the cache key.
 AVAILABILITY_ENV = ("TRITON_INTERPRET",)
 _CACHE_SIZE = 256
 _cache: dict[tuple, Decision] = {}
+
+
+# state() runs on every cached attention call, so it reads the machine without Python
+# calls where it can do so exactly. CUDA availability: torch's own
+# torch.cuda.is_available() is asked once and its answer remembered (CUDA's device count is
+# fixed once a process has asked for it; torch caches it too); a replacement (tests
+# simulate machines that way) is called every time. Environment: os.environ keeps its variables in
+# a dict (``_data``, keys encoded by ``encodekey``) that setting or deleting a variable
+# through os.environ updates; read there directly, or through os.environ.get where the
+# mapping is not CPython's.
+_cuda_available: list[bool] = []  # torch's own answer, once asked
+_ENVIRON = os.environ
+_ENV_DATA = getattr(_ENVIRON, "_data", None)
+_ENV_KEYS = (tuple(map(_ENVIRON.encodekey, AVAILABILITY_ENV))
+             if isinstance(_ENV_DATA, dict) and callable(getattr(_ENVIRON, "encodekey", None))
+             else None)
+
+
+def state() -> tuple:
+    """What a decision depends on besides the problem and the requested name: the registry's
+    entries (``(name, entry)`` pairs, held, so that a replaced entry never compares equal to
+    a freed one at the same address), whether CUDA is available and the environment
+    switches in :data:`AVAILABILITY_ENV`. Callers that keep a decision (``attention()``'s
+    cache of unmasked calls) compare states with ``==``, which costs no Python calls for
+    an unchanged registry: the entries compare by identity first."""
+    probe = torch.cuda.is_available
+    if type(probe) is not types.FunctionType or probe.__module__ != "torch.cuda":  # replaced
+        cuda = probe()
+    elif _cuda_available:
+        cuda = _cuda_available[0]
+    else:
+        cuda = probe()
+        _cuda_available.append(cuda)
+    environ = os.environ
+    if _ENV_KEYS is not None and environ is _ENVIRON and environ._data is _ENV_DATA:
+        env = tuple(map(_ENV_DATA.get, _ENV_KEYS))
+    else:
+        env = tuple(map(environ.get, AVAILABILITY_ENV))
+    return (tuple(BACKENDS.items()), cuda, env)
 
 
 def clear_cache() -> None:
@@ -62,8 +103,7 @@ def _cached(problem: Problem, backend: str) -> Decision:
     """The shared cached decision (callers must not modify it)."""
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {list(BACKENDS)}, got {backend!r}")
-    key = (problem, backend, tuple(map(id, BACKENDS.values())), tuple(BACKENDS),
-           torch.cuda.is_available(), tuple(map(os.environ.get, AVAILABILITY_ENV)))
+    key = (problem, backend, tuple(map(id, BACKENDS.values())), tuple(BACKENDS), *state()[1:])
     decision = _cache.get(key)
     if decision is None:
         decision = _decide(problem, backend)  # raises for a named backend that refuses

@@ -45,12 +45,17 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 
 
 def _run(q, k, v, call):
-    square = call.q_len == call.kv_len
+    alignment = call.alignment
     # SDPA's own causal flag is upper-left and needs no mask tensor; the two
     # alignments coincide on a square, and a single lower-right query sees every key.
-    upper_left = call.alignment == "upper_left" or (call.alignment == "lower_right" and square)
-    sees_all = call.alignment is None or (call.alignment == "lower_right" and call.q_len == 1)
+    upper_left = alignment == "upper_left" or (alignment == "lower_right"
+                                               and call.q_len == call.kv_len)
+    sees_all = alignment is None or (alignment == "lower_right" and call.q_len == 1)
     if not call.has_mask and (upper_left or sees_all):
+        if call.scale > 0:  # the common case, called directly (see sdpa_attention)
+            return F.scaled_dot_product_attention(
+                q, k, v, dropout_p=call.dropout_p, is_causal=upper_left, scale=call.scale,
+                enable_gqa=q.shape[1] != k.shape[1]), None
         return sdpa_attention(q, k, v, mask=None, is_causal=upper_left, scale=call.scale,
                               dropout_p=call.dropout_p), None
     return sdpa_attention(q, k, v, mask=call.dense_mask(), is_causal=False, scale=call.scale,
