@@ -191,11 +191,16 @@ def test_compare_writes_table_and_plots(data_dir, tmp_path, capsys):
     summary = json.loads((out / "metrics.json").read_text())
     assert list(summary["models"]) == ["rnn-none", "transformer"]
     assert all(row["updates"] == 2 for row in summary["models"].values())
-    for name in ("bleu_by_length.png", "alignments.png"):
+    for name in ("bleu_by_length.png", "alignments.png", "quality_curve.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     table = (out / "README.md").read_text()
     assert "| rnn-none |" in table and "| transformer |" in table
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    # rnn-attention was not compared: its claims have no verdict; minutes per point do
+    verdicts = summary["claims"]["verdicts"]
+    assert [v["met"] for v in verdicts[:2]] == [None, None] and len(verdicts) == 2
+    assert set(summary["claims"]["per_model"]) == {"rnn-none", "transformer"}
+    assert "## The claims" in table or "The claims" in table
     # A second compare with --resume reuses both evaluated runs instead of training again.
     code, stdout, _ = run_cli(["translate", "compare", "--models", "rnn-none", "transformer",
                                "--resume", "--size", "tiny", "--vocab-size", "300",

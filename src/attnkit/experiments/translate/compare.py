@@ -24,6 +24,7 @@ from attnkit._validate import output_dir
 from attnkit.data.translation.split import TEST_LONG, TEST_LONG_MIN_SENTENCES
 from attnkit.errors import UserError
 from attnkit.experiments.report import Report
+from attnkit.experiments.translate.claims import claims, quality_figure
 from attnkit.experiments.translate.config import CompareConfig, TranslateConfig
 from attnkit.experiments.translate.evaluate import EVAL_SPLITS, SPLIT_BUCKETS
 from attnkit.experiments.translate.run import TRANSLATIONS_FILE, check_run_dir, train
@@ -160,6 +161,7 @@ def compare(config: CompareConfig, *, resume: bool = False,
                "by_length_test_long": {name: r["test_long"]["by_length"]
                                        for name, r in results.items() if "test_long" in r},
                "bootstrap": stats, "minutes_per_model": config.minutes}
+    summary["claims"] = claims(results, stats)
     _report(out, results, config, summary).write(summary)
     log(f"wrote {out}/ (README.md, report.html, metrics.json, bleu_by_length.png, "
         f"alignments.png)")
@@ -224,10 +226,45 @@ def _report(out: Path, results: dict[str, dict], config: CompareConfig,
                       caption=f"BLEU by English source length: the test split, and "
                               f"test-long where held out; error bars are 95% bootstrap "
                               f"intervals (none under {MIN_STATS_SENTENCES} sentences)")
+    _claims_section(report, results, summary["claims"])
     report.add_figure("alignments", _alignments_figure(out, results),
                       caption="the same test sentences under every model (one column each)")
     report.add_text(f"Signature: `{first['bleu_signature']}`")
     return report
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _claims_section(report: Report, results: dict[str, dict], found: dict[str, Any]) -> None:
+    report.add_figure("quality_curve", quality_figure(results),
+                      caption="validation BLEU (greedy) against training minutes, every model "
+                              "under the same budget")
+    reach = found["reach"]
+    target = reach.get("valid_bleu")
+    report.add_table(
+        ["model", "train min", "min per test BLEU point", "final valid BLEU",
+         "valid BLEU gain, last quarter", f"min to valid BLEU {_number(target)}"],
+        [[name, _number(row["train_minutes"], 1), _number(row["minutes_per_bleu"]),
+          _number(row["final_valid_bleu"]), _number(row["late_gain"]),
+          _number((reach.get("minutes") or {}).get(name), 1)]
+         for name, row in found["per_model"].items()],
+        title="Training time against quality (a small gain over the last quarter of the "
+              "budget means the curve had flattened)")
+    rows = []
+    for verdict in found["verdicts"]:
+        evidence = verdict["evidence"]
+        if evidence is None:
+            shown = "models not compared"
+        elif "delta" in evidence:
+            shown = (f"{evidence['delta']:+.2f} BLEU, p {evidence['p']:.3f} "
+                     f"({evidence['sentences']} sentences)")
+        else:
+            shown = ", ".join(f"{name} {_number(v)} min/point" for name, v in evidence.items())
+        met = {True: "yes", False: "**no**", None: "-"}[verdict["met"]]
+        rows.append([verdict["claim"], shown, met])
+    report.add_table(["claim", "measured", "holds"], rows, title="The claims")
 
 
 def _alignments_figure(out: Path, results: dict[str, dict]):
