@@ -373,3 +373,32 @@ def test_fused_self_projection_equals_three_projections(kv_heads, qk_norm, bias)
     torch.testing.assert_close(fused, separate, atol=1e-6, rtol=0)
     for g, p in zip(grads, mha.parameters(), strict=True):
         torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("case", _forward_errors(), ids=lambda case: case[0])
+def test_forward_errors_are_raised_after_valid_calls_too(case):
+    """The hot path checks a valid query with attribute reads and reuses attention()'s
+    cached validation; a bad call after good ones must still fail with the argument's name."""
+    _, call, error, word = case
+    mha = MultiHeadAttention(8, 2).train()
+    for _ in range(2):
+        mha(torch.randn(2, 3, 8), causal=True)
+        mha(torch.randn(2, 3, 8), torch.randn(2, 3, 8))
+    with pytest.raises(error, match=word):
+        call(mha)
+
+
+def test_query_dtype_and_return_weights_type_are_checked_after_valid_calls():
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(2, 3, 8)
+    mha(x, causal=True)
+    mha(x, causal=True)
+    with pytest.raises(TypeError, match="query has dtype torch.float64"):
+        mha(x.double(), causal=True)
+    with pytest.raises(TypeError, match="return_weights must be a bool"):
+        mha(x, causal=True, return_weights=1)
+    with pytest.raises(TypeError, match="query must be a torch.Tensor"):
+        mha([[0.0] * 8], causal=True)
+    # a tensor subclass takes the full check and passes it
+    out, _ = mha(torch.nn.Parameter(x), causal=True)
+    assert torch.equal(out, mha(x, causal=True)[0])

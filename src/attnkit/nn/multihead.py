@@ -270,20 +270,13 @@ class MultiHeadAttention(nn.Module):
         return not (_global_forward_hooks or _global_forward_pre_hooks
                     or _global_backward_hooks or _global_backward_pre_hooks)
 
-    def _project_self(self, x: torch.Tensor):
-        """``x (B, L, E)`` -> ``q (B, Hq, L, Dh), k, v (B, Hkv, L, Dh)``, with one matmul
-        by the stacked ``in_proj_weight`` where :meth:`_fused` allows (GPT-2's ``c_attn``)."""
-        if not self._fused():
-            q = self._heads(self._modules["q_proj"](x), self.num_heads)
-            k, v = self._project_source(x, x)
-            return q, k, v
-        params = self._parameters
-        q, k, v = F.linear(x, params["in_proj_weight"], params["in_proj_bias"]) \
-            .split_with_sizes(self._splits, dim=-1)
-        q = self._heads(q, self.num_heads)  # (B, Hq, L, Dh)
-        k = self._heads(k, self.num_kv_heads)  # (B, Hkv, L, Dh)
-        v = self._heads(v, self.num_kv_heads)  # (B, Hkv, L, Dh)
-        return q, (k if self.k_norm is None else self.k_norm(k)), v
+    def _project_separately(self, x: torch.Tensor):
+        """Self-attention without the fused matmul (see :meth:`_fused`; ``forward`` runs the
+        fused case inline): ``x (B, L, E)`` -> ``q (B, Hq, L, Dh), k, v (B, Hkv, L, Dh)``
+        through the ``q_proj``/``k_proj``/``v_proj`` modules."""
+        q = self._heads(self._modules["q_proj"](x), self.num_heads)
+        k, v = self._project_source(x, x)
+        return q, k, v
 
     # -- state dict: the stacked rows under the names of three separate projections --------
     def _row_slices(self):
@@ -436,12 +429,19 @@ class MultiHeadAttention(nn.Module):
         if kv_cache is not None and not isinstance(kv_cache, (KVCache, StaticKVCache)):
             raise TypeError(f"kv_cache must be a KVCache, a StaticKVCache or None, got "
                             f"{type(kv_cache).__name__}")
-        _check_input(query, "query", self.embed_dim, self._layout, self._dtype)
-        check_bool(return_weights, "return_weights")
+        stacked = self._parameters["in_proj_weight"]
+        # A batch-first query of the parameters' dtype passes on attribute reads alone;
+        # anything else takes the full check (which raises, or accepts it under autocast).
+        if type(query) is not torch.Tensor or query.ndim != 3 or \
+                query.shape[2] != self.embed_dim or stacked is None or \
+                query.dtype != stacked.dtype or not self.batch_first:
+            _check_input(query, "query", self.embed_dim, self._layout, self._dtype)
+        if type(return_weights) is not bool:
+            check_bool(return_weights, "return_weights")
         if not self.batch_first:
             query = query.transpose(0, 1)  # (B, Lq, E)
-        B, Lq, _ = query.shape
-        if isinstance(kv_cache, StaticKVCache) or key is not None:
+        B, Lq = query.shape[0], query.shape[1]
+        if key is not None or (kv_cache is not None and isinstance(kv_cache, StaticKVCache)):
             q = self._heads(self.q_proj(query), self.num_heads)  # (B, Hq, Lq, Dh)
             if self.q_norm is not None:
                 q = self.q_norm(q)
@@ -454,11 +454,24 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(f"self-attention (key=None) needs kdim == vdim == embed_dim, "
                                  f"got kdim={self.kdim}, vdim={self.vdim}, "
                                  f"embed_dim={self.embed_dim}; pass key and value")
-            q, k, v = self._project_self(query)  # q (B, Hq, Lq, Dh), k, v (B, Hkv, Lq, Dh)
+            if self._fused():  # one matmul by the stacked rows (GPT-2's c_attn)
+                params = self._parameters
+                q, k, v = F.linear(query, params["in_proj_weight"], params["in_proj_bias"]) \
+                    .split_with_sizes(self._splits, dim=-1)
+                Hq, Hkv, Dh = self.num_heads, self.num_kv_heads, self.head_dim
+                q = q.view(B, Lq, Hq, Dh).transpose(1, 2)  # (B, Hq, Lq, Dh)
+                k = k.view(B, Lq, Hkv, Dh).transpose(1, 2)  # (B, Hkv, Lq, Dh)
+                v = v.view(B, Lq, Hkv, Dh).transpose(1, 2)  # (B, Hkv, Lq, Dh)
+                if self.k_norm is not None:
+                    k = self.k_norm(k)
+            else:
+                q, k, v = self._project_separately(query)
             if self.q_norm is not None:
                 q = self.q_norm(q)
-            q, k, v = self._self_keys_values(q, k, v, kv_cache)  # k, v: (B, Hkv, Lk, Dh)
-            causal = "lower_right" if causal is True and kv_cache is not None else causal
+            if self.rotary is not None or kv_cache is not None:
+                q, k, v = self._self_keys_values(q, k, v, kv_cache)  # k, v: (B, Hkv, Lk, Dh)
+                if causal is True and kv_cache is not None:
+                    causal = "lower_right"
 
         out, weights = attention(
             q, k, v, mask=mask, causal=causal, score_mod=score_mod,
@@ -468,7 +481,7 @@ class MultiHeadAttention(nn.Module):
         if self._head_hooks:
             out = self._run_head_hooks(HeadCall(q, k, v, mask, causal, score_mod), out)
         out = out.transpose(1, 2).reshape(B, Lq, self.num_heads * self.head_dim)  # (B, Lq, E)
-        out = self.out_proj(out)  # (B, Lq, E)
+        out = self._modules["out_proj"](out)  # (B, Lq, E)
         if not self.batch_first:
             out = out.transpose(0, 1)  # (Lq, B, E)
         return out, weights
