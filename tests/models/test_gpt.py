@@ -244,3 +244,64 @@ def test_forward_dispatches_no_more_aten_ops_than_a_plain_sdpa_gpt():
     ours(x)  # first calls fill the caches
     ours_ops, plain_ops = aten_ops(lambda: ours(x)), aten_ops(lambda: plain(x))
     assert 0 < ours_ops <= plain_ops
+
+
+def test_zero_dropout_builds_no_dropout_modules_and_keeps_the_checkpoint_layout():
+    """dropout=0 is the identity, so the layers hold no nn.Dropout (none is called or walked
+    by parameters()); the state dict is the same either way and loads across both."""
+    plain, dropping = GPT(_config()), GPT(_config(dropout=0.25))
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    # per block: the residual dropout and the MLP's; one on the embeddings
+    assert sum(isinstance(m, torch.nn.Dropout) for m in dropping.modules()) == 2 * 2 + 1
+    assert list(plain.state_dict()) == list(dropping.state_dict())
+    dropping.load_state_dict(plain.state_dict())
+    x = torch.randint(VOCAB, (2, 12))
+    assert torch.equal(dropping.eval()(x), plain.eval()(x))
+    dropping.train()
+    torch.manual_seed(0)
+    first = dropping(x)
+    assert not torch.equal(first, dropping(x))  # dropout is active in training
+    torch.manual_seed(0)
+    assert torch.equal(first, dropping(x))
+    with pytest.raises(ValueError, match="dropout"):
+        GPTConfig(vocab_size=VOCAB, dropout=-0.1)
+
+
+@pytest.mark.parametrize("mlp", [True, False])
+def test_zero_dropout_blocks_equal_the_written_out_formula(mlp):
+    """Pre-norm block ``x + attn(norm1(x))`` (+ ``ffn(norm2(x))``) with nothing skipped but
+    the identity dropouts."""
+    model = _model(mlp=mlp)
+    block, x = model.blocks[0], torch.randn(2, 5, 16, dtype=F64)
+    h = x + block.self_attn(block.norm1(x), causal=True)[0]
+    if mlp:
+        ffn = block.ffn
+        h = h + ffn.proj(F.gelu(ffn.fc(block.norm2(h))))
+    torch.testing.assert_close(block(x, causal=True), h, rtol=0, atol=1e-12)
+
+
+def test_training_step_calls_no_more_modules_than_needed():
+    """nn.Module calls of one GPT forward, counted (deterministic): per block the layer,
+    two LayerNorms, the attention with its output projection and the MLP with its three
+    parts; around them the model, its embedding (token, positions) and the final norm and
+    head. No dropout module is called at p=0 and the fused q/k/v projection calls no view."""
+    import sys
+
+    model = GPT(_config(num_layers=3)).train()
+    x = torch.randint(VOCAB, (2, 12))
+    model(x)
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code is torch.nn.Module._call_impl.__code__:
+            calls.append(type(frame.f_locals["self"]).__name__)
+
+    sys.setprofile(profile)
+    try:
+        model(x)
+    finally:
+        sys.setprofile(None)
+    per_block = ["EncoderLayer", "LayerNorm", "MultiHeadAttention", "Linear", "LayerNorm",
+                 "FeedForward", "Linear", "GELU", "Linear"]
+    assert calls == (["GPT", "TokenEmbedding", "Embedding", "LearnedPositionalEmbedding"]
+                     + 3 * per_block + ["LayerNorm", "Linear"])

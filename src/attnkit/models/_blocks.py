@@ -36,7 +36,7 @@ from attnkit.nn.positional import (
 )
 
 __all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "TokenEmbedding", "make_rotary",
-           "check_common", "POSITIONAL_KINDS", "ACTIVATIONS"]
+           "check_common", "optional_dropout", "POSITIONAL_KINDS", "ACTIVATIONS"]
 
 POSITIONAL_KINDS = ("sinusoidal", "learned", "rotary")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -63,6 +63,16 @@ def check_common(who: str, config) -> None:
                          f"num_heads = {head_dim}; change d_model or num_heads")
 
 
+def optional_dropout(p: float) -> nn.Dropout | None:
+    """``nn.Dropout(p)`` (which checks ``p``), or None for ``p == 0``: dropout with zero
+    probability is the identity, and the layers skip it instead of calling a module that
+    returns its input (and walking it in every ``parameters()``). A layer built with
+    ``dropout=0`` therefore has no ``dropout`` submodule; build it with ``p > 0`` to
+    train with dropout."""
+    module = nn.Dropout(p)
+    return module if module.p > 0 else None
+
+
 def make_rotary(positional: str, head_dim: int) -> RotaryEmbedding | None:
     """One :class:`RotaryEmbedding` for ``positional == "rotary"`` (shared by all layers,
     it has no parameters), else None."""
@@ -75,7 +85,8 @@ class FeedForward(nn.Module):
     Args:
         d_model: ``E``, input and output features.
         ffn_dim: hidden features (``4 E`` in the paper and GPT-2).
-        dropout: dropout on the output.
+        dropout: dropout on the output (0: no ``dropout`` submodule, see
+            :func:`optional_dropout`).
         activation: ``"relu"`` (the paper) or ``"gelu"`` (GPT, BERT).
         bias: biases in both linear layers.
     """
@@ -89,17 +100,21 @@ class FeedForward(nn.Module):
         self.fc = nn.Linear(d_model, ffn_dim, bias=bias)
         self.act = ACTIVATIONS[activation]()
         self.proj = nn.Linear(ffn_dim, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = optional_dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, L, E) -> (B, L, E)``."""
-        return self.dropout(self.proj(self.act(self.fc(x))))
+        # submodules read from _modules: nn.Module.__getattr__ is a Python call per access
+        modules = self._modules
+        x = modules["proj"](modules["act"](modules["fc"](x)))
+        return x if self.dropout is None else self.dropout(x)
 
 
 class _Layer(nn.Module):
     """The parts both layer kinds own, registered in this order (it fixes the order in
     which the models' initializers draw random numbers): ``self_attn``, ``cross_attn``
-    (with ``cross``), ``ffn``, ``norm1``, ``norm2`` (, ``norm3``), ``dropout``.
+    (with ``cross``), ``ffn``, ``norm1``, ``norm2`` (, ``norm3``), ``dropout`` (only for
+    ``dropout > 0``, see :func:`optional_dropout`).
 
     Args:
         d_model, num_heads, num_kv_heads: as :class:`MultiHeadAttention`
@@ -125,7 +140,10 @@ class _Layer(nn.Module):
         self.ffn = FeedForward(d_model, ffn_dim, dropout, activation, bias)
         for index in range(1, 4 if cross else 3):
             self.add_module(f"norm{index}", nn.LayerNorm(d_model, bias=bias))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = optional_dropout(dropout)
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.dropout is None else self.dropout(x)
 
 
 class EncoderLayer(_Layer):
@@ -139,9 +157,6 @@ class EncoderLayer(_Layer):
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, **options) -> None:
         super().__init__(d_model, num_heads, ffn_dim, cross=False, **options)
-
-    def _attend(self, x, mask, causal, kv_cache):
-        return self.dropout(self.self_attn(x, mask=mask, causal=causal, kv_cache=kv_cache)[0])
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | Callable | None = None,
                 causal: bool | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
@@ -157,11 +172,16 @@ class EncoderLayer(_Layer):
         Returns:
             ``(B, L, E)``.
         """
+        modules = self._modules  # not self.<name>: nn.Module.__getattr__ is a Python call
+        attend, ffn, norm1, norm2 = (modules["self_attn"], modules["ffn"], modules["norm1"],
+                                     modules["norm2"])
         if self.norm_first:
-            x = x + self._attend(self.norm1(x), mask, causal, kv_cache)
-            return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self._attend(x, mask, causal, kv_cache))
-        return self.norm2(x + self.ffn(x))
+            h = attend(norm1(x), mask=mask, causal=causal, kv_cache=kv_cache)[0]
+            x = x + (h if self.dropout is None else self.dropout(h))
+            return x + ffn(norm2(x))
+        h = attend(x, mask=mask, causal=causal, kv_cache=kv_cache)[0]
+        x = norm1(x + (h if self.dropout is None else self.dropout(h)))
+        return norm2(x + ffn(x))
 
 
 class DecoderLayer(_Layer):
@@ -192,12 +212,12 @@ class DecoderLayer(_Layer):
             ``(x (B, L, E), cross-attention weights (B, Hq, L, S) or None)``.
         """
         def self_attend(h):
-            return self.dropout(self.self_attn(h, causal=True, kv_cache=self_cache)[0])
+            return self._drop(self.self_attn(h, causal=True, kv_cache=self_cache)[0])
 
         def cross_attend(h):
             out, weights = self.cross_attn(h, memory, mask=memory_mask, kv_cache=cross_cache,
                                            return_weights=return_weights)
-            return self.dropout(out), weights
+            return self._drop(out), weights
 
         if self.norm_first:
             x = x + self_attend(self.norm1(x))
@@ -219,7 +239,8 @@ class TokenEmbedding(nn.Module):
         d_model: ``E``.
         positional: ``"sinusoidal"``, ``"learned"`` or ``"rotary"``.
         max_len: positions with a table entry (sinusoidal/learned).
-        dropout: dropout on the sum.
+        dropout: dropout on the sum (0: no ``dropout`` submodule, see
+            :func:`optional_dropout`).
         scale: multiply the token embeddings by ``sqrt(E)``.
         padding_idx: passed to ``nn.Embedding`` (its row gets no gradient).
     """
@@ -235,13 +256,15 @@ class TokenEmbedding(nn.Module):
             self.position = SinusoidalPositionalEncoding(d_model, max_len)
         elif positional == "learned":
             self.position = LearnedPositionalEmbedding(max_len, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = optional_dropout(dropout)
 
     def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """``ids (B, L)`` long, first position ``offset`` -> ``(B, L, E)``."""
-        x = self.token(ids)  # (B, L, E)
+        modules = self._modules  # not self.<name>: nn.Module.__getattr__ is a Python call
+        x = modules["token"](ids)  # (B, L, E)
         if self.scale != 1.0:
             x = x * self.scale
-        if self.position is not None:
-            x = self.position(x, offset)
-        return self.dropout(x)
+        position = modules["position"] if "position" in modules else None
+        if position is not None:
+            x = position(x, offset)
+        return x if self.dropout is None else self.dropout(x)

@@ -34,7 +34,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from attnkit._validate import check_bool, check_float, check_int
-from attnkit.models._blocks import EncoderLayer, TokenEmbedding, check_common, make_rotary
+from attnkit.models._blocks import (
+    EncoderLayer,
+    TokenEmbedding,
+    check_common,
+    make_rotary,
+    optional_dropout,
+)
 from attnkit.nn._inputs import check_token_ids
 from attnkit.nn.kv_cache import KVCache
 from attnkit.nn.multihead import MultiHeadAttention
@@ -84,7 +90,8 @@ class AttentionOnlyBlock(nn.Module):
 
     Args:
         d_model, num_heads, num_kv_heads, bias, rotary: as :class:`MultiHeadAttention`.
-        dropout: on the attention weights and on the block's output.
+        dropout: on the attention weights and on the block's output (0: no ``dropout``
+            submodule, see :func:`~attnkit.models._blocks.optional_dropout`).
     """
 
     def __init__(self, d_model: int, num_heads: int, *, num_kv_heads: int | None = None,
@@ -94,14 +101,16 @@ class AttentionOnlyBlock(nn.Module):
         self.self_attn = MultiHeadAttention(d_model, num_heads, num_kv_heads=num_kv_heads,
                                             bias=bias, dropout=dropout, rotary=rotary)
         self.norm1 = nn.LayerNorm(d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = optional_dropout(dropout)
 
     def forward(self, x: torch.Tensor, *, mask=None, causal: bool | None = None,
                 kv_cache: KVCache | None = None) -> torch.Tensor:
         """``x (B, L, E) -> (B, L, E)``; ``mask``, ``causal``, ``kv_cache`` as
         :meth:`EncoderLayer.forward`."""
-        out = self.self_attn(self.norm1(x), mask=mask, causal=causal, kv_cache=kv_cache)[0]
-        return x + self.dropout(out)
+        modules = self._modules
+        out = modules["self_attn"](modules["norm1"](x), mask=mask, causal=causal,
+                                   kv_cache=kv_cache)[0]
+        return x + (out if self.dropout is None else self.dropout(out))
 
 
 class GPT(nn.Module):
@@ -183,10 +192,11 @@ class GPT(nn.Module):
 
     def _forward(self, idx: torch.Tensor, kv_caches: list[KVCache] | None,
                  past: int) -> torch.Tensor:
-        x = self.embed(idx, offset=past)  # (B, T, E)
-        for i, block in enumerate(self.blocks):
+        modules = self._modules  # not self.<name>: nn.Module.__getattr__ is a Python call
+        x = modules["embed"](idx, offset=past)  # (B, T, E)
+        for i, block in enumerate(modules["blocks"]):
             x = block(x, causal=True, kv_cache=None if kv_caches is None else kv_caches[i])
-        return self.lm_head(self.norm(x))  # (B, T, V)
+        return modules["lm_head"](modules["norm"](x))  # (B, T, V)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,

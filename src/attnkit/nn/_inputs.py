@@ -24,6 +24,7 @@ import torch
 __all__ = ["check_token_ids", "check_source", "check_lengths", "check_dtype", "check_row_index"]
 
 _ID_DTYPES = (torch.int64, torch.int32)
+_RANKS: dict[str, int] = {}  # layout text -> rank
 
 
 def _prefix(who: str | None) -> str:
@@ -45,19 +46,23 @@ def check_token_ids(ids: object, name: str, *, layout: str = "(B, L)",
         who: the class or function name that prefixes the error.
         allow_empty: accept a tensor with a zero-sized dimension.
     """
-    rank = len([part for part in layout.strip("()").split(",") if part.strip()])
-    if not isinstance(ids, torch.Tensor):
+    rank = _RANKS.get(layout)
+    if rank is None:  # parsed once per layout: models check their input on every forward
+        rank = _RANKS[layout] = len([part for part in layout.strip("()").split(",")
+                                     if part.strip()])
+    if type(ids) is not torch.Tensor and not isinstance(ids, torch.Tensor):
         raise TypeError(f"{_prefix(who)}{name} must be a torch.Tensor {layout} of token ids, "
                         f"got {type(ids).__name__}")
     if ids.dtype not in _ID_DTYPES:
         raise TypeError(f"{_prefix(who)}{name} must be an integer (int64 or int32) tensor, "
                         f"got dtype {ids.dtype}")
-    if ids.dim() != rank or (0 in ids.shape and not allow_empty):
+    zero_sized = 0 in ids.shape
+    if ids.ndim != rank or (zero_sized and not allow_empty):
         empty = "" if allow_empty else "non-empty "
         raise ValueError(f"{_prefix(who)}{name} must be a {empty}{rank}-D {layout} tensor, got "
                          f"shape {tuple(ids.shape)}")
-    if vocab_size is not None and ids.numel():
-        low, high = int(ids.min()), int(ids.max())
+    if vocab_size is not None and not zero_sized:
+        low, high = map(int, torch.aminmax(ids))
         if low < 0 or high >= vocab_size:
             raise ValueError(f"{_prefix(who)}{name} must lie in [0, {vocab_size}) (ids of a "
                              f"{vocab_size}-entry table), got values in [{low}, {high}]")
