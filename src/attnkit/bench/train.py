@@ -8,13 +8,16 @@ here, in this file, with plain torch ops: ``plain`` computes attention as
 ``softmax(QK^T / sqrt(d) + causal) V`` with explicit matmuls (the textbook model), and
 ``plain-sdpa`` is the same model calling ``scaled_dot_product_attention`` (what nanoGPT
 does when torch has it). Ratio = peer time / attnkit time, so above 1.0 attnkit is faster.
-All candidates run interleaved in one process. Two columns do not depend on timing:
+All candidates run interleaved in one process. Four columns do not depend on timing:
 ``param_tensors`` (what the optimizer and gradient clipping iterate over, one tensor at a
 time for CPU parameters: both sides use torch's default ``AdamW``, neither fused nor
 foreach on the CPU; attnkit, like the peers, stacks the q/k/v projections in one
 parameter) and
-``aten_ops_per_step`` (ATen operators one step dispatches, counted by the profiler), so
-overhead can be located on a loaded machine by counting instead of timing.
+``aten_ops_per_step`` (ATen operators one step dispatches, counted by the profiler),
+``python_calls_per_step`` (Python function calls, generator resumptions included, and
+calls of built-in functions: what ``cProfile`` counts) and ``module_calls_per_step``
+(``nn.Module`` calls among them), so overhead can be located on a loaded machine by
+counting instead of timing.
 
 Decoding: the same widths with a context of 2048; the latency of one new token when the
 sequence already holds ``t`` tokens (t = 10 and 1000), either a cached step (one query
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from dataclasses import asdict
 
@@ -39,8 +43,9 @@ from attnkit.models.gpt import GPT, GPTConfig
 
 __all__ = ["run", "PlainGPT"]
 
-TRAIN_COLUMNS = ("model", "params", "param_tensors", "aten_ops_per_step", "step_ms",
-                 "tokens_per_s", "ratio_attnkit_vs_peer")
+TRAIN_COLUMNS = ("model", "params", "param_tensors", "aten_ops_per_step",
+                 "python_calls_per_step", "module_calls_per_step", "step_ms", "tokens_per_s",
+                 "ratio_attnkit_vs_peer")
 DECODE_COLUMNS = ("position", "mode", "ms_per_token", "speedup_vs_recompute")
 
 
@@ -128,6 +133,31 @@ def aten_ops(step) -> int:
     return sum(1 for event in prof.events() if event.name.startswith("aten::"))
 
 
+def python_calls(step) -> tuple[int, int]:
+    """``(calls, module calls)`` that one call of ``step`` makes (``step`` itself included):
+    every Python function call (a generator's resumption counts, as in ``cProfile``) and
+    every call of a built-in function, and among them the ``nn.Module`` calls
+    (``Module._call_impl``). Deterministic for a given torch and Python, unlike a timing on
+    a loaded machine."""
+    module_call = nn.Module._call_impl.__code__
+    counts = [0, 0]
+
+    def profile(frame, event, arg) -> None:
+        if event == "call":
+            counts[0] += 1
+            counts[1] += frame.f_code is module_call
+        elif event == "c_call" and arg is not sys.setprofile:  # not the measurement's own
+            counts[0] += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        step()
+    finally:
+        sys.setprofile(previous)
+    return counts[0], counts[1]
+
+
 def train_rows(repeats: int, steps_per_sample: int) -> list[dict]:
     config = GPTConfig(vocab_size=65, context_len=64, num_layers=4, num_heads=4, d_model=128,
                        dropout=0.0)
@@ -147,13 +177,16 @@ def train_rows(repeats: int, steps_per_sample: int) -> list[dict]:
     stats = measure_interleaved({name: repeated(fn) for name, fn in steps.items()},
                                 warmup=1, repeats=repeats)
     ops = {name: aten_ops(fn) for name, fn in steps.items()}
+    calls = {name: python_calls(fn) for name, fn in steps.items()}
     ours = stats["attnkit GPT"]["median_s"] / steps_per_sample
     rows = []
     for name, model in models.items():
         per_step = stats[name]["median_s"] / steps_per_sample
         rows.append({"model": name, "params": _params(model),
                      "param_tensors": len({id(p) for p in model.parameters()}),
-                     "aten_ops_per_step": ops[name], "step_ms": per_step * 1e3,
+                     "aten_ops_per_step": ops[name],
+                     "python_calls_per_step": calls[name][0],
+                     "module_calls_per_step": calls[name][1], "step_ms": per_step * 1e3,
                      "tokens_per_s": batch * config.context_len / per_step,
                      "ratio_attnkit_vs_peer": per_step / ours})
     return rows
@@ -216,8 +249,9 @@ def run(*, repeats: int = 7, quick: bool = False, out_dir: str = "benchmarks/res
     for row in train:
         print(f"{row['model']:<26} {row['step_ms']:8.2f} ms/step  {row['tokens_per_s']:9.0f} "
               f"tok/s  attnkit/peer speed {row['ratio_attnkit_vs_peer']:.3f}  "
-              f"{row['param_tensors']} parameter tensors, {row['aten_ops_per_step']} aten ops "
-              f"per step", flush=True)
+              f"{row['param_tensors']} parameter tensors, {row['aten_ops_per_step']} aten ops, "
+              f"{row['python_calls_per_step']} Python calls, {row['module_calls_per_step']} "
+              f"module calls per step", flush=True)
     decode = decode_rows((10, 1000), repeats=3 if quick else repeats, tokens=4 if quick else 16)
     for row in decode:
         print(f"t={row['position']:<5} {row['mode']:<17} {row['ms_per_token']:8.3f} ms/token "
