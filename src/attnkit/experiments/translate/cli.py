@@ -27,8 +27,14 @@ from attnkit.errors import UserError
 from attnkit.experiments.translate.config import (
     AMP_MODES,
     LANGS,
+    MAX_BATCH_TOKENS,
     MAX_BEAM,
+    MAX_LAYERS,
+    MAX_LR,
     MAX_MINUTES,
+    MAX_SEED,
+    MAX_VOCAB,
+    MAX_WIDTH,
     MIN_VOCAB,
     MODEL_KINDS,
     PRESETS,
@@ -44,12 +50,6 @@ EVAL_SPLITS = ("test", TEST_LONG)  # as evaluate.EVAL_SPLITS, without importing 
 __all__ = ["HELP", "add_parser", "run"]
 
 HELP = "the main job: English->French translation on gettext catalogs"
-
-MAX_BATCH_TOKENS = 1 << 20  # beyond this the logits alone outgrow any memory (a typo)
-MAX_VOCAB = 1_000_000  # the BPE trainer's counts are 32-bit; real vocabularies are far smaller
-MAX_SEED = 2**32 - 1
-MAX_WIDTH = 1 << 16  # a model wider than this does not fit in memory (a typo)
-MAX_LAYERS = 1024
 
 # Flags whose value --quick may supply: argparse default None means "not given".
 _PRESET_FLAGS = ("minutes", "size", "vocab_size", "max_tokens", "warmup_steps", "eval_every",
@@ -94,7 +94,7 @@ def _add_training_options(parser: argparse.ArgumentParser, *, minutes: float) ->
                         help=f"padded tokens per batch, at least the longest sentence kept "
                              f"({d.max_len}) (default 1500 transformer, 3000 RNNs; --quick: "
                              f"{quick['max_tokens']})")
-    parser.add_argument("--lr", type=arg_float(0.0, low_open=True), default=None,
+    parser.add_argument("--lr", type=arg_float(0.0, MAX_LR, low_open=True), default=None,
                         help="peak learning rate (default: 2e-3 transformer, 1e-3 RNNs)")
     parser.add_argument("--warmup-steps", type=arg_int(0), default=None,
                         help="linear warmup updates " + default("warmup_steps"))

@@ -23,7 +23,8 @@ from typing import Any
 from attnkit._validate import check_bool, check_choice, check_float, check_int
 
 __all__ = ["MODEL_KINDS", "SIZES", "LANGS", "AMP_MODES", "SCHEDULES", "PRESETS", "MIN_VOCAB",
-           "MAX_MINUTES", "MAX_BEAM", "RESUME_FIXED", "USABLE_EPOCHS", "TranslateConfig",
+           "MAX_MINUTES", "MAX_BEAM", "MAX_BATCH_TOKENS", "MAX_VOCAB", "MAX_SEED", "MAX_WIDTH",
+           "MAX_LAYERS", "MAX_LR", "RESUME_FIXED", "USABLE_EPOCHS", "TranslateConfig",
            "CompareConfig", "preset"]
 
 #: model kind -> the seq2seq attention it uses ("transformer": its own multi-head attention)
@@ -41,6 +42,12 @@ SCHEDULES = ("linear", "cosine", "inverse_sqrt")  # see attnkit.train.schedule
 MIN_VOCAB = 260  # the byte-level BPE's 4 special tokens + 256 bytes
 MAX_MINUTES = 1e6  # about two years: any longer budget is a typo (and overflows seconds)
 MAX_BEAM = 64  # beam search keeps beam x vocabulary scores per sentence
+MAX_BATCH_TOKENS = 1 << 20  # beyond this the logits alone outgrow any memory (a typo)
+MAX_VOCAB = 1_000_000  # the BPE trainer's counts are 32-bit; real vocabularies are far smaller
+MAX_SEED = 2**32 - 1
+MAX_WIDTH = 1 << 16  # a model wider than this does not fit in memory (a typo)
+MAX_LAYERS = 1024
+MAX_LR = 1.0  # AdamW's step is about lr per weight: above 1 nothing trains
 
 #: epochs of training below which the main job warns that the model will not be usable (in
 #: the default run of benchmarks/results/translate/default/, validation BLEU passed 20 at
@@ -109,9 +116,9 @@ class TranslateConfig:
         check_choice(self.schedule, "schedule", SCHEDULES)
         self.eval_minutes = check_float(self.eval_minutes, "eval_minutes", low=0.0,
                                         high=MAX_MINUTES)
-        for name in ("width", "layers"):
+        for name, most in (("width", MAX_WIDTH), ("layers", MAX_LAYERS)):
             if getattr(self, name) is not None:
-                check_int(getattr(self, name), name, minimum=1)
+                check_int(getattr(self, name), name, minimum=1, maximum=most)
         if self.model == "transformer" and self.width is not None \
                 and self.width % max(self.width // 64, 2):
             raise ValueError(f"width: the Transformer splits it into heads of 64 features, "
@@ -123,20 +130,21 @@ class TranslateConfig:
                                    high=MAX_MINUTES)
         if self.max_tokens is None:
             self.max_tokens = _DEFAULT_MAX_TOKENS.get(self.model, 3000)
-        for name in ("max_steps", "max_tokens", "max_len", "eval_every", "checkpoint_every"):
+        for name in ("max_steps", "max_len", "eval_every", "checkpoint_every"):
             check_int(getattr(self, name), name, minimum=1)
+        check_int(self.max_tokens, "max_tokens", minimum=1, maximum=MAX_BATCH_TOKENS)
         if self.max_tokens < self.max_len:
             raise ValueError(f"max_tokens: expected at least max_len ({self.max_len}) tokens per "
                              f"batch, so the longest sentence fits, got {self.max_tokens}")
-        check_int(self.vocab_size, "vocab_size", minimum=MIN_VOCAB)
+        check_int(self.vocab_size, "vocab_size", minimum=MIN_VOCAB, maximum=MAX_VOCAB)
         check_int(self.beam_size, "beam_size", minimum=1, maximum=MAX_BEAM)
         check_int(self.valid_bleu_limit, "valid_bleu_limit", minimum=1)
         check_int(self.warmup_steps, "warmup_steps", minimum=0)
-        check_int(self.seed, "seed", minimum=0)
+        check_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
         if self.test_limit is not None:
             check_int(self.test_limit, "test_limit", minimum=1)
         if self.lr is not None:
-            self.lr = check_float(self.lr, "lr", low=0.0, low_open=True)
+            self.lr = check_float(self.lr, "lr", low=0.0, low_open=True, high=MAX_LR)
         self.label_smoothing = check_float(self.label_smoothing, "label_smoothing", low=0.0,
                                            high=1.0, high_open=True)
         self.length_penalty = check_float(self.length_penalty, "length_penalty", low=0.0)
