@@ -59,12 +59,14 @@ def exact_cases(cases, rank, world):
         layout = case["layout"]
         q, k, v = (shard(case[name], 2, layout).clone().requires_grad_(True)
                    for name in ("q", "k", "v"))
+        stats: dict = {}
         out, lse = ring_attention(q, k, v, causal=case["causal"], mask=build_mask(case["mask"]),
                                   layout=layout, block_q=case["block_q"],
-                                  block_k=case["block_k"], chunk=case["chunk"])
+                                  block_k=case["block_k"], chunk=case["chunk"], stats=stats)
         out.backward(shard(case["grad"], 2, layout))
         results.append({"out": out.detach(), "lse": lse, "dq": q.grad, "dk": k.grad,
-                        "dv": v.grad})
+                        "dv": v.grad, "stats": {key: value for key, value in stats.items()
+                                                if not key.startswith("compute_s")}})
     return results
 
 

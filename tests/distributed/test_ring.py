@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import attnkit
 from attnkit import masks
 from attnkit.distributed import ring_schedule, segments, shard_positions
+from attnkit.distributed.ring import backward_chunk, ring_pieces
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.train.trainer import TrainConfig, Trainer
 
@@ -165,7 +166,8 @@ def _payload(world: int) -> dict:
     return payload
 
 
-MEMORY = {"heads": 2, "head_dim": 32, "chunk": 64, "shard_lengths": [512, 2048]}
+# Both shards shorter than 32 chunks: the same backward pieces (backward_chunk) at both.
+MEMORY = {"heads": 2, "head_dim": 32, "chunk": 64, "shard_lengths": [256, 1024]}
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +232,40 @@ def test_ring_equals_one_process_attention(runs, world, index):
         assert empty.any(), "this case must exercise rows with nothing to attend to"
 
 
+@pytest.mark.parametrize("world", [2, 4])
+def test_ring_sends_each_shard_once_per_pass_in_packed_pieces(runs, world):
+    """Bytes and messages per rank: each K|V piece is one message per hop and goes
+    W - 1 hops per pass; in the backward each dK|dV sum is one message per hop and goes
+    W - 1 hops (the owner's own part never travels). That is no more messages than
+    unpacked K and V pieces of ``chunk`` (two per hop) with a dK and a dV message on each
+    of W hops would need."""
+    for index, case in enumerate(CASES[world]):
+        L = case["q"].shape[2]
+        n = L // world
+        pieces = len(ring_pieces(L, world, case["layout"], chunk=case["chunk"]))
+        backward = len(ring_pieces(L, world, case["layout"],
+                                   chunk=backward_chunk(n, case["chunk"])))
+        kv_bytes = (case["k"].numel() + case["v"].numel()) // world * 8  # float64 shards
+        for rank, result in enumerate(runs(world)):
+            stats = result["exact"][index]["stats"]
+            assert (stats["pieces"], stats["pieces_backward"]) == (pieces, backward)
+            assert stats["messages_forward"] == (world - 1) * pieces, (rank, case["id"])
+            assert stats["messages_backward"] == 2 * (world - 1) * backward
+            assert stats["messages_backward"] <= 2 * (world - 1) * pieces + 2 * world * pieces
+            assert stats["bytes_sent_forward"] == (world - 1) * kv_bytes
+            assert stats["bytes_sent_backward"] == 2 * (world - 1) * kv_bytes
+
+
+def test_backward_pieces_are_halved_on_short_shards():
+    assert backward_chunk(4096, 128) == 128
+    assert backward_chunk(4095, 128) == 64
+    assert backward_chunk(1024, 128) == 64
+    assert backward_chunk(12, 1) == 1
+    assert backward_chunk(12, 5) == 2
+    with pytest.raises(ValueError, match="chunk"):
+        backward_chunk(12, 0)
+
+
 def test_shard_unshard_round_trip(runs):
     for world in (2, 4):
         results = runs(world)
@@ -248,7 +284,7 @@ def test_ring_memory_grows_only_by_output_and_gradients(runs):
     """Issue 16's memory goal, structurally: a shard four times as long adds what
     the output and the gradients of q, k, v need (four shard-sized float32 tensors, plus
     the row statistics), and nothing shard-sized for transfers or accumulators, which
-    travel in pieces of ``chunk`` positions."""
+    travel in pieces of at most ``chunk`` positions."""
     small, large = MEMORY["shard_lengths"]
     per_tensor = (large - small) * MEMORY["heads"] * MEMORY["head_dim"] * 4
     for rank, result in enumerate(runs(2)):

@@ -102,7 +102,9 @@ class ContextParallelGPT(nn.Module):
         x = torch.cat([self.model.embed(part, offset=start) for part, (start, _) in
                        zip(_split(idx, runs, dim=1), runs, strict=True)], dim=1)  # (B, n, E)
         for block in self.model.blocks:
-            x = x + block.dropout(self._attend(block.self_attn, block.norm1(x), runs))
+            h = self._attend(block.self_attn, block.norm1(x), runs)
+            # Blocks built with dropout = 0 may have no dropout module at all.
+            x = x + (h if getattr(block, "dropout", None) is None else block.dropout(h))
             if self.model.config.mlp:  # attention-only GPTs (mlp=False) have no ffn
                 x = x + block.ffn(block.norm2(x))
         return self.model.lm_head(self.model.norm(x))  # (B, n, V)

@@ -16,14 +16,20 @@ Memory: a shard does not travel whole. It is cut into pieces of ``chunk`` positi
 piece ``p`` of every shard once round the ring, then piece ``p+1`` follows. A rank holds
 the piece in hand and the one arriving, so its memory beyond its own shards, output and
 gradients is a few pieces, not shards, and falls with ``W`` like the rest (issue 16's
-memory goal; measured in ``benchmarks/results/ring.md``). Queries go to the kernel in
-parts of ``2 * chunk`` rows, which bounds the kernel's per-call outputs the same way.
+memory goal; measured in ``benchmarks/results/ring_memory.md``). Queries go to the
+kernel in parts of ``2 * chunk`` rows, which bounds the kernel's per-call outputs the
+same way. Keys and values travel packed, one message per piece and hop.
 
-The backward circulates the key/value pieces a second time together with their
-gradient accumulators: rank ``r`` adds its contribution to ``dK, dV`` of the piece in
-hand and passes the sum on, so after ``W`` hops each piece's ``dK, dV`` returns home
-complete, while ``dQ`` stays local. The global ``lse`` and output saved by the forward let
-every block recompute its exact probabilities, as the FlashAttention backward does.
+The backward circulates the key/value pieces a second time together with the sums of
+their gradients (:mod:`attnkit.distributed._passes`): a rank adds its own piece's
+``dK, dV`` straight into its gradients, and the other ranks' sum travels round the
+ring and comes home after ``W - 1`` hops, while ``dQ`` stays local. The global ``lse``
+and output saved by the forward let every block recompute its exact probabilities, as
+the FlashAttention backward does. The backward is a rank's memory peak; for shards
+shorter than ``32 * chunk`` positions it sends pieces of ``chunk / 2`` (same queries per
+kernel call), which halves its buffers and the kernel's per-call logits at the cost of
+twice as many kernel calls; packed, that is still no more messages than unpacked pieces
+of ``chunk`` (:func:`backward_chunk`).
 
 What runs per block: attnkit's ``tiled`` kernel (:mod:`attnkit.kernels.tiled`, its
 forward and backward with the row statistics supplied), with the mask rewritten for the
@@ -34,7 +40,8 @@ tiles run unmasked, as in a one-process call.
 
 Deviations from the paper: blocks are computed with attnkit's torch-ops flash kernel (on
 any device) instead of a fused one; the zigzag layout (not in the paper) balances causal
-work; shards travel in pieces (the paper sends whole blocks and holds two of them).
+work; shards travel in pieces (the paper sends whole blocks and holds two of them);
+the backward's gradient sums start after the owner's own block and travel ``W - 1`` hops.
 Dropout and ``score_mod`` are not supported.
 
 Failure handling: before any transfer the ranks exchange a description of their call
@@ -47,13 +54,13 @@ its peers raise instead of hanging.
 from __future__ import annotations
 
 import dataclasses
-import time
 import zlib
 
 import torch
 import torch.distributed as dist
 
 from attnkit._validate import check_bool, check_choice, check_float, check_int
+from attnkit.distributed._passes import Pass, RingPasses
 from attnkit.distributed.agree import checked_agree
 from attnkit.distributed.layout import LAYOUTS, segments, world_and_rank
 from attnkit.distributed.local_masks import check_ring_mask, localize, mask_signature
@@ -61,24 +68,23 @@ from attnkit.functional._checks import check_qkv
 from attnkit.functional._plan import CallPlan
 from attnkit.functional.masks import and_masks
 from attnkit.functional.masks import causal as causal_mask
-from attnkit.kernels.precision import compute_dtype
 from attnkit.kernels.spec import EMPTY
-from attnkit.kernels.tiled import TileFns, tiled_backward, tiled_forward
+from attnkit.kernels.tiled import TileFns
 
-__all__ = ["ring_attention", "ring_schedule", "ring_pieces", "Block", "DEFAULT_CHUNK"]
+__all__ = ["ring_attention", "ring_schedule", "ring_pieces", "backward_chunk", "Block",
+           "DEFAULT_CHUNK"]
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# Point-to-point tags (+0 keys / dK, +1 values / dV): pieces in transit, gradient
-# accumulators on their way round, finished accumulators going home.
-_KV_TAG, _GRAD_TAG, _HOME_TAG = 0, 2, 4
-
 # Key/value positions per transfer (queries go to the kernel in parts of twice that) and
-# the tile sizes of the per-block kernel. A rank's working memory beyond its own shards,
-# output and gradients is about 14 pieces of keys/values plus one query part and the
-# kernel's tiles, whatever the shard length: measured in benchmarks/results/ring.md.
+# the tile sizes of the per-block kernel (key tiles never wider than a piece). A rank's
+# working memory beyond its own shards, output and gradients is a few pieces plus one
+# query part's kernel outputs and logits, whatever the shard length (the model and the
+# measurements: benchmarks/results/ring_memory.md).
 DEFAULT_CHUNK = 128
 DEFAULT_BLOCK_Q = 128
 DEFAULT_BLOCK_K = 128
+# Shards shorter than this many chunks send their backward in half pieces.
+_HALF_BELOW_CHUNKS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,13 +161,29 @@ def ring_pieces(seq_len: int, world_size: int, layout: str = "zigzag", *,
     return [(local, length) for _, local, length in _split(runs, chunk)]
 
 
+def backward_chunk(shard_len: int, chunk: int = DEFAULT_CHUNK) -> int:
+    """Key/value positions per transfer in the backward of a shard of ``shard_len``
+    positions: ``chunk``, or ``chunk // 2`` (at least 1) when the shard is shorter than
+    ``32 * chunk``.
+
+    The backward is a rank's memory peak: besides its shards it holds about eleven
+    pieces' worth of keys, values and gradient sums in flight plus the kernel's
+    per-call logits (``part x piece`` per head). On short shards that working set is a
+    large share of the rank's memory, so the pieces are halved there; the query parts
+    stay ``2 * chunk`` rows."""
+    check_int(shard_len, "shard_len", minimum=0)
+    check_int(chunk, "chunk", minimum=1)
+    return chunk if shard_len >= _HALF_BELOW_CHUNKS * chunk else max(1, chunk // 2)
+
+
 def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigzag", *,
                   causal: bool = False, mask=None, batch: int = 1, heads: int = 1,
                   block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K,
-                  chunk: int = DEFAULT_CHUNK,
+                  chunk: int = DEFAULT_CHUNK, part: int | None = None,
                   device: torch.device | str | None = None) -> list[list[Block]]:
     """The blocks rank ``rank`` computes at each of the ``W`` ring steps (no communication;
-    :func:`ring_attention` runs exactly this schedule).
+    :func:`ring_attention`'s forward runs exactly this schedule, its backward the one for
+    ``chunk=backward_chunk(L // W, chunk), part=2 * chunk``).
 
     Args:
         seq_len: ``L``, the full sequence length.
@@ -169,9 +191,10 @@ def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigza
         layout: ``"zigzag"`` or ``"contiguous"``.
         causal, mask: as :func:`ring_attention` (``mask`` over the full sequence).
         batch, heads: ``B`` and ``Hq`` the mask is evaluated for.
-        block_q, block_k: tile sizes of the per-block kernel.
-        chunk: key/value positions per transfer; queries go to the kernel in parts of
-            ``2 * chunk`` positions (see :func:`ring_attention`).
+        block_q, block_k: tile sizes of the per-block kernel; key tiles are at most
+            ``chunk`` wide (a piece holds no more keys).
+        chunk: key/value positions per transfer (:func:`ring_pieces`).
+        part: query rows per kernel call (default ``2 * chunk``).
 
     Returns:
         ``schedule[step]``: the :class:`Block` s computed at that step, in the order
@@ -184,10 +207,12 @@ def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigza
     check_int(block_q, "block_q", minimum=1)
     check_int(block_k, "block_k", minimum=1)
     check_int(chunk, "chunk", minimum=1)
+    part = 2 * chunk if part is None else check_int(part, "part", minimum=1)
     check_ring_mask(mask, batch, seq_len)
     mask = _combined_mask(causal, mask)
+    block_k = min(block_k, chunk)
     runs = [segments(seq_len, world_size, r, layout) for r in range(world_size)]
-    q_parts = _split(runs[rank], 2 * chunk)
+    q_parts = _split(runs[rank], part)
     schedule = []
     for step in range(world_size):
         source = (rank - step) % world_size
@@ -202,226 +227,20 @@ def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigza
     return schedule
 
 
-def _merge(out: torch.Tensor, lse: torch.Tensor, block_out: torch.Tensor,
-           block_lse: torch.Tensor) -> None:
-    """Fold a block's ``(out (B, H, r, Dv), lse (B, H, r))`` into the running pair, in place.
-    Rows with nothing attended on either side (``lse = -inf``) stay zero."""
-    new = torch.logaddexp(lse, block_lse)
-    shift = new.masked_fill(new == float("-inf"), 0.0)
-    out.mul_(torch.exp(lse - shift)[..., None]).add_(
-        block_out.mul_(torch.exp(block_lse - shift)[..., None]))
-    lse.copy_(new)
-
-
-class _Ring:
-    """Peers, schedule and transfers of one :func:`ring_attention` call.
-
-    Work runs piece-major: for each piece ``p`` of the shards (:func:`ring_pieces`), ``W``
-    steps in which rank ``r`` holds piece ``p`` of rank ``r - s``'s keys and values, uses
-    it, and passes it on to ``r + 1`` while piece ``p`` of rank ``r - s - 1`` arrives. A
-    rank therefore holds two pieces in flight, never a whole remote shard.
-    """
-
-    def __init__(self, group, world: int, rank: int, schedule: list[list[Block]],
-                 pieces: list[tuple[int, int]], scale: float, block_q: int, block_k: int,
-                 stats: dict | None):
-        self.group, self.world = group, world
-        self.scale, self.block_q, self.block_k = scale, block_q, block_k
-        self.pieces, self.stats = pieces, stats
-        # work[p][s]: the blocks of piece p at step s.
-        self.work = [[[b for b in schedule[s] if b.piece == p] for s in range(world)]
-                     for p in range(len(pieces))]
-        self.items = [(p, s) for p in range(len(pieces)) for s in range(world)]
-        if stats is not None:
-            stats.update(bytes_sent_forward=0, bytes_sent_backward=0,
-                         blocks=sum(len(blocks) for blocks in schedule),
-                         logits=sum(b.logits for blocks in schedule for b in blocks),
-                         pieces=len(pieces), compute_s_forward=0.0, compute_s_backward=0.0)
-
-        def peer(r: int) -> int:
-            r %= world
-            return r if group is None else dist.get_global_rank(group, r)
-
-        self.next, self.prev = peer(rank + 1), peer(rank - 1)
-
-    def exchange(self, send: tuple[torch.Tensor, ...], recv: tuple[torch.Tensor, ...],
-                 tag: int, phase: str) -> list:
-        """Start sending ``send`` to the next rank and receiving ``recv`` from the previous."""
-        if not send and not recv:
-            return []
-        if self.stats is not None:
-            self.stats[f"bytes_sent_{phase}"] += sum(t.numel() * t.element_size() for t in send)
-        ops = [dist.P2POp(dist.isend, t, self.next, self.group, tag + i)
-               for i, t in enumerate(send)]
-        ops += [dist.P2POp(dist.irecv, t, self.prev, self.group, tag + i)
-                for i, t in enumerate(recv)]
-        return dist.batch_isend_irecv(ops)
-
-    @staticmethod
-    def wait(works: list) -> None:
-        for work in works:
-            work.wait()  # bounded by the process group's timeout
-
-    def _own(self, k, v, piece: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Piece ``piece`` of this rank's keys and values, contiguous (it is sent on)."""
-        start, length = self.pieces[piece]
-        return (k[:, :, start:start + length].to(dtype).contiguous(),
-                v[:, :, start:start + length].to(dtype).contiguous())
-
-    def _keys_in_flight(self, index: int, held, phase: str):
-        """Item ``index``'s transfers: pass the piece in hand on, and start receiving the
-        next item's piece (when it is not this rank's own). Returns (works, arriving)."""
-        p, s = self.items[index]
-        send = held if s < self.world - 1 else ()
-        arriving = None
-        if index + 1 < len(self.items) and self.items[index + 1][1] > 0:
-            arriving = (torch.empty_like(held[0]), torch.empty_like(held[1]))
-        return self.exchange(send, arriving or (), _KV_TAG, phase), arriving
-
-    def _next_held(self, index, arriving, k, v, dtype):
-        if arriving is not None:
-            return arriving
-        if index + 1 < len(self.items):
-            return self._own(k, v, self.items[index + 1][0], dtype)
-        return None
-
-    def _cols(self, b: Block) -> slice:
-        start = b.kv_start - self.pieces[b.piece][0]
-        return slice(start, start + b.kv_len)
-
-    def forward(self, q, k, v):
-        """``q (B, Hq, n, D)``, ``k (B, Hkv, n, D)``, ``v (B, Hkv, n, Dv)`` local shards ->
-        ``out (B, Hq, n, Dv)`` and ``lse (B, Hq, n)`` in the accumulation dtype."""
-        acc = compute_dtype(q.dtype)
-        B, Hq, n, _ = q.shape
-        out = torch.zeros(B, Hq, n, v.shape[3], dtype=acc, device=q.device)
-        lse = torch.full((B, Hq, n), float("-inf"), dtype=acc, device=q.device)
-        held = self._own(k, v, 0, k.dtype)  # travels in the input dtype
-        for index, (p, s) in enumerate(self.items):
-            works, arriving = self._keys_in_flight(index, held, "forward")
-            start = time.perf_counter()
-            for b in self.work[p][s]:
-                rows, cols = slice(b.q_start, b.q_start + b.q_len), self._cols(b)
-                block_out, block_lse = tiled_forward(
-                    q[:, :, rows], held[0][:, :, cols], held[1][:, :, cols], b.fns,
-                    self.scale, self.block_q, self.block_k)
-                _merge(out[:, :, rows], lse[:, :, rows], block_out, block_lse)
-                del block_out, block_lse
-            self._count("compute_s_forward", start)
-            self.wait(works)
-            held = None  # sent: free it before the next piece is cut
-            held = self._next_held(index, arriving, k, v, k.dtype)
-        return out, lse
-
-    def _count(self, key: str, start: float) -> None:
-        if self.stats is not None:
-            self.stats[key] += time.perf_counter() - start
-
-    def backward(self, q, k, v, out, lse, grad_out):
-        """Gradients ``(dq, dk, dv)`` of this rank's shards, in the accumulation dtype.
-
-        Each piece's ``dK, dV`` accumulator travels with it: rank ``r`` adds its part and
-        passes the sum on, and after ``W`` hops it comes home complete (tag
-        ``_HOME_TAG``) and is added into this rank's ``dk, dv``. Buffers at any time: the
-        piece in hand and the one arriving, the accumulator being summed, the one
-        arriving for it, the one still being sent, and a finished one coming home."""
-        acc = compute_dtype(q.dtype)
-        world = self.world
-        dq = torch.zeros(q.shape, dtype=acc, device=q.device)
-        dk = torch.zeros(k.shape, dtype=acc, device=q.device)
-        dv = torch.zeros(v.shape, dtype=acc, device=q.device)
-        held = self._own(k, v, 0, k.dtype)
-        sending: list = []  # works of the accumulator in flight to the next rank
-        home: tuple | None = None  # (piece, works, buffers) of an accumulator coming home
-        for index, (p, s) in enumerate(self.items):
-            kv_works, arriving = self._keys_in_flight(index, held, "backward")
-            grad_in, grad_works = None, []
-            if s > 0:  # the sum of the ranks before this one, for the piece in hand
-                grad_in = (self._acc_piece(dk, p), self._acc_piece(dv, p))
-                grad_works = self.exchange((), grad_in, _GRAD_TAG, "backward")
-            start = time.perf_counter()
-            keys = tuple(t.to(acc) for t in held)  # gradients are summed in acc dtype
-            grad_k, grad_v = self._piece_grads(q, keys, out, lse, grad_out, dq, p, s)
-            del keys
-            self._count("compute_s_backward", start)
-            if home is not None:  # the previous piece's finished accumulator
-                self._add_home(home, dk, dv)
-                home = None
-            if world == 1:
-                self._add_piece(dk, dv, p, grad_k, grad_v)
-            else:
-                self.wait(grad_works)
-                if grad_in is not None:
-                    grad_k += grad_in[0]
-                    grad_v += grad_in[1]
-                    grad_in = None
-                self.wait(sending)
-                last = s == world - 1  # the sum is complete: it goes home, to rank r + 1
-                grad_k, grad_v = grad_k.contiguous(), grad_v.contiguous()
-                sending = self.exchange((grad_k, grad_v), (),
-                                        _HOME_TAG if last else _GRAD_TAG, "backward")
-                if last:
-                    buffers = (self._acc_piece(dk, p), self._acc_piece(dv, p))
-                    home = (p, self.exchange((), buffers, _HOME_TAG, "backward"), buffers)
-            self.wait(kv_works)
-            held = None
-            held = self._next_held(index, arriving, k, v, k.dtype)
-        if home is not None:
-            self._add_home(home, dk, dv)
-        self.wait(sending)
-        return dq, dk, dv
-
-    def _acc_piece(self, like: torch.Tensor, piece: int) -> torch.Tensor:
-        B, H, _, X = like.shape
-        return torch.empty(B, H, self.pieces[piece][1], X, dtype=like.dtype,
-                           device=like.device)
-
-    def _add_piece(self, dk, dv, piece, grad_k, grad_v) -> None:
-        start, length = self.pieces[piece]
-        dk[:, :, start:start + length] += grad_k
-        dv[:, :, start:start + length] += grad_v
-
-    def _add_home(self, home, dk, dv) -> None:
-        piece, works, (grad_k, grad_v) = home
-        self.wait(works)
-        self._add_piece(dk, dv, piece, grad_k, grad_v)
-
-    def _piece_grads(self, q, keys, out, lse, grad_out, dq, p, s):
-        """This rank's part of the piece's ``dK, dV`` (acc dtype, piece-shaped); adds
-        into ``dq`` as it goes."""
-        grad_k = grad_v = None
-        for b in self.work[p][s]:
-            rows, cols = slice(b.q_start, b.q_start + b.q_len), self._cols(b)
-            dq_b, dk_b, dv_b, _ = tiled_backward(
-                q[:, :, rows], keys[0][:, :, cols], keys[1][:, :, cols], out[:, :, rows],
-                lse[:, :, rows], grad_out[:, :, rows], b.fns, self.scale, self.block_q,
-                self.block_k, (), ())
-            dq[:, :, rows] += dq_b
-            del dq_b
-            if grad_k is None and b.kv_len == keys[0].shape[2]:
-                grad_k, grad_v = dk_b, dv_b  # the kernel's own output: summed into in place
-            else:
-                if grad_k is None:
-                    grad_k, grad_v = torch.zeros_like(keys[0]), torch.zeros_like(keys[1])
-                grad_k[:, :, cols] += dk_b
-                grad_v[:, :, cols] += dv_b
-            del dk_b, dv_b
-        if grad_k is None:
-            grad_k, grad_v = torch.zeros_like(keys[0]), torch.zeros_like(keys[1])
-        return grad_k, grad_v
-
-
 class _RingFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ring: _Ring, q, k, v):
+    def forward(ctx, ring: RingPasses, q, k, v):
         out, lse = ring.forward(q, k, v)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.ring = ring
         ctx.mark_non_differentiable(lse)
+        ctx.set_materialize_grads(False)  # no zeros for the lse's (absent) gradient
         return out.to(q.dtype), lse
 
     @staticmethod
     def backward(ctx, grad_out, _grad_lse):
+        if grad_out is None:  # the output did not reach the loss
+            return None, None, None, None
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = ctx.ring.backward(q, k, v, out, lse, grad_out)
         return None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
@@ -514,15 +333,17 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             pass the same, the one its shards were made with.
         block_q, block_k: tile sizes of the per-block ``tiled`` kernel.
         chunk: key/value positions per transfer. Keys and values travel in pieces of at
-            most ``chunk`` positions and queries go to the kernel in parts of ``2 *
-            chunk``, so a rank's working memory beyond its own shards, output and
-            gradients is a few pieces (about ``14 * chunk`` key/value rows), not shards;
+            most ``chunk`` positions (the backward's are halved on shards shorter than
+            ``32 * chunk``, :func:`backward_chunk`) and queries go to the kernel in parts
+            of ``2 * chunk``, so a rank's working memory beyond its own shards, output
+            and gradients is a few pieces and one part's kernel buffers, not shards;
             smaller saves memory, larger spends less Python per FLOP.
         stats: a dict to fill with this rank's counts (for benchmarks): ``blocks`` and
-            ``logits`` computed per pass (see :func:`ring_schedule`), ``pieces`` per
-            shard, ``bytes_sent_forward`` and ``compute_s_forward`` (seconds in the
-            kernels and merges), and once the backward has run ``bytes_sent_backward``
-            and ``compute_s_backward``.
+            ``logits`` the forward computes (see :func:`ring_schedule`), ``pieces`` per
+            shard, ``bytes_sent_forward``, ``messages_forward`` (point-to-point sends)
+            and ``compute_s_forward`` (seconds in the kernels and merges), and once the
+            backward has run ``pieces_backward``, ``bytes_sent_backward``,
+            ``messages_backward`` and ``compute_s_backward``.
 
     Returns:
         ``(out, lse)``: ``out (B, Hq, n, Dv)`` in the input dtype, this rank's rows of the
@@ -550,9 +371,18 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     _check_agreement(table)
     B, Hq, n, D = q.shape
     scale = D ** -0.5 if scale is None else float(scale)
-    schedule = ring_schedule(n * world, world, rank, layout, causal=causal, mask=mask,
-                             batch=B, heads=Hq, block_q=block_q, block_k=block_k,
-                             chunk=chunk, device=q.device)
-    pieces = ring_pieces(n * world, world, layout, chunk=chunk)
-    ring = _Ring(group, world, rank, schedule, pieces, scale, block_q, block_k, stats)
+    L = n * world
+
+    def plan(piece: int) -> Pass:
+        key_tile = min(block_k, piece)
+        schedule = ring_schedule(L, world, rank, layout, causal=causal, mask=mask, batch=B,
+                                 heads=Hq, block_q=block_q, block_k=key_tile, chunk=piece,
+                                 part=2 * chunk, device=q.device)
+        return Pass(schedule, ring_pieces(L, world, layout, chunk=piece), key_tile, world)
+
+    forward_pass = plan(chunk)
+    piece = backward_chunk(n, chunk)
+    ring = RingPasses(group, world, rank, forward_pass,
+                      (lambda: forward_pass) if piece == chunk else (lambda: plan(piece)),
+                      scale, block_q, stats)
     return _RingFunction.apply(ring, q, k, v)
