@@ -22,7 +22,8 @@ on the Python runtime or on how the C allocator returns pages. Per row:
 * ``rss_mib``: growth of the resident set (Linux high-water mark, reset after a warm-up
   step and ``malloc_trim``) during one step: what the operating system sees, including
   allocator slack; shown, not used for the goal;
-* ``fwd_mib_sent`` / ``bwd_mib_sent``: bytes one rank sends per step (counted by
+* ``fwd_mib_sent`` / ``bwd_mib_sent``: bytes one rank sends per step, and
+  ``fwd_messages`` / ``bwd_messages`` the point-to-point sends they take (counted by
   ``ring_attention(stats=...)``);
 * ``work_imbalance``: largest over smallest attention work across ranks, counted two
   ways: ``logits`` in the tiles each rank's schedule computes
@@ -70,14 +71,16 @@ __all__ = ["run", "overlap_model", "overlap_markdown", "estimate_bytes", "worker
 
 COLUMNS = ("W", "L", "layout", "candidate", "mem_mib", "vs_one_process", "goal",
            "above_inputs_mib", "above_ratio", "rss_mib", "fwd_mib_sent", "bwd_mib_sent",
-           "work_imbalance", "flop_imbalance", "compute_imbalance", "step_ms", "note")
+           "fwd_messages", "bwd_messages", "work_imbalance", "flop_imbalance",
+           "compute_imbalance", "step_ms", "note")
 
 
 def estimate_bytes(world: int, seq_len: int, batch: int, heads: int, kv_heads: int,
                    head_dim: int) -> int:
-    """Rough float32 working set of one rank's training step: ``q, dO, out, dq`` and ``k,
-    v, dk, dv`` of its shard, about 16 key/value pieces of ``DEFAULT_CHUNK`` positions in
-    flight, and the kernel's tiles (a few ``2 MiB`` batches of logits)."""
+    """Rough float32 working set of one rank's training step (an upper bound, for
+    skipping rows): ``q, dO, out, dq`` and ``k, v, dk, dv`` of its shard, 16 key/value
+    pieces of ``DEFAULT_CHUNK`` positions (the backward holds about 11 in flight), and
+    the kernel's per-call buffers (a few ``2 MiB`` batches of logits)."""
     from attnkit.distributed.ring import DEFAULT_CHUNK  # noqa: PLC0415
 
     shard = seq_len // world
@@ -316,6 +319,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
             if candidate == "ring":
                 row["fwd_mib_sent"] = results[0]["stats"]["bytes_sent_forward"] / 2**20
                 row["bwd_mib_sent"] = results[0]["stats"]["bytes_sent_backward"] / 2**20
+                row["fwd_messages"] = results[0]["stats"]["messages_forward"]
+                row["bwd_messages"] = results[0]["stats"]["messages_backward"]
                 row["work_imbalance"] = _imbalance([r["stats"]["logits"] for r in results])
                 row["flop_imbalance"] = _imbalance([r["flops"] for r in results])
                 row["compute_imbalance"] = _imbalance(
@@ -347,7 +352,8 @@ def _format(row: dict) -> str:
     if "vs_one_process" in row:
         cells.append(f"x{row['vs_one_process']:.3f} (goal {row['goal']:.3f})")
     if "fwd_mib_sent" in row:
-        cells.append(f"sent {row['fwd_mib_sent']:.1f}+{row['bwd_mib_sent']:.1f} MiB")
+        cells.append(f"sent {row['fwd_mib_sent']:.1f}+{row['bwd_mib_sent']:.1f} MiB in "
+                     f"{row['fwd_messages']}+{row['bwd_messages']} messages")
     if "step_ms" in row:
         cells.append(f"{row['step_ms']:9.1f} ms")
     return "  ".join(cells)
