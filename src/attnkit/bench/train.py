@@ -12,7 +12,7 @@ All candidates run interleaved in one process. Four columns do not depend on tim
 ``param_tensors`` (what the optimizer and gradient clipping iterate over, one tensor at a
 time for CPU parameters: both sides use torch's default ``AdamW``, neither fused nor
 foreach on the CPU; attnkit, like the peers, stacks the q/k/v projections in one
-parameter) and
+parameter),
 ``aten_ops_per_step`` (ATen operators one step dispatches, counted by the profiler),
 ``python_calls_per_step`` (Python function calls, generator resumptions included, and
 calls of built-in functions: what ``cProfile`` counts) and ``module_calls_per_step``
