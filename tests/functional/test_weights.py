@@ -266,3 +266,27 @@ def test_non_int_heads_raise_type_error(heads):
 def test_non_int_rows_raise_type_error():
     with pytest.raises(TypeError, match="^rows must"):
         attnkit.attention_weights(*_small(), rows=[1, 2.5])
+
+
+@pytest.mark.parametrize("keys", [1, 33])
+def test_weights_rebuilt_from_a_fused_lse_meet_the_oracle_tolerance(keys):
+    # The tiled backend's lse and the rebuilt scores round differently; before the
+    # rebuild divided each row by its sum, ALiBi logits of this size put the weights
+    # at 24x the same-dtype reference's error, and a single key got 1 - 7.6e-6.
+    slopes = torch.tensor([0.5, 0.25, 0.125, 0.0625])
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        q = torch.randn(2, 4, 7, 8, generator=g) * 3
+        k = torch.randn(2, 4, keys, 8, generator=g) * 3
+        v = torch.randn(2, 4, keys, 8, generator=g)
+        _, weights = attnkit.attention(q, k, v, score_mod=score_mods.alibi(slopes),
+                                       return_weights=True, backend="tiled")
+        if keys == 1:
+            assert torch.equal(weights, torch.ones_like(weights))
+            continue
+        _, golden = attnkit.attention(q.double(), k.double(), v.double(),
+                                      score_mod=score_mods.alibi(slopes.double()),
+                                      return_weights=True, backend="reference")
+        _, same = attnkit.attention(q, k, v, score_mod=score_mods.alibi(slopes),
+                                    return_weights=True, backend="reference")
+        assert_oracle_close(weights, same, golden, what=f"weights (seed {seed})")

@@ -63,7 +63,8 @@ def attention_weights(
         heads: query head indices (default: all ``Hq``).
         rows: query positions (default: all ``Lq``).
         lse: ``(B, Hq, Lq)`` log-sum-exp saved by a fused forward (``-inf`` for rows
-            with nothing to attend to); when given, weights are ``exp(score - lse)``.
+            with nothing to attend to); when given, weights are ``exp(score - lse)``,
+            each row divided by its sum (which removes the rounding of ``lse``).
 
     Returns:
         ``(B, len(heads), len(rows), Lk)`` in ``q``'s dtype; rows with nothing to
@@ -118,4 +119,10 @@ def attention_weights(
         # An empty row has lse = -inf; +inf turns its weights into exp(-inf) = 0.
         weights = torch.exp(scores - lse_sel.masked_fill(lse_sel == float("-inf"),
                                                          float("inf")))
+        # The saved lse and these recomputed scores round differently (another matmul
+        # order, the backend's own accumulation), which scales a whole row by exp(delta);
+        # dividing by the row's sum removes that factor (a row of one key gets exactly 1).
+        # Empty rows sum to 0 and stay 0.
+        total = weights.sum(dim=-1, keepdim=True)
+        weights = weights / total.masked_fill(total == 0, 1.0)
     return weights.to(q.dtype)
