@@ -1,7 +1,8 @@
 """Timing, peak-memory and report helpers shared by every benchmark suite.
 
 * :func:`measure` - median wall time of a callable after warm-up.
-* :func:`available_memory_bytes` - what a suite may allocate before it starts.
+* :func:`available_memory_bytes` - what a suite may allocate before it starts (the one
+  of :mod:`attnkit._validate`, which the command lines use too).
 * :func:`peak_memory` - extra peak memory of one call, measured in a fresh
   subprocess (CPU on Linux: the resident-set high-water mark, reset after the
   inputs exist, minus the resident set at that point; CUDA:
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 from attnkit._io import atomic_write_json, atomic_write_text
-from attnkit._validate import check_int
+from attnkit._validate import available_memory_bytes, check_int
 
 __all__ = ["measure", "measure_interleaved", "peak_memory", "attention_flops", "machine",
            "write_report", "markdown_table", "check_lengths", "check_report_name",
@@ -131,18 +132,6 @@ def _reset_peak_rss() -> bool:
         return _proc_status_bytes("VmHWM") is not None
     except OSError:
         return False
-
-
-def available_memory_bytes() -> int:
-    """MemAvailable from /proc/meminfo (Linux), else total physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _memory_child(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
