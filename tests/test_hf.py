@@ -321,6 +321,10 @@ def test_bench_hf_library_refuses_bad_arguments(tmp_path):
         bench_hf.run(implementations=["flash"], out_dir=str(tmp_path), write=False)
     with pytest.raises(ValueError, match="window"):
         bench_hf.run(window=0, out_dir=str(tmp_path), write=False)
+    # quick sets its own sizes: a size given beside it would be silently replaced
+    for name, value in (("lengths", [4096]), ("window", 8), ("repeats", 5)):
+        with pytest.raises(ValueError, match=f"^{name}: quick sets its own"):
+            bench_hf.run(quick=True, out_dir=str(tmp_path), write=False, **{name: value})
 
 
 def test_head_hooks_observe_and_ablate_heads():

@@ -102,6 +102,7 @@ def test_bench_train_is_wired(monkeypatch, tmp_path):
     (lambda out: classic_linear.run(quick="yes", out_dir=out), "quick"),
     (lambda out: classic_linear.run(device="tpu", out_dir=out), "device"),
     (lambda out: train.run(repeats=0, out_dir=out), "repeats"),
+    (lambda out: train.run(repeats=5, quick=True, out_dir=out), "repeats"),
     (lambda out: measure(lambda: None, repeats=0), "repeats"),
     (lambda out: check_lengths(8), "lengths"),
     (lambda out: write_report([], ["a"], out, "../escape", title="t", command="c"), "name"),

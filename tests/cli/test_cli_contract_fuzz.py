@@ -414,6 +414,8 @@ COMBINATIONS = [
     (["snail", "--quick", "--episodes-per-step", "4096", "--queries", "1000", "--ways", "100",
       "--shots", "20", "--channels", "1024", "--data-dir", "{glyphs}", *OUT],
      "--episodes-per-step"),
+    (["memory", "--quick", "--batch-size", "100000", "--embed-dim", "4096", *OUT],
+     "--batch-size"),
     (["vision", "glimpse", "--quick", "--batch-size", "65536", "--widths", "4096",
       "--data-dir", "{images}", *OUT], "--batch-size"),
     (["longrange", "--quick", "--min-len", "50", "--max-len", "40", *OUT], "--min-len"),

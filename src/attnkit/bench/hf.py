@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from attnkit._validate import check_float, check_int
+from attnkit._validate import check_bool, check_float, check_int
 from attnkit.bench.timing import (
     check_lengths,
     check_report_name,
@@ -76,25 +76,44 @@ def _dense_gib(name: str, L: int, heads: int) -> float:
     return 0.0
 
 
-def run(*, lengths: Sequence[int] = (4096, 16384), window: int = 1024,
-        implementations: Sequence[str] = IMPLEMENTATIONS, repeats: int = 3,
+#: lengths, window and repeats: by default, and under ``quick``
+_DEFAULT_SIZES = ((4096, 16384), 1024, 3)
+_QUICK_SIZES = ((256, 512), 64, 1)
+
+
+def run(*, lengths: Sequence[int] | None = None, window: int | None = None,
+        implementations: Sequence[str] = IMPLEMENTATIONS, repeats: int | None = None,
         max_dense_gib: float = 6.0, layers: int = 2, quick: bool = False,
         out_dir: str = "benchmarks/results", name: str = "hf", write: bool = True,
         command: str | None = None) -> list[dict]:
     """Time one forward (``torch.no_grad``, batch 1) per implementation and length.
 
     Args:
-        lengths: context lengths ``L``.
-        window: Mistral's ``sliding_window``.
+        lengths: context lengths ``L`` (default 4096 and 16384).
+        window: Mistral's ``sliding_window`` (default 1024).
         implementations: among :data:`IMPLEMENTATIONS`; ``sdpa`` is the baseline of the
             ratio and of the difference and is always run.
-        repeats: timed forwards per row (after one warm-up).
+        repeats: timed forwards per row, after one warm-up (default 3).
         max_dense_gib: skip an implementation whose dense per-layer tensors would exceed it.
         layers: decoder layers.
-        quick: smoke-test sizes (L = 256 and 512, window 64, one repeat).
+        quick: smoke-test sizes (L = 256 and 512, window 64, one repeat); it sets
+            ``lengths``, ``window`` and ``repeats`` itself, so giving one of them as well
+            is refused.
         out_dir, name: where ``<name>.json`` and ``<name>.md`` go (when ``write``).
         command: the command line recorded in the report.
     """
+    check_bool(quick, "quick")
+    given = {"lengths": lengths, "window": window, "repeats": repeats}
+    if quick:
+        clash = [name for name, value in given.items() if value is not None]
+        if clash:
+            raise ValueError(f"{clash[0]}: quick sets its own (L = 256 and 512, window 64, "
+                             f"one repeat); give {clash[0]} or quick, not both")
+        lengths, window, repeats = _QUICK_SIZES
+    else:
+        lengths, window, repeats = (value if value is not None else default
+                                    for value, default in zip(given.values(), _DEFAULT_SIZES,
+                                                              strict=True))
     lengths = check_lengths(lengths)
     window = check_int(window, "window", minimum=1)
     repeats = check_int(repeats, "repeats", minimum=1)
@@ -105,8 +124,6 @@ def run(*, lengths: Sequence[int] = (4096, 16384), window: int = 1024,
     if unknown or not implementations:
         raise ValueError(f"implementations must be a non-empty subset of {IMPLEMENTATIONS}, "
                          f"got {list(implementations)}")
-    if quick:
-        lengths, window, repeats = (256, 512), 64, 1
     chosen = ["sdpa"] + [i for i in implementations if i != "sdpa"]
     heads = 4
     models = build_models(chosen, window=window, max_len=max(lengths), layers=layers,

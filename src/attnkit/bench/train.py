@@ -232,33 +232,38 @@ def decode_rows(positions: tuple[int, ...], repeats: int, tokens: int) -> list[d
     return rows
 
 
-def run(*, repeats: int = 7, quick: bool = False, out_dir: str = "benchmarks/results",
+def run(*, repeats: int | None = None, quick: bool = False, out_dir: str = "benchmarks/results",
         write: bool = True, command: str | None = None) -> dict[str, list[dict]]:
     """Measure both tables, print them, and (``write``) save JSON + markdown reports.
 
     Args:
-        repeats: timed runs per candidate (at least 1; ``quick`` uses 3).
-        quick: smoke-test sizes.
+        repeats: timed runs per candidate (at least 1; default 7).
+        quick: smoke-test sizes and 3 repeats (so ``repeats`` is refused beside it).
         out_dir: where ``train_gpt`` and ``decode_gpt`` (``.json``, ``.md``) go.
         command: the command line recorded in the reports (default: this call).
     """
-    check_int(repeats, "repeats", minimum=1)
     check_bool(quick, "quick")
+    if quick and repeats is not None:
+        raise ValueError(f"repeats: quick runs 3 repeats; give repeats or quick, not both "
+                         f"(got repeats={repeats!r})")
+    repeats = 3 if quick else 7 if repeats is None else repeats
+    check_int(repeats, "repeats", minimum=1)
     steps_per_sample = 2 if quick else 10
-    train = train_rows(repeats=3 if quick else repeats, steps_per_sample=steps_per_sample)
+    train = train_rows(repeats=repeats, steps_per_sample=steps_per_sample)
     for row in train:
         print(f"{row['model']:<26} {row['step_ms']:8.2f} ms/step  {row['tokens_per_s']:9.0f} "
               f"tok/s  attnkit/peer speed {row['ratio_attnkit_vs_peer']:.3f}  "
               f"{row['param_tensors']} parameter tensors, {row['aten_ops_per_step']} aten ops, "
               f"{row['python_calls_per_step']} Python calls, {row['module_calls_per_step']} "
               f"module calls per step", flush=True)
-    decode = decode_rows((10, 1000), repeats=3 if quick else repeats, tokens=4 if quick else 16)
+    decode = decode_rows((10, 1000), repeats=repeats, tokens=4 if quick else 16)
     for row in decode:
         print(f"t={row['position']:<5} {row['mode']:<17} {row['ms_per_token']:8.3f} ms/token "
               f"({row['speedup_vs_recompute']:.1f}x)", flush=True)
     if write:
         if command is None:
-            command = f"attnkit.bench.train.run(repeats={repeats}, quick={quick})"
+            command = ("attnkit.bench.train.run(quick=True)" if quick
+                       else f"attnkit.bench.train.run(repeats={repeats})")
         config = asdict(GPTConfig(vocab_size=65, context_len=64, num_layers=4, num_heads=4,
                                   d_model=128, dropout=0.0))
         write_report(train, TRAIN_COLUMNS, out_dir, "train_gpt",

@@ -286,7 +286,7 @@ def _run_classic(args: argparse.Namespace, command: str) -> None:
 def _run_train(args: argparse.Namespace, command: str) -> None:
     from attnkit.bench import train
 
-    train.run(repeats=3 if args.quick else args.repeats, quick=args.quick, out_dir=args.out,
+    train.run(repeats=None if args.quick else args.repeats, quick=args.quick, out_dir=args.out,
               command=command)
 
 
@@ -301,7 +301,7 @@ def _run_ring(args: argparse.Namespace, command: str) -> None:
 def _run_hf(args: argparse.Namespace, command: str) -> None:
     from attnkit.bench import hf
 
-    sizes = {name: _HF_DEFAULTS[name] if args.quick else getattr(args, name)
+    sizes = {name: None if args.quick else getattr(args, name)
              for name in _HF_DEFAULTS}  # with quick, hf.run uses its own
     hf.run(**sizes, implementations=args.implementations, max_dense_gib=args.max_dense_gib,
            layers=args.layers, quick=args.quick, out_dir=args.out, name=args.name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from attnkit._validate import arg_float, arg_int, output_dir
+from attnkit._validate import arg_float, arg_int, check_fits_in_memory, output_dir
 from attnkit.errors import UserError
 from attnkit.experiments.memory.config import MAX_MINUTES, PRESETS, MemoryConfig, preset
 
@@ -105,9 +105,19 @@ def config_from_args(args: argparse.Namespace) -> MemoryConfig:
         raise UserError(f"--{name.replace('_', '-')}: {str(exc).split(': ', 1)[-1]}") from None
 
 
+def _check_memory(config: MemoryConfig) -> None:
+    """Exit 2 when one update cannot fit: a lower bound is one hop's memory embeddings,
+    (batch, memory_size, embed_dim) float32 (the run holds several such tensors)."""
+    need = 4.0 * config.batch_size * config.memory_size * config.embed_dim
+    check_fits_in_memory(need, "--batch-size",
+                         f"an update of {config.batch_size:,} stories of "
+                         f"{config.memory_size} sentences at --embed-dim {config.embed_dim}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the flags and the report directory, then run the experiment."""
     config = config_from_args(args)
+    _check_memory(config)
     output_dir(config.report_dir, "--out")
     from attnkit.experiments.memory.run import run as run_experiment
 
