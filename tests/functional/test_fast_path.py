@@ -143,8 +143,9 @@ def test_dispatch_state_reads_the_environment_as_it_is_now(monkeypatch):
 
 def test_a_cached_call_makes_few_python_calls_in_attnkit():
     """Overhead guard: a cached unmasked call (the decoder layers of a training loop) runs
-    attention(), its cache key, dispatch's state check and the backend, nothing more (counted
-    as Python frames of attnkit's own files, so torch's internals do not matter)."""
+    attention(), its cache key, the backend decision (dispatch's state check) and the
+    backend, nothing more (counted as Python frames of attnkit's own files, so torch's
+    internals do not matter)."""
     q, k, v = _qkv(grad=True)
     attnkit.attention(q, k, v, causal=True)  # validated and cached
     frames = []
@@ -158,4 +159,4 @@ def test_a_cached_call_makes_few_python_calls_in_attnkit():
         attnkit.attention(q, k, v, causal=True)
     finally:
         sys.setprofile(None)
-    assert frames == ["attention", "_fast_key", "state", "_run"], frames
+    assert frames == ["attention", "_fast_key", "_decided", "state", "_run"], frames

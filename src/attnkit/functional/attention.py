@@ -230,11 +230,7 @@ def attention(
         key = _fast_key(q, k, v, causal, scale, dropout_p, False, backend, normalize)
         if key is not None and key in _fast_cache:
             entry = _fast_cache[key]
-            state = dispatch.state()
-            if state != entry.state:
-                entry.backend = dispatch.backend_for(entry.problem, backend)
-                entry.state = state
-            return BACKENDS[entry.backend].run(q, k, v, entry.plan)
+            return BACKENDS[_decided(entry, backend)].run(q, k, v, entry.plan)
     plan, _, name = _prepare(q, k, v, mask, causal, scale, score_mod, dropout_p,
                              return_weights, backend, normalize)
     return BACKENDS[name].run(q, k, v, plan)
