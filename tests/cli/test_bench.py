@@ -126,9 +126,21 @@ def test_bench_ring_is_wired(monkeypatch, tmp_path):
                f"--heads 8 --kv-heads 8 --threads 1 --repeats 3 --max-gib 24.0 --name ring "
                f"--out {tmp_path}")
     assert calls == [{"worlds": [1, 2], "lengths": [64], "layouts": ["zigzag", "contiguous"],
-                      "heads": 8, "kv_heads": 8, "threads": 1, "repeats": 3,
-                      "max_gib": 24.0, "out_dir": str(tmp_path), "name": "ring",
+                      "heads": 8, "kv_heads": 8, "window": None, "threads": 1, "repeats": 3,
+                      "timed": True, "max_gib": 24.0, "out_dir": str(tmp_path), "name": "ring",
                       "command": command}]
+
+
+def test_bench_ring_untimed_sliding_window_is_wired(monkeypatch, tmp_path):
+    from attnkit.bench import ring
+
+    calls = _recorder(monkeypatch, ring)
+    assert cli.main(["bench", "ring", "--worlds", "1", "2", "--lengths", "64", "--window", "16",
+                     "--no-timing", "--out", str(tmp_path)]) == 0
+    (call,) = calls
+    assert call["window"] == 16 and call["timed"] is False
+    assert "--window 16" in call["command"] and "--no-timing" in call["command"]
+    assert "--repeats" not in call["command"]  # nothing timed, nothing to repeat
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -136,6 +148,8 @@ def test_bench_ring_is_wired(monkeypatch, tmp_path):
     (["--heads", "8", "--kv-heads", "3"], "--kv-heads"),
     (["--worlds", "0"], "--worlds"),
     (["--layouts", "striped"], "--layouts"),
+    (["--window", "0"], "--window"),
+    (["--no-timing", "--repeats", "2"], "--repeats"),
 ])
 def test_bench_ring_bad_arguments_exit_2(monkeypatch, tmp_path, capsys, argv, flag):
     from attnkit.bench import ring
@@ -158,6 +172,8 @@ def test_bench_ring_bad_arguments_exit_2(monkeypatch, tmp_path, capsys, argv, fl
     ({"repeats": 0}, "repeats"),
     ({"max_gib": 0.0}, "max_gib"),
     ({"name": "../x"}, "name"),
+    ({"window": 0}, "window"),
+    ({"window": 2.5}, "window"),
 ])
 def test_bench_ring_library_refuses_bad_arguments(kwargs, name, tmp_path):
     from attnkit.bench import ring
@@ -165,6 +181,30 @@ def test_bench_ring_library_refuses_bad_arguments(kwargs, name, tmp_path):
     with pytest.raises((ValueError, TypeError), match=name):
         ring.run(out_dir=str(tmp_path), **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_ring_untimed_sliding_window_end_to_end(tmp_path):
+    """Real gloo processes on a short sequence: the window reaches the kernels (the ring
+    computes fewer logits than under plain causal attention), memory per rank falls with W,
+    and an untimed run reports no step time."""
+    from attnkit.bench import ring
+
+    kwargs = dict(worlds=[1, 2], lengths=[1024], layouts=["zigzag"], heads=2, kv_heads=1,
+                  head_dim=16, timed=False, timeout_s=300.0, out_dir=str(tmp_path),
+                  log=lambda line: None)
+    windowed = ring.run(window=64, name="windowed", **kwargs)
+    full = ring.run(name="full", **kwargs)
+    assert [(r["W"], r["candidate"]) for r in windowed] == [(1, "tiled"), (1, "ring"),
+                                                            (2, "ring")]
+    assert all("step_ms" not in row for row in windowed + full)
+    w2 = windowed[2]
+    assert w2["vs_one_process"] <= w2["goal"]
+    # the same shards, far less work: the window's empty tiles were skipped on every rank
+    assert w2["gflop"] < full[2]["gflop"] / 2
+    assert windowed[0]["gflop"] < full[0]["gflop"] / 2
+    report = (tmp_path / "windowed.md").read_text()
+    assert "sliding window of 64 keys" in report and "not timed" in report
+    assert "sliding window" not in (tmp_path / "full.md").read_text().splitlines()[0]
 
 
 def test_bench_ring_overlap_model_numbers():

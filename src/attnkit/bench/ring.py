@@ -25,6 +25,8 @@ on the Python runtime or on how the C allocator returns pages. Per row:
 * ``fwd_mib_sent`` / ``bwd_mib_sent``: bytes one rank sends per step, and
   ``fwd_messages`` / ``bwd_messages`` the point-to-point sends they take (counted by
   ``ring_attention(stats=...)``);
+* ``gflop``: matmul GFLOP the busiest rank executed in one step (forward + backward,
+  ``torch.utils.flop_counter``; for ``W = 1`` the one process);
 * ``work_imbalance``: largest over smallest attention work across ranks, counted two
   ways: ``logits`` in the tiles each rank's schedule computes
   (:func:`~attnkit.distributed.ring_schedule`), and ``flop_imbalance`` from the matmul
@@ -71,7 +73,7 @@ __all__ = ["run", "overlap_model", "overlap_markdown", "estimate_bytes", "worker
 
 COLUMNS = ("W", "L", "layout", "candidate", "mem_mib", "vs_one_process", "goal",
            "above_inputs_mib", "above_ratio", "rss_mib", "fwd_mib_sent", "bwd_mib_sent",
-           "fwd_messages", "bwd_messages", "work_imbalance", "flop_imbalance",
+           "fwd_messages", "bwd_messages", "gflop", "work_imbalance", "flop_imbalance",
            "compute_imbalance", "step_ms", "note")
 
 
@@ -173,6 +175,7 @@ def worker(argv: Sequence[str]) -> None:
     """One rank: ``RANK WORLD STORE SPEC_JSON OUT_JSON`` (started by :func:`run`)."""
     import torch.distributed as dist  # noqa: PLC0415 (only workers join a group)
 
+    from attnkit import masks  # noqa: PLC0415
     from attnkit.distributed import ring_attention  # noqa: PLC0415
     from attnkit.functional.attention import attention  # noqa: PLC0415
 
@@ -192,12 +195,13 @@ def worker(argv: Sequence[str]) -> None:
     grad = torch.randn(B, H, n, D, generator=gen)
     inputs = sum(t.numel() * t.element_size() for t in (q, k, v, grad))
     causal = spec["causal"]
+    mask = (masks.sliding_window(spec["window"], causal=causal) if spec["window"] else None)
 
     def step(stats: dict | None = None) -> None:
         if spec["candidate"] == "tiled":
-            out, _ = attention(q, k, v, causal=causal or None, backend="tiled")
+            out, _ = attention(q, k, v, causal=causal or None, mask=mask, backend="tiled")
         else:
-            out, _ = ring_attention(q, k, v, causal=causal, layout=spec["layout"],
+            out, _ = ring_attention(q, k, v, causal=causal, mask=mask, layout=spec["layout"],
                                     stats=stats)
         out.backward(grad)
         q.grad = k.grad = v.grad = None
@@ -237,7 +241,8 @@ def _check_names(values: Sequence[str], name: str, choices: Sequence[str]) -> li
 
 def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16384),
         layouts: Sequence[str] = ("zigzag", "contiguous"), causal: bool = True,
-        batch: int = 1, heads: int = 8, kv_heads: int = 8, head_dim: int = 64,
+        window: int | None = None, batch: int = 1, heads: int = 8, kv_heads: int = 8,
+        head_dim: int = 64,
         threads: int = 1, repeats: int = 3, timed: bool = True, max_gib: float = 24.0,
         timeout_s: float = 1800.0, out_dir: str = "benchmarks/results", name: str = "ring",
         command: str = "attnkit bench ring", log: Callable[[str], None] = print,
@@ -250,6 +255,11 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
             ``W`` (zigzag chunks).
         layouts: ``"zigzag"`` and/or ``"contiguous"`` (``W = 1`` runs once).
         causal: causal attention (the case the layouts differ on).
+        window: None, or a sliding window of this many keys
+            (``masks.sliding_window(window, causal=causal)``) on top: the attention work
+            then grows as ``L * window`` instead of ``L**2`` while every tensor still grows
+            as ``L``, so lengths where the machine's memory, not its compute, is the limit
+            can be measured.
         batch, heads, kv_heads, head_dim: ``B``, ``Hq``, ``Hkv``, ``D`` of the float32 shards
             ``q (B, Hq, L/W, D)``, ``k, v (B, Hkv, L/W, D)``.
         threads: torch threads per process.
@@ -270,6 +280,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     lengths = check_lengths(lengths)
     layouts = _check_names(layouts, "layouts", ("zigzag", "contiguous"))
     check_bool(causal, "causal")
+    if window is not None:
+        check_int(window, "window", minimum=1)
     for value, arg in ((batch, "batch"), (heads, "heads"), (kv_heads, "kv_heads"),
                        (head_dim, "head_dim"), (threads, "threads"), (repeats, "repeats")):
         check_int(value, arg, minimum=1)
@@ -287,7 +299,7 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     base = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
             "threads": threads, "repeats": repeats if timed else 0,
             "warmup": 1 if timed else 0,
-            "causal": causal,
+            "causal": causal, "window": window,
             "timeout_s": timeout_s}
     rows: list[dict] = []
     for L in lengths:
@@ -307,6 +319,7 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
             total = max(r["inputs_bytes"] + r["above_inputs_bytes"] for r in results)
             above = max(r["above_inputs_bytes"] for r in results)
             row["mem_mib"], row["above_inputs_mib"] = total / 2**20, above / 2**20
+            row["gflop"] = max(r["flops"] for r in results) / 1e9
             rss = [r["rss_bytes"] for r in results]
             if all(value is not None for value in rss):
                 row["rss_mib"] = max(rss) / 2**20
@@ -330,8 +343,11 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
                 row["step_ms"] = statistics.median(results[0]["times"]) * 1e3
             rows.append(row)
             log(_format(row))
+    kind = "causal" if causal else "non-causal"
+    if window is not None:
+        kind += f" sliding window of {window} keys"
     title = (f"Ring attention, gloo CPU processes, B={batch} Hq={heads} Hkv={kv_heads} "
-             f"D={head_dim} float32, {'causal' if causal else 'non-causal'}, fwd+bwd")
+             f"D={head_dim} float32, {kind}, fwd+bwd" + ("" if timed else ", not timed"))
     _, md_path = write_report(rows, COLUMNS, out_dir, name, title=title, command=command)
     atomic_write_text(md_path, md_path.read_text() + "\n" + overlap_markdown())
     return rows

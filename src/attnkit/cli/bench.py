@@ -118,8 +118,15 @@ def _add_ring(suites) -> None:
                         help="key/value heads (default 8)")
     parser.add_argument("--threads", type=arg_int(1, 4096), default=1,
                         help="torch threads per process (default %(default)s)")
-    parser.add_argument("--repeats", type=arg_int(1), default=3,
-                        help="timed steps per row (default %(default)s)")
+    parser.add_argument("--window", type=arg_int(1, MAX_WINDOW), default=None,
+                        help="a causal sliding window of this many keys: work grows as "
+                             "L x window, memory still as L, so lengths that fill the "
+                             "machine's memory can be measured (default: full causal)")
+    parser.add_argument("--repeats", type=arg_int(1), default=None,
+                        help="timed steps per row (default 3)")
+    parser.add_argument("--no-timing", action="store_true",
+                        help="measure memory, bytes and work only, no timed steps: the "
+                             "figures that do not depend on the machine's load")
     parser.add_argument("--max-gib", type=arg_float(0.0, low_open=True), default=24.0,
                         help="skip rows whose per-rank working set would exceed this "
                              "(default %(default)s)")
@@ -231,6 +238,10 @@ def _check_train(args: argparse.Namespace) -> None:
 
 def _check_ring(args: argparse.Namespace) -> None:
     args.name = safe_name(args.name, "--name")
+    if args.no_timing and args.repeats is not None:
+        raise UserError("--repeats: --no-timing runs no timed steps; give one or the other")
+    if not args.no_timing and args.repeats is None:
+        args.repeats = 3
     if args.heads % args.kv_heads:
         raise UserError(f"--kv-heads: {args.kv_heads} does not divide --heads {args.heads}")
     bad = [(L, W) for L in args.lengths for W in args.worlds if L % (2 * W)]
@@ -294,7 +305,8 @@ def _run_ring(args: argparse.Namespace, command: str) -> None:
     from attnkit.bench import ring
 
     ring.run(worlds=args.worlds, lengths=args.lengths, layouts=args.layouts, heads=args.heads,
-             kv_heads=args.kv_heads, threads=args.threads, repeats=args.repeats,
+             kv_heads=args.kv_heads, window=args.window, threads=args.threads,
+             repeats=args.repeats or 1, timed=not args.no_timing,
              max_gib=args.max_gib, out_dir=args.out, name=args.name, command=command)
 
 
