@@ -434,6 +434,10 @@ COMBINATIONS = [
     (["bench", "attention", "--candidates", "triton", *OUT], "--candidates"),
     (["bench", "ring", "--heads", "8", "--kv-heads", "3", *OUT], "--kv-heads"),
     (["bench", "ring", "--worlds", "4", "--lengths", "100", *OUT], "--lengths"),
+    (["bench", "ring", "--no-timing", "--repeats", "2", *OUT], "--repeats"),
+    # 1,000,000 canvases hold about 37 GiB at once (pixels, floats, annotation vectors)
+    (["vision", "caption", "--quick", "--train-canvases", "1000000", "--data-dir", "{images}",
+      *OUT], "--train-canvases"),
     (["pairs", "--quick", "--clock", "wall", "--minutes", "10", "--max-minutes", "5", *OUT],
      "--minutes"),
     (["data", "fetch", "--images", "--debs", "{folder}"], "--debs"),

@@ -76,6 +76,24 @@ def _check_memory(args: argparse.Namespace, part: str) -> None:
                          f"a batch of {batch} images of {side}x{side} through {width} channels")
 
 
+#: bytes one caption canvas holds at once: uint8 pixels, their float copy, and the cached
+#: annotation vectors (36 x 128 canvas, a 4 x 16 grid of 64-channel cells)
+CANVAS_BYTES = 36 * 128 * (1 + 4) + (36 // 8) * (128 // 8) * 64 * 4
+
+
+def _check_caption_memory(args: argparse.Namespace) -> None:
+    """caption: every canvas of the three splits is built, converted to floats and encoded
+    at once, so ``--train-canvases`` has a memory bound below its own range."""
+    from attnkit.experiments.vision._caption_config import PRESETS, CaptionConfig
+
+    values = {**vars(CaptionConfig()), **(PRESETS["quick"] if args.quick else {})}
+    if args.train_canvases is not None:
+        values["train_canvases"] = args.train_canvases
+    count = values["train_canvases"] + values["val_canvases"] + values["test_canvases"]
+    check_fits_in_memory(float(CANVAS_BYTES * count), "--train-canvases",
+                         f"{count:,} canvases (pixels and annotation vectors)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen part."""
     part = args.vision_part
@@ -92,4 +110,6 @@ def run(args: argparse.Namespace) -> int:
                         f"(`attnkit data fetch --images --data-dir {data_dir}` puts it there)")
     if part in ("channel", "glimpse"):
         _check_memory(args, part)
+    elif part == "caption":
+        _check_caption_memory(args)
     return module.run(args)
