@@ -81,3 +81,12 @@ def test_translate_config_refuses_what_its_command_line_refuses(name, high, kind
     beyond = high + 1 if kind == "integer" else high * 2 + 1
     with pytest.raises(ValueError, match=name):
         TranslateConfig(**{name: beyond})
+
+
+def test_translate_config_bounds_the_length_penalty():
+    # ((5 + n) / 6) ** alpha overflows to inf for a long output and a huge alpha, which would
+    # tie every finished beam hypothesis at score 0 without a word
+    assert TranslateConfig(length_penalty=10.0).length_penalty == 10.0
+    for bad in (10.5, 1e30, float("inf"), -0.1):
+        with pytest.raises(ValueError, match="length_penalty"):
+            TranslateConfig(length_penalty=bad)

@@ -147,7 +147,8 @@ class TranslateConfig:
             self.lr = check_float(self.lr, "lr", low=0.0, low_open=True, high=MAX_LR)
         self.label_smoothing = check_float(self.label_smoothing, "label_smoothing", low=0.0,
                                            high=1.0, high_open=True)
-        self.length_penalty = check_float(self.length_penalty, "length_penalty", low=0.0)
+        self.length_penalty = check_float(self.length_penalty, "length_penalty", low=0.0,
+                                          high=10.0)  # GNMT used 0.2-1; a huge alpha overflows
         check_bool(self.progress, "progress")
         check_bool(self.hold_out_long, "hold_out_long")
         for name in ("data_dir", "out"):
