@@ -216,3 +216,13 @@ def test_bench_ring_overlap_model_numbers():
     assert model["forward_n"] == pytest.approx(2 * 1e12 / (2 * 1e9))
     gqa = overlap_model(flops=1e12, link_bytes=1e9, heads=32, kv_heads=4, causal=False)
     assert gqa["forward_n"] == pytest.approx(model["forward_n"] / 8)
+
+
+def test_bench_hf_defaults_are_written_the_same_in_the_cli_and_the_library():
+    # the CLI keeps its own copy so that `attnkit bench --help` imports no torch
+    from attnkit.bench import hf
+    from attnkit.cli import bench as bench_cli
+
+    lengths, window, repeats = hf._DEFAULT_SIZES
+    assert bench_cli._HF_DEFAULTS == {"lengths": list(lengths), "window": window,
+                                      "repeats": repeats}
