@@ -226,3 +226,15 @@ def test_bench_hf_defaults_are_written_the_same_in_the_cli_and_the_library():
     lengths, window, repeats = hf._DEFAULT_SIZES
     assert bench_cli._HF_DEFAULTS == {"lengths": list(lengths), "window": window,
                                       "repeats": repeats}
+
+
+def test_bench_ring_reports_a_worker_s_exception_not_the_log_lines_after_it():
+    from attnkit.bench.ring import _error_line
+
+    stderr = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+              "torch.OutOfMemoryError: tried to allocate 8.00 GiB\n"
+              "[W1201 SyncActivityProfilerHandler.cpp:52] profiler_start\n")
+    assert _error_line(stderr, 1) == "torch.OutOfMemoryError: tried to allocate 8.00 GiB"
+    assert _error_line("RuntimeError: gloo timed out\n", 1) == "RuntimeError: gloo timed out"
+    assert _error_line("some log line\n", 1) == "some log line"
+    assert _error_line("", -9) == "exit status -9 (killed by a signal)"

@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def _launch(world: int, spec: dict, timeout_s: float) -> list[dict]:
                 raise RuntimeError(f"W={world}: the workers ran past {timeout_s:.0f} s") \
                     from None
             if proc.returncode != 0:
-                errors.append(err.decode(errors="replace").strip().splitlines()[-1:])
+                errors.append(_error_line(err.decode(errors="replace"), proc.returncode))
         if errors:
             raise RuntimeError(f"W={world}: a worker failed: {errors}")
         return [json.loads(Path(folder, f"rank{rank}.json").read_text())
@@ -159,6 +160,20 @@ def matmul_flops(step: Callable[[], object]) -> int:
     with FlopCounterMode(display=False, custom_mapping={flash: _flash_flops}) as counter:
         step()
     return int(counter.get_total_flops())
+
+
+def _error_line(stderr: str, returncode: int) -> str:
+    """The line of a worker's stderr that says what failed: the exception of its traceback
+    (libraries log after it, e.g. the profiler's shutdown), else its last line, else how the
+    process ended (a negative code is the signal that killed it: -9 is often the kernel's
+    out-of-memory killer)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", line):
+            return line
+    if lines:
+        return lines[-1]
+    return f"exit status {returncode}" + (" (killed by a signal)" if returncode < 0 else "")
 
 
 def _malloc_trim() -> None:
