@@ -23,12 +23,13 @@ import zlib
 
 import torch
 
-from attnkit.functional.masks.base import And, MaskMod, Not, Or
+from attnkit.functional.masks.base import And, MaskMod, Not, Or, Tiles
 from attnkit.functional.masks.diagonal import Causal, SlidingWindow
 from attnkit.functional.masks.document import Document
 from attnkit.functional.masks.padding import KeyPadding
+from attnkit.kernels.spec import EMPTY
 
-__all__ = ["SUPPORTED", "check_ring_mask", "localize", "mask_signature"]
+__all__ = ["SUPPORTED", "check_ring_mask", "empty_pairs", "localize", "mask_signature"]
 
 SUPPORTED = ("masks.causal()", "masks.sliding_window(...)", "masks.document(ids)",
              "masks.key_padding(lengths)", "and &, |, ~ of these")
@@ -80,6 +81,36 @@ def localize(mask: MaskMod, q_start: int, q_len: int, kv_start: int, kv_len: int
     if isinstance(mask, KeyPadding):
         return KeyPadding(mask.lengths - kv_start)
     raise TypeError(f"mask: {type(mask).__name__} is not supported by ring_attention")
+
+
+def _positional(mask: MaskMod) -> bool:
+    """Built only from masks whose tiles are classified from their bounds alone (no tile
+    size: documents reduce ids over uniform tiles)."""
+    if isinstance(mask, (And, Or)):
+        return all(_positional(m) for m in mask.mods)
+    if isinstance(mask, Not):
+        return _positional(mask.mod)
+    return isinstance(mask, (Causal, SlidingWindow, KeyPadding))
+
+
+def empty_pairs(mask: MaskMod | None, q_runs, kv_runs, device=None) -> torch.Tensor | None:
+    """Which (query run, key run) rectangles ``mask`` rules out entirely, for every batch row
+    and head: bool ``(len(q_runs), len(kv_runs))``, from one closed-form classification of
+    all of them at once; None when that needs the positions (documents) or there is no
+    mask. Runs are ``(global_start, local_start, length)`` of contiguous global positions.
+    Exact for what it marks (a rectangle marked empty has no allowed position); an unmarked
+    one may still be empty."""
+    if mask is None or not _positional(mask) or not q_runs or not kv_runs:
+        return None
+    q_first = torch.tensor([g for g, _, _ in q_runs], device=device)[:, None]
+    q_last = q_first + torch.tensor([n - 1 for _, _, n in q_runs], device=device)[:, None]
+    kv_first = torch.tensor([g for g, _, _ in kv_runs], device=device)[None, :]
+    kv_last = kv_first + torch.tensor([n - 1 for _, _, n in kv_runs], device=device)[None, :]
+    found = mask.tile_kinds(Tiles(q_first, q_last, kv_first, kv_last, 0, 0))
+    if found is None:
+        return None
+    kinds = found[0]
+    return (kinds == EMPTY).reshape(-1, *kinds.shape[-2:]).all(0)
 
 
 def mask_signature(mask: MaskMod | None) -> int:

@@ -63,7 +63,12 @@ from attnkit._validate import check_bool, check_choice, check_float, check_int
 from attnkit.distributed._passes import Pass, RingPasses
 from attnkit.distributed.agree import checked_agree
 from attnkit.distributed.layout import LAYOUTS, segments, world_and_rank
-from attnkit.distributed.local_masks import check_ring_mask, localize, mask_signature
+from attnkit.distributed.local_masks import (
+    check_ring_mask,
+    empty_pairs,
+    localize,
+    mask_signature,
+)
 from attnkit.functional._checks import check_qkv
 from attnkit.functional._plan import CallPlan
 from attnkit.functional.masks import and_masks
@@ -217,8 +222,14 @@ def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigza
     for step in range(world_size):
         source = (rank - step) % world_size
         blocks = []
-        for piece, kv_part in enumerate(_split(runs[source], chunk)):
-            for q_part in q_parts:
+        kv_parts = _split(runs[source], chunk)
+        # the pairs a mask rules out in closed form are skipped before any per-pair plan
+        # (otherwise planning is quadratic in the shard: every piece meets every part)
+        empty = empty_pairs(mask, q_parts, kv_parts)
+        for piece, kv_part in enumerate(kv_parts):
+            for index, q_part in enumerate(q_parts):
+                if empty is not None and empty[index, piece]:
+                    continue
                 block = _block(step, piece, source, q_part, kv_part, mask, batch, heads,
                                block_q, block_k, device)
                 if block is not None:
