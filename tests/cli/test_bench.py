@@ -123,12 +123,12 @@ def test_bench_ring_is_wired(monkeypatch, tmp_path):
     assert cli.main(["bench", "ring", "--worlds", "1", "2", "--lengths", "64",
                      "--out", str(tmp_path)]) == 0
     command = (f"attnkit bench ring --worlds 1 2 --lengths 64 --layouts zigzag contiguous "
-               f"--heads 8 --kv-heads 8 --threads 1 --repeats 3 --max-gib 24.0 --name ring "
-               f"--out {tmp_path}")
+               f"--heads 8 --kv-heads 8 --threads 1 --repeats 3 --memory profiler "
+               f"--max-gib 24.0 --name ring --out {tmp_path}")
     assert calls == [{"worlds": [1, 2], "lengths": [64], "layouts": ["zigzag", "contiguous"],
                       "heads": 8, "kv_heads": 8, "window": None, "threads": 1, "repeats": 3,
-                      "timed": True, "max_gib": 24.0, "out_dir": str(tmp_path), "name": "ring",
-                      "command": command}]
+                      "timed": True, "memory": "profiler", "max_gib": 24.0,
+                      "out_dir": str(tmp_path), "name": "ring", "command": command}]
 
 
 def test_bench_ring_untimed_sliding_window_is_wired(monkeypatch, tmp_path):
@@ -174,6 +174,7 @@ def test_bench_ring_bad_arguments_exit_2(monkeypatch, tmp_path, capsys, argv, fl
     ({"name": "../x"}, "name"),
     ({"window": 0}, "window"),
     ({"window": 2.5}, "window"),
+    ({"memory": "psutil"}, "memory"),
 ])
 def test_bench_ring_library_refuses_bad_arguments(kwargs, name, tmp_path):
     from attnkit.bench import ring
@@ -202,6 +203,11 @@ def test_bench_ring_untimed_sliding_window_end_to_end(tmp_path):
     # the same shards, far less work: the window's empty tiles were skipped on every rank
     assert w2["gflop"] < full[2]["gflop"] / 2
     assert windowed[0]["gflop"] < full[0]["gflop"] / 2
+    by_rss = ring.run(window=64, name="rss", memory="rss", **kwargs)
+    assert all(row["mem_mib"] > 0 and "gflop" not in row and "flop_imbalance" not in row
+               for row in by_rss)
+    assert by_rss[2]["work_imbalance"] == w2["work_imbalance"]  # the schedule still counted
+    assert "memory from the resident set" in (tmp_path / "rss.md").read_text()
     report = (tmp_path / "windowed.md").read_text()
     assert "sliding window of 64 keys" in report and "not timed" in report
     assert "sliding window" not in (tmp_path / "full.md").read_text().splitlines()[0]

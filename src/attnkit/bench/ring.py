@@ -223,9 +223,14 @@ def worker(argv: Sequence[str]) -> None:
 
     dist.barrier()
     stats: dict = {}
-    above = tensor_peak_bytes(lambda: step(stats))  # the first step: stats and memory
-    dist.barrier()
-    flops = matmul_flops(step)
+    profiled = spec["memory"] == "profiler"
+    if profiled:  # the first step: stats and memory
+        above = tensor_peak_bytes(lambda: step(stats))
+        dist.barrier()
+        flops = matmul_flops(step)
+    else:  # the profiler keeps every event: too much memory for long shards
+        step(stats)
+        flops = None
     dist.barrier()
     _malloc_trim()
     rss = None
@@ -233,6 +238,8 @@ def worker(argv: Sequence[str]) -> None:
         base = _proc_status_bytes("VmRSS")
         step()
         rss = max(0, _proc_status_bytes("VmHWM") - base)
+    if not profiled:
+        above = rss
     times = []
     for index in range(spec["warmup"] + spec["repeats"]):
         dist.barrier()
@@ -258,7 +265,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
         layouts: Sequence[str] = ("zigzag", "contiguous"), causal: bool = True,
         window: int | None = None, batch: int = 1, heads: int = 8, kv_heads: int = 8,
         head_dim: int = 64,
-        threads: int = 1, repeats: int = 3, timed: bool = True, max_gib: float = 24.0,
+        threads: int = 1, repeats: int = 3, timed: bool = True, memory: str = "profiler",
+        max_gib: float = 24.0,
         timeout_s: float = 1800.0, out_dir: str = "benchmarks/results", name: str = "ring",
         command: str = "attnkit bench ring", log: Callable[[str], None] = print,
         ) -> list[dict]:
@@ -281,6 +289,13 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
         repeats: timed steps per row after one warm-up step.
         timed: False measures memory, bytes and work only (no timed steps, no
             ``step_ms``): the figures that do not depend on the machine's load.
+        memory: ``"profiler"`` (the exact tensor peak from the allocator's events, and the
+            FLOP count) or ``"rss"``: memory above the inputs is the growth of the
+            resident set's high-water mark during one step (Linux), and no FLOPs are
+            counted. The profiler keeps every event of the step in memory, which at
+            shards of hundreds of thousands of positions outgrows the step itself (it
+            needed more than 23 GiB for one process at L=262,144 with a window);
+            ``"rss"`` includes allocator slack, small next to gigabytes of tensors.
         max_gib: skip rows whose estimated per-rank working set
             (:func:`estimate_bytes`) exceeds this, or whose ranks together exceed the
             memory available.
@@ -301,6 +316,10 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
                        (head_dim, "head_dim"), (threads, "threads"), (repeats, "repeats")):
         check_int(value, arg, minimum=1)
     check_bool(timed, "timed")
+    check_choice(memory, "memory", ("profiler", "rss"))
+    if memory == "rss" and not _reset_peak_rss():
+        raise ValueError("memory: 'rss' needs the resident-set high-water mark that Linux "
+                         "resets through /proc/self/clear_refs, unavailable here")
     if heads % kv_heads:
         raise ValueError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
     check_float(max_gib, "max_gib", low=0.0, low_open=True)
@@ -314,7 +333,7 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     base = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
             "threads": threads, "repeats": repeats if timed else 0,
             "warmup": 1 if timed else 0,
-            "causal": causal, "window": window,
+            "causal": causal, "window": window, "memory": memory,
             "timeout_s": timeout_s}
     rows: list[dict] = []
     for L in lengths:
@@ -334,7 +353,9 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
             total = max(r["inputs_bytes"] + r["above_inputs_bytes"] for r in results)
             above = max(r["above_inputs_bytes"] for r in results)
             row["mem_mib"], row["above_inputs_mib"] = total / 2**20, above / 2**20
-            row["gflop"] = max(r["flops"] for r in results) / 1e9
+            counted = all(r["flops"] is not None for r in results)
+            if counted:
+                row["gflop"] = max(r["flops"] for r in results) / 1e9
             rss = [r["rss_bytes"] for r in results]
             if all(value is not None for value in rss):
                 row["rss_mib"] = max(rss) / 2**20
@@ -350,7 +371,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
                 row["fwd_messages"] = results[0]["stats"]["messages_forward"]
                 row["bwd_messages"] = results[0]["stats"]["messages_backward"]
                 row["work_imbalance"] = _imbalance([r["stats"]["logits"] for r in results])
-                row["flop_imbalance"] = _imbalance([r["flops"] for r in results])
+                if counted:
+                    row["flop_imbalance"] = _imbalance([r["flops"] for r in results])
                 row["compute_imbalance"] = _imbalance(
                     [r["stats"]["compute_s_forward"] + r["stats"]["compute_s_backward"]
                      for r in results])
@@ -362,7 +384,8 @@ def run(*, worlds: Sequence[int] = (1, 2, 4), lengths: Sequence[int] = (4096, 16
     if window is not None:
         kind += f" sliding window of {window} keys"
     title = (f"Ring attention, gloo CPU processes, B={batch} Hq={heads} Hkv={kv_heads} "
-             f"D={head_dim} float32, {kind}, fwd+bwd" + ("" if timed else ", not timed"))
+             f"D={head_dim} float32, {kind}, fwd+bwd" + ("" if timed else ", not timed")
+             + (", memory from the resident set" if memory == "rss" else ""))
     _, md_path = write_report(rows, COLUMNS, out_dir, name, title=title, command=command)
     atomic_write_text(md_path, md_path.read_text() + "\n" + overlap_markdown())
     return rows

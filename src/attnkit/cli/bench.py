@@ -127,6 +127,10 @@ def _add_ring(suites) -> None:
     parser.add_argument("--no-timing", action="store_true",
                         help="measure memory, bytes and work only, no timed steps: the "
                              "figures that do not depend on the machine's load")
+    parser.add_argument("--memory", choices=("profiler", "rss"), default="profiler",
+                        help="profiler: the exact tensor peak from the allocator's events "
+                             "(default); rss: the resident set's growth during one step, "
+                             "for shards too long for the profiler's event log")
     parser.add_argument("--max-gib", type=arg_float(0.0, low_open=True), default=24.0,
                         help="skip rows whose per-rank working set would exceed this "
                              "(default %(default)s)")
@@ -306,7 +310,7 @@ def _run_ring(args: argparse.Namespace, command: str) -> None:
 
     ring.run(worlds=args.worlds, lengths=args.lengths, layouts=args.layouts, heads=args.heads,
              kv_heads=args.kv_heads, window=args.window, threads=args.threads,
-             repeats=args.repeats or 1, timed=not args.no_timing,
+             repeats=args.repeats or 1, timed=not args.no_timing, memory=args.memory,
              max_gib=args.max_gib, out_dir=args.out, name=args.name, command=command)
 
 
