@@ -164,6 +164,19 @@ def test_bench_ring_bad_arguments_exit_2(monkeypatch, tmp_path, capsys, argv, fl
     assert flag in err and len(err.strip().splitlines()) <= 2  # usage line at most, no traceback
 
 
+def test_bench_ring_rss_without_clear_refs_exits_2(monkeypatch, tmp_path, capsys):
+    """--memory rss on a system that cannot reset the resident-set high-water mark is
+    refused by the CLI, naming the option, before any worker starts."""
+    from attnkit.bench import ring, timing
+
+    calls = _recorder(monkeypatch, ring)
+    monkeypatch.setattr(timing, "_reset_peak_rss", lambda: False)
+    code = cli.main(["bench", "ring", "--memory", "rss", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and calls == [], err
+    assert "--memory" in err and "clear_refs" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"worlds": [4], "lengths": [100]}, "lengths"),
     ({"worlds": [0]}, "worlds"),

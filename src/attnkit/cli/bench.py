@@ -252,6 +252,13 @@ def _check_ring(args: argparse.Namespace) -> None:
     if bad:
         raise UserError(f"--lengths: L={bad[0][0]} does not split into 2W = {2 * bad[0][1]} "
                         f"equal zigzag chunks")
+    if args.memory == "rss":
+        from attnkit.bench.timing import _reset_peak_rss
+
+        if not _reset_peak_rss():
+            raise UserError("--memory: 'rss' needs the resident-set high-water mark that Linux "
+                            "resets through /proc/self/clear_refs, unavailable here; use "
+                            "--memory profiler")
     _memory_refusal(args.lengths, heads=args.heads)
 
 

@@ -225,7 +225,7 @@ def ring_schedule(seq_len: int, world_size: int, rank: int, layout: str = "zigza
         kv_parts = _split(runs[source], chunk)
         # the pairs a mask rules out in closed form are skipped before any per-pair plan
         # (otherwise planning is quadratic in the shard: every piece meets every part)
-        empty = empty_pairs(mask, q_parts, kv_parts)
+        empty = empty_pairs(mask, q_parts, kv_parts, device)
         for piece, kv_part in enumerate(kv_parts):
             for index, q_part in enumerate(q_parts):
                 if empty is not None and empty[index, piece]:

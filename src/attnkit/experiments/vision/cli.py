@@ -76,9 +76,21 @@ def _check_memory(args: argparse.Namespace, part: str) -> None:
                          f"a batch of {batch} images of {side}x{side} through {width} channels")
 
 
-#: bytes one caption canvas holds at once: uint8 pixels, their float copy, and the cached
-#: annotation vectors (36 x 128 canvas, a 4 x 16 grid of 64-channel cells)
-CANVAS_BYTES = 36 * 128 * (1 + 4) + (36 // 8) * (128 // 8) * 64 * 4
+def canvas_bytes() -> int:
+    """Bytes one caption canvas holds at once: its uint8 pixels, their float copy and the
+    cached float annotation vectors, for the canvas size :func:`~attnkit.data.images.
+    derived.canvases` draws by default and the grid and width of the default
+    :class:`~attnkit.models.vision.show_attend_tell.CanvasEncoder`."""
+    import inspect
+
+    from attnkit.data.images.derived import canvases
+    from attnkit.experiments.vision._caption_run import STRIDE
+    from attnkit.models.vision.show_attend_tell import CanvasEncoder
+
+    size = inspect.signature(canvases).parameters
+    height, width = size["height"].default, size["width"].default
+    channels = inspect.signature(CanvasEncoder).parameters["widths"].default[-1]
+    return height * width * (1 + 4) + (height // STRIDE) * (width // STRIDE) * channels * 4
 
 
 def _check_caption_memory(args: argparse.Namespace) -> None:
@@ -90,7 +102,7 @@ def _check_caption_memory(args: argparse.Namespace) -> None:
     if args.train_canvases is not None:
         values["train_canvases"] = args.train_canvases
     count = values["train_canvases"] + values["val_canvases"] + values["test_canvases"]
-    check_fits_in_memory(float(CANVAS_BYTES * count), "--train-canvases",
+    check_fits_in_memory(float(canvas_bytes() * count), "--train-canvases",
                          f"{count:,} canvases (pixels and annotation vectors)")
 
 
