@@ -1,14 +1,15 @@
-"""Did 50% more training still help? Each model's 165-minute run against its own 110-minute
-checkpoint, by sacreBLEU's paired bootstrap on the same test and test-long sentences.
+"""Did more training still help? Each model's later run against its own earlier one (here:
+165 against 110 minutes; ``../compare_220/``: 220 against 165), by sacreBLEU's paired
+bootstrap on the same test and test-long sentences.
 
 The 165-minute runs are the 110-minute runs of ``../compare/`` resumed with
 ``attnkit translate train --resume --minutes 165`` (RUN.md). Both ends' outputs are in the
 runs' ``translations.json``; this script only reads them:
 
     python benchmarks/results/translate/compare_continued/continued.py \
-        ../compare 110 . 165        # folders holding <model>/translations.json, and minutes
+        ../compare 110 . 165 [OUT]  # folders holding <model>/translations.json, and minutes
 
-writes ``continued.json`` and ``CONTINUED.md`` next to itself.
+writes ``continued.json`` and ``CONTINUED.md`` into ``OUT`` (default: next to itself).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ MODELS = ("rnn-none", "rnn-attention", "transformer")
 
 def main(argv: list[str]) -> None:
     here = Path(__file__).resolve().parent
-    early_dir, early_min, late_dir, late_min = argv
+    early_dir, early_min, late_dir, late_min, *rest = argv
     early_dir, late_dir = (here / early_dir).resolve(), (here / late_dir).resolve()
+    out = (here / rest[0]).resolve() if rest else here
     found: dict[str, dict] = {}
     lines = [f"# {late_min} against {early_min} training minutes, per model",
              "",
@@ -51,8 +53,8 @@ def main(argv: list[str]) -> None:
                 lines.append(f"| {model} | {split} | {bucket} | {entry['sentences']} | "
                              f"{systems[a]['bleu']:.2f} | {systems[b]['bleu']:.2f} | "
                              f"{pair['delta']:+.2f} | {pair['p']:.3f} |")
-    atomic_write_json(here / "continued.json", found)
-    atomic_write_text(here / "CONTINUED.md", "\n".join(lines) + "\n")
+    atomic_write_json(out / "continued.json", found)
+    atomic_write_text(out / "CONTINUED.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
