@@ -202,6 +202,8 @@ def test_input_validation_names_the_argument():
     ("bias", "no", TypeError),
     ("tie_embeddings", None, TypeError),
     ("context_len", 12.0, TypeError),
+    ("rotary_base", 1.0, ValueError),
+    ("rotary_base", "large", TypeError),
 ])
 def test_bad_config_names_the_field(field, value, error):
     with pytest.raises(error, match=field):
@@ -214,6 +216,25 @@ def test_config_defaults():
     assert GPTConfig(**config.to_dict()) == config
     with pytest.raises(ValueError, match="positional='rotary'"):
         _config(positional="rotary", d_model=12, num_heads=4)
+
+
+def test_rotary_base_reaches_every_layer_and_old_configs_keep_10000():
+    from attnkit.nn.positional import RotaryEmbedding
+
+    torch.manual_seed(0)
+    model = GPT(_config(positional="rotary", rotary_base=500000.0))
+    bases = {m.base for m in model.modules() if isinstance(m, RotaryEmbedding)}
+    assert bases == {500000.0}
+    idx = torch.randint(0, VOCAB, (2, 9))
+    other = GPT(_config(positional="rotary"))
+    other.load_state_dict(model.state_dict())  # same weights, base 10000
+    with torch.no_grad():
+        assert not torch.allclose(model(idx)[:, 1:], other(idx)[:, 1:])
+        assert torch.equal(model(idx)[:, 0], other(idx)[:, 0])  # position 0 is not rotated
+    saved = model.config.to_dict()
+    assert saved["rotary_base"] == 500000.0
+    del saved["rotary_base"]  # a checkpoint written before the field existed
+    assert GPTConfig(**saved).rotary_base == 10000.0
 
 
 def test_tiny_gpt_learns_a_repeated_sequence():

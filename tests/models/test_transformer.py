@@ -292,6 +292,8 @@ def test_input_validation_names_the_argument():
     ("dropout", 1.0, ValueError),
     ("dropout", -0.1, ValueError),
     ("positional", "alibi", ValueError),
+    ("rotary_base", 0.5, ValueError),
+    ("rotary_base", None, TypeError),
     ("max_len", 0, ValueError),
     ("pad_id", -1, ValueError),
     ("pad_id", VOCAB, ValueError),

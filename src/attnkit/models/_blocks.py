@@ -43,7 +43,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 def check_common(who: str, config) -> None:
-    """Checks shared by the model configs: heads, dropout, positional kind, rotary dims."""
+    """Checks shared by the model configs: heads, dropout, positional kind, rotary dims
+    and base."""
     for field in ("d_model", "num_heads", "ffn_dim"):
         check_int(getattr(config, field), field, minimum=1, owner=who)
     if config.d_model % config.num_heads:
@@ -57,6 +58,8 @@ def check_common(who: str, config) -> None:
     config.dropout = check_float(config.dropout, "dropout", low=0.0, high=1.0, high_open=True,
                                  owner=who)
     check_choice(config.positional, "positional", POSITIONAL_KINDS, owner=who)
+    config.rotary_base = check_float(config.rotary_base, "rotary_base", low=1.0,
+                                     low_open=True, owner=who)
     head_dim = config.d_model // config.num_heads
     if config.positional == "rotary" and head_dim % 2:
         raise ValueError(f"{who}: positional='rotary' needs an even head dim, got d_model // "
@@ -73,10 +76,11 @@ def optional_dropout(p: float) -> nn.Dropout | None:
     return module if module.p > 0 else None
 
 
-def make_rotary(positional: str, head_dim: int) -> RotaryEmbedding | None:
-    """One :class:`RotaryEmbedding` for ``positional == "rotary"`` (shared by all layers,
-    it has no parameters), else None."""
-    return RotaryEmbedding(head_dim) if positional == "rotary" else None
+def make_rotary(positional: str, head_dim: int, base: float = 10000.0
+                ) -> RotaryEmbedding | None:
+    """One :class:`RotaryEmbedding` of frequency ``base`` for ``positional == "rotary"``
+    (shared by all layers, it has no parameters), else None."""
+    return RotaryEmbedding(head_dim, base=base) if positional == "rotary" else None
 
 
 class FeedForward(nn.Module):

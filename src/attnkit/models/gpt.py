@@ -66,6 +66,7 @@ class GPTConfig:
     dropout: float = 0.0  # on embeddings, attention weights and block outputs
     bias: bool = True  # biases in linear layers and LayerNorms
     positional: str = "learned"  # "learned" (GPT-2) | "sinusoidal" | "rotary"
+    rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
     tie_embeddings: bool = True  # output head shares the token embedding matrix
     mlp: bool = True  # an MLP in every block (False: attention-only; ffn_dim is unused)
 
@@ -133,7 +134,7 @@ class GPT(nn.Module):
         self.config = c = config
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, positional=c.positional,
                                     max_len=c.context_len, dropout=c.dropout)
-        rotary = make_rotary(c.positional, c.d_model // c.num_heads)
+        rotary = make_rotary(c.positional, c.d_model // c.num_heads, c.rotary_base)
         heads = dict(num_kv_heads=c.num_kv_heads, dropout=c.dropout, bias=c.bias,
                      rotary=rotary)
         self.blocks = nn.ModuleList(

@@ -67,6 +67,7 @@ class TransformerConfig:
     norm_first: bool = True  # pre-norm (True) or the paper's post-norm (False)
     share_embeddings: bool = False  # tie source/target embeddings and output projection
     positional: str = "sinusoidal"  # "sinusoidal" | "learned" | "rotary"
+    rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
     max_len: int = 1024  # longest source/target for sinusoidal/learned positions
     pad_id: int = 0  # padding token id (its embedding row is zero and gets no gradient)
     activation: str = "relu"  # feed-forward activation: "relu" (the paper) or "gelu"
@@ -137,7 +138,7 @@ class Transformer(nn.Module):
                      padding_idx=c.pad_id)
         self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, **embed)
         self.tgt_embed = TokenEmbedding(c.tgt_vocab_size, c.d_model, **embed)
-        rotary = make_rotary(c.positional, c.d_model // c.num_heads)
+        rotary = make_rotary(c.positional, c.d_model // c.num_heads, c.rotary_base)
         layer = dict(num_kv_heads=c.num_kv_heads, dropout=c.dropout, norm_first=c.norm_first,
                      activation=c.activation, rotary=rotary)
         self.encoder = nn.ModuleList(EncoderLayer(c.d_model, c.num_heads, c.ffn_dim, **layer)
