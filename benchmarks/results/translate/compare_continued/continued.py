@@ -7,9 +7,10 @@ The 165-minute runs are the 110-minute runs of ``../compare/`` resumed with
 runs' ``translations.json``; this script only reads them:
 
     python benchmarks/results/translate/compare_continued/continued.py \
-        ../compare 110 . 165 [OUT]  # folders holding <model>/translations.json, and minutes
+        ../compare 110 . 165 [OUT [MODEL ...]]  # folders holding <model>/translations.json
 
-writes ``continued.json`` and ``CONTINUED.md`` into ``OUT`` (default: next to itself).
+writes ``continued.json`` and ``CONTINUED.md`` into ``OUT`` (default: next to itself), for
+the given models (default: all three).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> None:
     early_dir, early_min, late_dir, late_min, *rest = argv
     early_dir, late_dir = (here / early_dir).resolve(), (here / late_dir).resolve()
     out = (here / rest[0]).resolve() if rest else here
+    models = tuple(rest[1:]) or MODELS
     found: dict[str, dict] = {}
     lines = [f"# {late_min} against {early_min} training minutes, per model",
              "",
@@ -39,7 +41,7 @@ def main(argv: list[str]) -> None:
              "| model | split | bucket | sentences | BLEU at "
              f"{early_min} min | BLEU at {late_min} min | delta | p |",
              "|---|---|---|---|---|---|---|---|"]
-    for model in MODELS:
+    for model in models:
         early = json.loads((early_dir / model / "translations.json").read_text())
         late = json.loads((late_dir / model / "translations.json").read_text())
         a, b = f"{model}@{early_min}", f"{model}@{late_min}"
