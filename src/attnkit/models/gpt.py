@@ -66,9 +66,9 @@ class GPTConfig:
     dropout: float = 0.0  # on embeddings, attention weights and block outputs
     bias: bool = True  # biases in linear layers and LayerNorms
     positional: str = "learned"  # "learned" (GPT-2) | "sinusoidal" | "rotary"
-    rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
     tie_embeddings: bool = True  # output head shares the token embedding matrix
     mlp: bool = True  # an MLP in every block (False: attention-only; ffn_dim is unused)
+    rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "context_len", "num_layers"):

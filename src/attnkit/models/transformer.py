@@ -67,10 +67,10 @@ class TransformerConfig:
     norm_first: bool = True  # pre-norm (True) or the paper's post-norm (False)
     share_embeddings: bool = False  # tie source/target embeddings and output projection
     positional: str = "sinusoidal"  # "sinusoidal" | "learned" | "rotary"
-    rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
     max_len: int = 1024  # longest source/target for sinusoidal/learned positions
     pad_id: int = 0  # padding token id (its embedding row is zero and gets no gradient)
     activation: str = "relu"  # feed-forward activation: "relu" (the paper) or "gelu"
+    rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
 
     def __post_init__(self) -> None:
         for field in ("src_vocab_size", "tgt_vocab_size", "max_len", "num_encoder_layers",
