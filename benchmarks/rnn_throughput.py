@@ -5,9 +5,9 @@ Builds the ``small`` recurrent models exactly as ``attnkit.experiments.translate
 did when this benchmark was written (vocabulary 8000, embeddings 256, hidden 384,
 bidirectional GRU encoder, one layer, dropout 0.1) and trains each on the same real
 batches of the gettext en-fr corpus (``TranslationBatches(max_tokens=3000, max_len=96)``)
-with AdamW (lr 1e-3), label-smoothed cross-entropy (0.1) and gradient clipping at 1, as
-the translate job does. Throughput is target (non-pad) tokens per second of the timed
-steps, after warm-up steps.
+with AdamW (lr 1e-3), the tree's own ``seq2seq_loss_fn`` (label smoothing 0.1) and gradient
+clipping at 1, as the translate job does. Throughput is target (non-pad) tokens per
+second of the timed steps, after warm-up steps.
 
 Each measurement runs in a fresh subprocess whose ``PYTHONPATH`` selects the source tree
 (``--baseline-src`` or ``--candidate-src``); the two trees alternate (A B, then B A, ...)
@@ -25,7 +25,9 @@ Writes ``<out>/rnn_throughput.json`` and ``<out>/rnn_throughput.md``.
 ``--job`` compares the two trees as each one's translate job trains its recurrent models
 instead: the baseline with its tokenizer (``--baseline-vocab``, 8000 before the sweep) and
 PyTorch's per-tensor AdamW, the candidate with its tokenizer (``--candidate-vocab``, 4000
-now) and fused AdamW (``TrainConfig.fused_optimizer``). A smaller vocabulary cuts every
+now), fused AdamW (``TrainConfig.fused_optimizer``) and, where the tree has
+``attnkit/train/allocator.py``, the Trainer's reuse of freed memory
+(``TrainConfig.reuse_memory``). A smaller vocabulary cuts every
 sentence into more tokens, so tokens/s no longer compare; the figure is sentence pairs
 per second, the batches of each tree drawn the same way (max_tokens 3000, max_len 96,
 seed 0) from the same training split. Writes ``<out>/rnn_throughput_job.{json,md}``.
@@ -97,6 +99,10 @@ def _worker(args: argparse.Namespace) -> None:
     from attnkit.models import RNNSeq2SeqConfig, build_rnn_seq2seq
 
     torch.set_num_threads(args.threads)
+    if args.reuse_memory:  # as the candidate's Trainer does on a CPU
+        from attnkit.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
     data = torch.load(args.batches, weights_only=True)
     batches = data["batches"]
     vocab = data["vocab_size"]
@@ -122,9 +128,13 @@ def _worker(args: argparse.Namespace) -> None:
         initial_loss = float(loss) / count
     model.train()
 
+    from attnkit.train import seq2seq_loss_fn
+
+    job_loss = seq2seq_loss_fn(pad_id=0, label_smoothing=0.1)  # the tree's, as its job trains
+
     def step(batch: dict) -> int:
         optimizer.zero_grad(set_to_none=True)
-        loss, count = loss_of(batch, 0.1)
+        loss, count = job_loss(model, batch)
         (loss / count).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -180,6 +190,8 @@ def _measure(src: str, model: str, args: argparse.Namespace, batches: Path,
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
     command += ["--breakdown"] if breakdown else []
     command += ["--fused"] if fused else []
+    if fused and (Path(src) / "attnkit" / "train" / "allocator.py").is_file():
+        command += ["--reuse-memory"]  # the tree's Trainer keeps freed memory on a CPU
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker failed ({src}, {model}):\n{done.stderr[-3000:]}")
@@ -323,6 +335,7 @@ def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
                      "candidate_tokens_per_s": statistics.median(
                          r["tokens_per_s"] for r in by_tree["candidate"])})
     machine = _machine(args.threads)
+    reuse = (Path(args.candidate_src) / "attnkit" / "train" / "allocator.py").is_file()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "rnn_throughput_job.json").write_text(json.dumps(
@@ -339,7 +352,8 @@ def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
         "",
         f"Baseline `{args.baseline_label}`: vocabulary {data['baseline']['vocab_size']}, "
         f"per-tensor AdamW. Candidate `{args.candidate_label}`: vocabulary "
-        f"{data['candidate']['vocab_size']}, fused AdamW. Same models otherwise (the "
+        f"{data['candidate']['vocab_size']}, fused AdamW"
+        f"{', freed memory reused' if reuse else ''}. Same models otherwise (the "
         "translate job's `small` RNNs: embeddings 256, hidden 384, bidirectional GRU, 1 layer, "
         f"dropout 0.1), batches of at most 3000 padded tokens (mean "
         f"{data['baseline']['rows_per_batch_mean']:.0f} and "
@@ -391,6 +405,7 @@ def main() -> None:
                         help="--job: the candidate job's vocabulary (default 4000)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--batches", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -101,9 +101,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnkit._validate import check_bool, check_choice, check_float, check_int
 from attnkit.nn._inputs import check_row_index, check_source, check_token_ids
+from attnkit.nn.dropout import FastDropout
 from attnkit.nn.seq2seq.additive import AdditiveAttention
 from attnkit.nn.seq2seq.additive_gru import additive_gru_decode
 from attnkit.nn.seq2seq.base import Seq2SeqAttention, State, source_padding_mask
+from attnkit.nn.seq2seq.gru_scan import gru_scan
 from attnkit.nn.seq2seq.luong import LuongAttention
 from attnkit.nn.seq2seq.luong_gru import luong_gru_decode
 from attnkit.nn.seq2seq.registry import ATTENTION_KINDS, build_attention
@@ -237,7 +239,7 @@ class RNNSeq2Seq(nn.Module):
         out_in = 2 * hidden + (embed if style == "bahdanau" else 0)  # [s; c; Ey] or [c; h]
         self.output_proj = nn.Linear(out_in, hidden, bias=False)  # W_o / W_c
         self.generator = nn.Linear(hidden, config.tgt_vocab_size)  # W_s
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = FastDropout(config.dropout)  # nn.Dropout with a cheaper mask on CPU
 
     # ----------------------------------------------------------------- encoder
     def start_decoding(self, src: torch.Tensor, src_lengths: torch.Tensor) -> RNNDecodeState:
@@ -245,11 +247,14 @@ class RNNSeq2Seq(nn.Module):
         batch, src_len = check_source(src, src_lengths, vocab_size=self.config.src_vocab_size,
                                       who="RNNSeq2Seq")
         embedded = self.dropout(self.src_embed(src))  # (B, S, E)
-        packed = pack_padded_sequence(embedded, src_lengths.cpu().long(), batch_first=True,
-                                      enforce_sorted=False)
-        packed_out, final = self.encoder(packed)
-        memory, _ = pad_packed_sequence(packed_out, batch_first=True,
-                                        total_length=src_len)  # (B, S, H), zeros past lengths
+        if self._fused_encoder(embedded):
+            memory, final = self._encode_scan(embedded, src_lengths)
+        else:
+            packed = pack_padded_sequence(embedded, src_lengths.cpu().long(), batch_first=True,
+                                          enforce_sorted=False)
+            packed_out, final = self.encoder(packed)
+            memory, _ = pad_packed_sequence(packed_out, batch_first=True,
+                                            total_length=src_len)  # (B, S, H), 0 past lengths
         final_h, final_c = final if isinstance(final, tuple) else (final, None)
         final_h = self._join_directions(final_h)  # (layers, B, H)
         hidden = torch.tanh(self.bridge(final_h))
@@ -263,6 +268,47 @@ class RNNSeq2Seq(nn.Module):
         return RNNDecodeState(memory=memory, src_mask=src_mask, hidden=hidden, cell=cell,
                               feed=feed, attention=attn_state,
                               fixed_context=final_h[-1] if self.attention is None else None)
+
+    def _fused_encoder(self, embedded: torch.Tensor) -> bool:
+        """Whether :meth:`_encode_scan` computes this encoder: a one-layer GRU, under the
+        conditions of :func:`_fused_pays` (training, outside autocast, unwatched)."""
+        return (self.config.cell == "gru" and self.encoder.num_layers == 1
+                and _fused_pays(self.encoder, embedded))
+
+    def _encode_scan(self, embedded: torch.Tensor, src_lengths: torch.Tensor,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one-layer GRU encoder as :func:`~attnkit.nn.seq2seq.gru_scan.gru_scan` (both
+        directions in one loop, a hand-written backward): ``embedded (B, S, E)`` ->
+        ``memory (B, S, H)`` (zeros past each length) and the final states ``(D, B, H / D)``,
+        what ``nn.GRU`` gives on the packed batch. The reverse direction reads each row from
+        its last real token back, as the packed sequence does."""
+        rnn, (batch, steps, _) = self.encoder, embedded.shape
+        lengths = src_lengths.to(embedded.device)
+        positions = torch.arange(steps, device=embedded.device)[:, None]  # (S, 1)
+        mask = positions < lengths  # (S, B)
+        inputs = embedded.transpose(0, 1)  # (S, B, E)
+        if rnn.bidirectional:
+            weight_ih = torch.cat([rnn.weight_ih_l0, rnn.weight_ih_l0_reverse])
+            bias_ih = torch.cat([rnn.bias_ih_l0, rnn.bias_ih_l0_reverse])
+            gates = F.linear(inputs, weight_ih, bias_ih)  # (S, B, 6h), one product
+            forward, backward = gates.chunk(2, -1)
+            # row b's step t reads position L_b - 1 - t (t < L_b); an involution on (S, B)
+            reverse = torch.where(mask, lengths - 1 - positions, positions)[:, :, None]
+            backward = backward.gather(0, reverse.expand_as(backward))
+            gates = torch.stack([forward, backward], 1)  # (S, 2, B, 3h)
+            weight_hh = torch.stack([rnn.weight_hh_l0, rnn.weight_hh_l0_reverse])
+            bias_hh = torch.stack([rnn.bias_hh_l0, rnn.bias_hh_l0_reverse])
+        else:
+            gates = F.linear(inputs, rnn.weight_ih_l0, rnn.bias_ih_l0)[:, None]  # (S, 1, B, 3h)
+            weight_hh, bias_hh = rnn.weight_hh_l0[None], rnn.bias_hh_l0[None]
+        hidden = embedded.new_zeros(gates.shape[1], batch, rnn.hidden_size)
+        states = gru_scan(gates, hidden, weight_hh, bias_hh, mask)  # (S, D, B, h)
+        outputs = states[:, 0]
+        if rnn.bidirectional:
+            back = states[:, 1].gather(0, reverse.expand_as(states[:, 1]))
+            outputs = torch.cat([outputs, back], -1)  # (S, B, H)
+        memory = (outputs * mask[:, :, None]).transpose(0, 1)  # (B, S, H)
+        return memory, states[-1]
 
     def _join_directions(self, final: torch.Tensor) -> torch.Tensor:
         """``(layers * dirs, B, H / dirs)`` final states -> ``(layers, B, H)``, [fwd; bwd]."""
@@ -354,17 +400,46 @@ class RNNSeq2Seq(nn.Module):
             teacher_forcing_ratio: overrides ``config.teacher_forcing_ratio`` (training
                 mode only; eval mode always feeds ``tgt_in``).
         """
-        ratio = self.config.teacher_forcing_ratio if teacher_forcing_ratio is None else \
-            check_float(teacher_forcing_ratio, "teacher_forcing_ratio", low=0.0, high=1.0,
-                        owner="RNNSeq2Seq")
+        ratio = self._ratio(teacher_forcing_ratio)
+        if self.training and ratio < 1.0:
+            state = self._start_checked(src, src_lengths, tgt_in)
+            return self._forward_sampled(tgt_in, state, ratio)
+        return self.generator(self._features(src, src_lengths, tgt_in))  # one projection
+
+    def output_features(self, src: torch.Tensor, src_lengths: torch.Tensor,
+                        tgt_in: torch.Tensor, *, teacher_forcing_ratio: float | None = None,
+                        ) -> torch.Tensor | None:
+        """The output layer's input ``(B, T, H)`` (after dropout), so that
+        ``generator(output_features(...))`` is ``forward(...)``; arguments as
+        :meth:`forward`. None while training with scheduled sampling (ratio < 1), where
+        the output layer runs inside the step loop: call :meth:`forward` then.
+        :func:`attnkit.train.seq2seq_loss_fn` uses it to fuse the output layer with the
+        loss."""
+        ratio = self._ratio(teacher_forcing_ratio)
+        if self.training and ratio < 1.0:
+            return None
+        return self._features(src, src_lengths, tgt_in)
+
+    def _ratio(self, teacher_forcing_ratio: float | None) -> float:
+        if teacher_forcing_ratio is None:
+            return self.config.teacher_forcing_ratio
+        return check_float(teacher_forcing_ratio, "teacher_forcing_ratio", low=0.0, high=1.0,
+                           owner="RNNSeq2Seq")
+
+    def _start_checked(self, src: torch.Tensor, src_lengths: torch.Tensor,
+                       tgt_in: torch.Tensor) -> RNNDecodeState:
         state = self.start_decoding(src, src_lengths)
         check_token_ids(tgt_in, "tgt_in", layout="(B, T)", vocab_size=self.config.tgt_vocab_size,
                         who="RNNSeq2Seq")
         if tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"RNNSeq2Seq: tgt_in must have B = {src.shape[0]} rows (as src), "
                              f"got shape {tuple(tgt_in.shape)}")
-        if self.training and ratio < 1.0:
-            return self._forward_sampled(tgt_in, state, ratio)
+        return state
+
+    def _features(self, src: torch.Tensor, src_lengths: torch.Tensor,
+                  tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced attentional vectors of all steps, after dropout: ``(B, T, H)``."""
+        state = self._start_checked(src, src_lengths, tgt_in)
         embedded = self._embed(tgt_in)  # (B, T, E)
         if self.style == "luong" and not self.input_feeding:
             out = self._decode_parallel(embedded, state)
@@ -376,7 +451,7 @@ class RNNSeq2Seq(nn.Module):
             out = self._decode_luong(embedded, state)
         else:
             out = self._decode_loop(embedded, state)
-        return self.generator(self.dropout(out))  # (B, T, V), one projection for all steps
+        return self.dropout(out)
 
     # The teacher-forced decoders below return the attentional vectors o (B, T, H) of all
     # steps; forward applies the output layer to all of them at once.
@@ -390,10 +465,27 @@ class RNNSeq2Seq(nn.Module):
 
     def _decode_fixed(self, embedded: torch.Tensor, state: RNNDecodeState) -> torch.Tensor:
         """``attention=None`` without input feeding: the context ``c`` is the same at every
-        step, so the decoder is one RNN over ``[E y_t; c]``, run as one fused call."""
-        context = state.fixed_context[:, None].expand(-1, embedded.shape[1], -1)  # (B, T, H)
-        top, _, _ = self._rnn(torch.cat([embedded, context], -1), state)  # (B, T, H)
-        return torch.tanh(self.output_proj(torch.cat([top, context, embedded], -1)))
+        step, so the decoder is one RNN over ``[E y_t; c]``. While training a one-layer GRU,
+        the recurrence is :func:`~attnkit.nn.seq2seq.gru_scan.gru_scan`, and ``c``'s part of
+        the input gates and of the output layer is computed once per sentence, not per
+        step (the same sums, fewer products)."""
+        rnn, hidden, embed_dim = self.decoder, self.config.hidden_dim, embedded.shape[2]
+        fixed = state.fixed_context  # (B, H)
+        if not (self.config.cell == "gru" and rnn.num_layers == 1
+                and _fused_pays(rnn, embedded)):
+            context = fixed[:, None].expand(-1, embedded.shape[1], -1)  # (B, T, H)
+            top, _, _ = self._rnn(torch.cat([embedded, context], -1), state)  # (B, T, H)
+            return torch.tanh(self.output_proj(torch.cat([top, context, embedded], -1)))
+        per_sentence = F.linear(fixed, rnn.weight_ih_l0[:, embed_dim:], rnn.bias_ih_l0)
+        gates = F.linear(embedded.transpose(0, 1), rnn.weight_ih_l0[:, :embed_dim])
+        gates = gates.add_(per_sentence)  # (T, B, 3H)
+        top = gru_scan(gates[:, None], state.hidden, rnn.weight_hh_l0[None],
+                       rnn.bias_hh_l0[None])[:, 0].transpose(0, 1)  # (B, T, H)
+        weight = self.output_proj.weight  # (H, 2H + E), acting on [s; c; E y]
+        out = F.linear(torch.cat([top, embedded], -1),
+                       torch.cat([weight[:, :hidden], weight[:, 2 * hidden:]], 1))
+        out = out.add_(F.linear(fixed, weight[:, hidden:2 * hidden])[:, None])  # (B, T, H)
+        return torch.tanh(out)
 
     def _fused_additive(self, embedded: torch.Tensor) -> bool:
         """Whether :func:`~attnkit.nn.seq2seq.additive_gru.additive_gru_decode` computes this

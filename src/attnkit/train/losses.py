@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from attnkit._validate import check_float, check_int
 
-__all__ = ["token_cross_entropy", "seq2seq_loss_fn", "lm_loss_fn"]
+__all__ = ["token_cross_entropy", "linear_cross_entropy", "seq2seq_loss_fn", "lm_loss_fn"]
 
 LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]]
 
@@ -76,6 +76,122 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, pad_id: 
     return loss_sum, int(keep.sum())
 
 
+def linear_cross_entropy(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                         targets: torch.Tensor, *, pad_id: int | None = 0,
+                         label_smoothing: float = 0.0, chunk_rows: int = 512,
+                         ) -> tuple[torch.Tensor, int]:
+    """:func:`token_cross_entropy` of ``features @ weight.T + bias``, without the logits.
+
+    The output layer and the loss, fused by rows: ``chunk_rows`` rows of logits at a time
+    (512 x 4,000 floats = 8 MB, which stays in cache), each chunk's log-sum-exp, loss
+    terms and, when gradients are recorded, its gradients (``softmax - target
+    distribution``, then ``d features`` and the weight's and bias's sums) before the next
+    chunk. The ``(N, V)`` logits, their log-softmax and their gradient never exist whole,
+    and backward only scales the saved gradients. The same sums as
+    ``token_cross_entropy(F.linear(features, weight, bias), ...)`` in another order: equal
+    to rounding. No double backward.
+
+    Args:
+        features: ``(..., H)`` float32 or float64 (the output layer's input).
+        weight: ``(V, H)``; bias: ``(V,)`` or None.
+        targets: ``(...)`` long ids (leading shape of ``features``).
+        pad_id, label_smoothing: as :func:`token_cross_entropy`.
+        chunk_rows: rows per chunk, >= 1.
+
+    Returns:
+        ``(loss_sum, num_tokens)`` as :func:`token_cross_entropy`.
+    """
+    for name, tensor in (("features", features), ("weight", weight)):
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype not in (torch.float32,
+                                                                        torch.float64):
+            received = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise TypeError(f"linear_cross_entropy: {name} must be a float32 or float64 "
+                            f"tensor, got {received}")
+    if weight.dim() != 2 or features.dim() < 1 or features.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear_cross_entropy: features (..., H) {tuple(features.shape)} and "
+                         f"weight (V, H) {tuple(weight.shape)} disagree")
+    if bias is not None and (not isinstance(bias, torch.Tensor)
+                             or bias.shape != (weight.shape[0],)):
+        raise ValueError(f"linear_cross_entropy: bias must be None or a (V,) = "
+                         f"({weight.shape[0]},) tensor, got "
+                         f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else bias!r}")
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32):
+        received = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise TypeError(f"linear_cross_entropy: targets must be an int64 or int32 tensor of "
+                        f"ids, got {received}")
+    if features.shape[:-1] != targets.shape:
+        raise ValueError(f"linear_cross_entropy: features (..., H) {tuple(features.shape)} and "
+                         f"targets (...) {tuple(targets.shape)} must agree on the leading dims")
+    _check_options(pad_id, label_smoothing)
+    check_int(chunk_rows, "chunk_rows", minimum=1, owner="linear_cross_entropy")
+    flat_targets = targets.reshape(-1).long()
+    keep = (torch.ones_like(flat_targets, dtype=torch.bool) if pad_id is None
+            else flat_targets != pad_id)
+    counted = flat_targets[keep]
+    vocab = weight.shape[0]
+    if counted.numel() and (int(counted.min()) < 0 or int(counted.max()) >= vocab):
+        raise ValueError(f"linear_cross_entropy: targets must lie in [0, V = {vocab}) (or be "
+                         f"pad_id={pad_id}), got values in [{int(counted.min())}, "
+                         f"{int(counted.max())}]")
+    dtype = torch.promote_types(features.dtype, weight.dtype)
+    bias = weight.new_zeros(vocab) if bias is None else bias
+    # decided here: inside an autograd Function's forward gradients are never enabled
+    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (features, weight, bias))
+    loss = _LinearCrossEntropy.apply(features.reshape(-1, features.shape[-1]).to(dtype),
+                                     weight.to(dtype), bias.to(dtype),
+                                     flat_targets.masked_fill(~keep, 0), keep,
+                                     float(label_smoothing), chunk_rows, grads)
+    return loss, int(keep.sum())
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Forward (loss and, if needed, gradients, chunk by chunk) of linear_cross_entropy."""
+
+    @staticmethod
+    def forward(ctx, features, weight, bias, targets, keep, smoothing, chunk_rows, grads):
+        rows, vocab = features.shape[0], weight.shape[0]
+        total = features.new_zeros(())
+        if grads:
+            grad_features = torch.empty_like(features)
+            grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
+        weight_t = weight.t()
+        with torch.no_grad():
+            for start in range(0, rows, chunk_rows):
+                stop = min(start + chunk_rows, rows)
+                x, target, kept = features[start:stop], targets[start:stop], keep[start:stop]
+                logits = torch.addmm(bias, x, weight_t)  # (C, V)
+                lse = torch.logsumexp(logits, -1)  # (C,)
+                chosen = logits.gather(1, target[:, None])[:, 0]
+                row_loss = lse - (1 - smoothing) * chosen
+                if smoothing:
+                    row_loss -= smoothing / vocab * logits.sum(-1)
+                total += row_loss[kept].sum()
+                if not grads:
+                    continue
+                # d loss / d logits = softmax - ((1 - eps) one_hot + eps / V), 0 on pads
+                grad = logits.sub_(lse[:, None]).exp_()
+                if smoothing:
+                    grad.sub_(smoothing / vocab)
+                grad.scatter_add_(1, target[:, None],
+                                  grad.new_full((stop - start, 1), smoothing - 1))
+                grad.mul_(kept[:, None])
+                torch.mm(grad, weight, out=grad_features[start:stop])
+                grad_weight.addmm_(grad.t(), x)
+                grad_bias += grad.sum(0)
+        if grads:
+            ctx.save_for_backward(grad_features, grad_weight, grad_bias)
+        else:
+            ctx.mark_non_differentiable(total)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        grad_features, grad_weight, grad_bias = ctx.saved_tensors
+        return (grad_features * grad_loss, grad_weight * grad_loss, grad_bias * grad_loss,
+                None, None, None, None, None)
+
+
 def _check_options(pad_id: object, label_smoothing: object) -> None:
     if pad_id is not None:
         check_int(pad_id, "pad_id (an int or None)", owner="token_cross_entropy")
@@ -101,16 +217,45 @@ def seq2seq_loss_fn(*, pad_id: int = 0, label_smoothing: float = 0.0) -> LossFn:
     The batch is a mapping (or an object with attributes) holding ``src (B, S)``,
     ``src_lengths (B,)``, ``tgt_in (B, T)`` and ``tgt_out (B, T)``; the model is called as
     ``model(src, src_lengths, tgt_in) -> logits (B, T, V)`` and scored against ``tgt_out``.
+
+    A model with ``output_features(src, src_lengths, tgt_in)`` (the output layer's input
+    ``(B, T, H)``, or None where it has none) and an ``nn.Linear`` ``generator`` is scored
+    with :func:`linear_cross_entropy` instead while it trains on a CPU outside autocast:
+    the same loss without the ``(B, T, V)`` logits.
     """
     _check_options(pad_id, label_smoothing)  # now, not at step 1
 
     def loss_fn(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
-        logits = model(_field(batch, "src"), _field(batch, "src_lengths"),
-                       _field(batch, "tgt_in"))  # (B, T, V)
+        src, lengths, tgt_in = (_field(batch, "src"), _field(batch, "src_lengths"),
+                                _field(batch, "tgt_in"))
+        if _fused_output(model, tgt_in):
+            features = model.output_features(src, lengths, tgt_in)  # (B, T, H) or None
+            if features is not None:
+                generator = model.generator
+                return linear_cross_entropy(features, generator.weight, generator.bias,
+                                            _field(batch, "tgt_out"), pad_id=pad_id,
+                                            label_smoothing=label_smoothing)
+        logits = model(src, lengths, tgt_in)  # (B, T, V)
         return token_cross_entropy(logits, _field(batch, "tgt_out"), pad_id=pad_id,
                                    label_smoothing=label_smoothing)
 
     return loss_fn
+
+
+def _fused_output(model: torch.nn.Module, tokens: torch.Tensor) -> bool:
+    """Whether seq2seq_loss_fn scores ``model`` with linear_cross_entropy: it offers
+    ``output_features`` and a plain linear ``generator`` (unwatched by hooks), gradients are
+    recorded, on a CPU, outside autocast."""
+    from torch.nn.modules import module as torch_module
+
+    generator = getattr(model, "generator", None)
+    return (callable(getattr(model, "output_features", None))
+            and type(generator) is torch.nn.Linear and torch.is_grad_enabled()
+            and tokens.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+            and generator.weight.dtype in (torch.float32, torch.float64)
+            and not (generator._forward_hooks or generator._forward_pre_hooks
+                     or torch_module._global_forward_hooks
+                     or torch_module._global_forward_pre_hooks))
 
 
 def lm_loss_fn(*, pad_id: int | None = None, label_smoothing: float = 0.0) -> LossFn:

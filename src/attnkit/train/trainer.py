@@ -70,6 +70,7 @@ import torch
 
 from attnkit._io import atomic_write_text
 from attnkit._validate import check_bool
+from attnkit.train.allocator import keep_freed_memory
 from attnkit.train.checkpoint import (
     _jsonable,
     get_rng_state,
@@ -100,7 +101,8 @@ MAX_SEED = 2**32 - 1
 # Config fields that may change between a run and its resumption without breaking exactness.
 _RESUMABLE_CHANGES = {"max_steps", "max_time_s", "eval_every", "eval_every_s", "checkpoint_every",
                       "keep_checkpoints", "log_every", "progress", "out_dir",
-                      "fused_optimizer"}  # a checkpoint's param groups keep their kernel
+                      "fused_optimizer",  # a checkpoint's param groups keep their kernel
+                      "reuse_memory"}
 
 
 @dataclass
@@ -128,6 +130,7 @@ class TrainConfig:
     seed: int = 0                             # seeds torch/random/numpy (+ rank) for a fresh run
     log_every: int = 10                       # metrics line every N updates (and at the end)
     progress: bool = True                     # tqdm bar on rank 0 when stderr is a terminal
+    reuse_memory: bool = True                 # CPU: malloc keeps freed memory (train/allocator.py)
 
     def __post_init__(self) -> None:
         def need_int(name: str, low: int, high: int | None = None) -> None:
@@ -189,7 +192,7 @@ class TrainConfig:
         # (step, rank) offsets to them.
         need_int("seed", 0, MAX_SEED)
         need_int("log_every", 1)
-        for name in ("progress", "fused_optimizer"):
+        for name in ("progress", "fused_optimizer", "reuse_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name} must be a bool, got "
                                  f"{getattr(self, name)!r}")
@@ -308,6 +311,8 @@ class Trainer:
             raise ValueError("Trainer: model has no parameters")
         self.device = first.device
         self.amp_dtype = resolve_amp(config.amp, self.device)
+        if config.reuse_memory and self.device.type == "cpu":
+            keep_freed_memory()  # large tensors stop faulting in fresh pages every step
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = WarmupSchedule(self.optimizer, schedule=config.schedule,
                                         warmup_steps=config.warmup_steps,
