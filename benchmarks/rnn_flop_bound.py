@@ -14,8 +14,9 @@ This script measures both sides on the same batches the throughput benchmark
 pairs/s of the issue's commit:
 
 * FLOPs per sentence pair: :class:`torch.utils.flop_counter.FlopCounterMode` over a real
-  forward and backward pass of each model (``mm``, ``addmm``, ``bmm`` and the products
-  inside ``aten::gru``), on the timed batches of ``rnn_throughput.py --job``.
+  forward and backward pass of each model as training runs it (``mm``, ``addmm``, ``bmm``,
+  ``baddbmm`` and the products inside ``aten::gru``), on the timed batches of
+  ``rnn_throughput.py --job``.
 * The machine's float32 matrix-product rate: the best of several shapes, the step's own
   and large square ones, median of repeated calls with the benchmark's thread count.
   Taking the best makes the bound generous.
@@ -78,8 +79,12 @@ def _model_flops(batches: list[dict], vocab: int) -> dict:
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
-    from attnkit.models import RNNSeq2SeqConfig, build_rnn_seq2seq
+    from attnkit.models import RNNSeq2SeqConfig, build_rnn_seq2seq, rnn_seq2seq
 
+    # The counter tracks modules with global forward hooks, which would send the model to
+    # its step-by-step path (the fused paths step aside for hooks); count the path that
+    # training runs.
+    rnn_seq2seq._observed = lambda module: False
     result = {}
     for name, attention in rnn_throughput.MODELS.items():
         torch.manual_seed(0)

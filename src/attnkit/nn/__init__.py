@@ -7,6 +7,7 @@ and a registry of mechanisms), and channel/spatial attention for images
 (:mod:`attnkit.nn.vision`).
 """
 
+from attnkit.nn.dropout import FastDropout, fast_dropout
 from attnkit.nn.kv_cache import KVCache, StaticKVCache
 from attnkit.nn.linear_attention import LinearAttention
 from attnkit.nn.multihead import MultiHeadAttention
@@ -32,7 +33,7 @@ from attnkit.nn.seq2seq import (
 from attnkit.nn.vision import CBAM, ChannelAttention, SpatialAttention, SqueezeExcitation
 
 __all__ = [
-    "MultiHeadAttention", "KVCache", "StaticKVCache",
+    "MultiHeadAttention", "KVCache", "StaticKVCache", "FastDropout", "fast_dropout",
     "RotaryEmbedding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
     "sinusoidal_encoding", "alibi_slopes",
     "Seq2SeqAttention", "AdditiveAttention", "LuongAttention", "LocalAttention",

@@ -14,13 +14,18 @@ from attnkit.train.checkpoint import (
     save_checkpoint,
 )
 from attnkit.train.decoding import DecodeResult, beam_search, greedy_decode
-from attnkit.train.losses import lm_loss_fn, seq2seq_loss_fn, token_cross_entropy
+from attnkit.train.losses import (
+    linear_cross_entropy,
+    lm_loss_fn,
+    seq2seq_loss_fn,
+    token_cross_entropy,
+)
 from attnkit.train.schedule import WarmupSchedule
 from attnkit.train.trainer import TrainConfig, Trainer
 
 __all__ = [
     "Trainer", "TrainConfig", "WarmupSchedule",
     "save_checkpoint", "load_checkpoint", "latest_checkpoint", "Checkpoint", "CheckpointError",
-    "token_cross_entropy", "seq2seq_loss_fn", "lm_loss_fn",
+    "token_cross_entropy", "linear_cross_entropy", "seq2seq_loss_fn", "lm_loss_fn",
     "greedy_decode", "beam_search", "DecodeResult",
 ]
