@@ -283,19 +283,34 @@ def test_yes_no_stories_have_moves_only_as_in_the_official_task_6():
         assert all(s[1] in ("moved", "went", "journeyed", "travelled") for s in ex.story), ex
 
 
-def test_size_order_is_drawn_per_story_so_the_question_alone_does_not_answer():
-    """Task 18 (as in the official stories): the same question gets "yes" in one story and
-    "no" in another, and every answer follows from its (at most two) supporting facts."""
+def test_size_follows_the_official_world_and_asks_two_link_questions():
+    """Task 18 as the official generator builds it: the chocolate is the smallest object and
+    the box of chocolates the next, the four containers are ordered afresh in every story
+    (so a question about two containers gets "yes" in one story and "no" in another), and
+    every question is about a pair exactly two statements apart, supported by both."""
     answers: dict[tuple[str, ...], set[str]] = {}
+    small = ("chocolate", "box of chocolates")
     for ex in generate(18, 400, seed=2):
         answers.setdefault(ex.question, set()).add(ex.answer)
-        assert 1 <= len(ex.supporting) <= 2
+        assert len(ex.supporting) == 2
         facts = [" ".join(ex.story[i]) for i in ex.supporting]
         q = " ".join(ex.question)
         x, y = (q[len("does the "):].split(" fit in the ") if q.startswith("does") else
                 q[len("is the "):].split(" bigger than the "))
         assert x in facts[0] + facts[-1] and y in facts[0] + facts[-1], ex
-    assert sum(len(a) == 2 for a in answers.values()) > len(answers) // 2
+        stated = {" ".join(s) for s in ex.story}  # the pair itself is never stated directly
+        assert not {f"the {x} fits inside the {y}", f"the {y} fits inside the {x}",
+                    f"the {x} is bigger than the {y}", f"the {y} is bigger than the {x}"} & stated
+        for thing in (x, y):
+            other = y if thing == x else x
+            if thing == "chocolate" or (thing == "box of chocolates" and other != "chocolate"):
+                smaller = thing  # the official world's fixed sizes
+                expected = "yes" if (q.startswith("does") and x == smaller) or (
+                    q.startswith("is") and x != smaller) else "no"
+                assert ex.answer == expected, ex
+                break
+    containers = [q for q in answers if not any(f" {w} " in f" {' '.join(q)} " for w in small)]
+    assert containers and sum(len(answers[q]) == 2 for q in containers) > len(containers) // 2
 
 
 def test_three_facts_asks_about_the_objects_latest_move_as_in_the_official_task_3():

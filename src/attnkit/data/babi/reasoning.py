@@ -92,34 +92,52 @@ def positional(story: Story, rng: np.random.Generator) -> None:
 
 def size(story: Story, rng: np.random.Generator) -> None:
     """Task 18: "the football fits inside the suitcase. the box is bigger than the football";
-    "does the suitcase fit in the football" -> no. As in the official stories we could see,
-    each story has its own size order of the objects (:data:`SIZES`), states relations
-    between random pairs (so some pairs are stated more than once or both ways round), and
-    asks about pairs two statements apart ("x fits in z", "z fits in y"; a pair may also be
-    stated directly)."""
-    rank = {thing: k for k, thing in enumerate(rng.permutation(SIZES).tolist())}
-    pairs = [(a, b) for a in SIZES for b in SIZES if rank[a] < rank[b]]  # (smaller, bigger)
-    said: dict[tuple[str, str], int] = {}  # (smaller, bigger) -> the sentence that says so
-    for _ in range(2):
-        for _ in range(5):
-            small, big = pairs[int(rng.integers(len(pairs)))]
-            if rng.random() < 0.5:
-                said[(small, big)] = story.say("the", small, "fits inside the", big)
-            else:
-                said[(small, big)] = story.say("the", big, "is bigger than the", small)
-        chains = [((x, z), (z2, y)) for (x, z) in said for (z2, y) in said if z == z2]
-        options = chains or [((x, y),) for (x, y) in said]
-        for k in rng.choice(len(options), size=min(3, len(options)), replace=False).tolist():
-            chain = options[k]
-            small, big = chain[0][0], chain[-1][1]
-            support = [said[edge] for edge in chain]
-            x, y = (small, big) if rng.random() < 0.5 else (big, small)
-            if rng.random() < 0.5:
-                story.ask(f"does the {x} fit in the {y}", "yes" if x == small else "no",
-                          support)
-            else:
-                story.ask(f"is the {x} bigger than the {y}", "no" if x == small else "yes",
-                          support)
+    "does the suitcase fit in the football" -> no. The official generator's world: the
+    chocolate is the smallest object and the box of chocolates the next, while the four
+    containers get a fresh random size order in every story (all bigger than the box of
+    chocolates). A story states a chain of two relations, then 2-7 relations between other
+    random pairs that are not yet stated (keeping some pair exactly two statements apart),
+    in shuffled order, and asks about every pair whose shortest chain of statements has
+    exactly two links, each question supported by those two statements."""
+    sizes = {"chocolate": 0.5, "box of chocolates": 1.0}
+    sizes.update({thing: 1.0 + float(rng.random()) for thing in SIZES if thing not in sizes})
+    order = sorted(SIZES, key=sizes.get, reverse=True)  # biggest first
+    edges: list[tuple[str, str]] = []  # (bigger, smaller), as stated
+    chain = sorted(rng.choice(len(order), size=3, replace=False).tolist())
+    edges += [(order[chain[0]], order[chain[1]]), (order[chain[1]], order[chain[2]])]
+    for _ in range(int(rng.integers(2, 8))):
+        for _ in range(100):
+            i, j = sorted(rng.choice(len(order), size=2, replace=False).tolist())
+            edge = (order[i], order[j])
+            if edge not in edges and _two_link_pairs(edges + [edge]):
+                edges.append(edge)
+                break
+    said = {}
+    for k in rng.permutation(len(edges)).tolist():
+        big, small = edges[k]
+        if rng.random() < 0.5:
+            said[edges[k]] = story.say("the", small, "fits inside the", big)
+        else:
+            said[edges[k]] = story.say("the", big, "is bigger than the", small)
+    for (big, small), links in _two_link_pairs(edges).items():
+        support = [said[edge] for edge in links]
+        x, y = (big, small) if rng.random() < 0.5 else (small, big)
+        if rng.random() < 0.5:
+            story.ask(f"does the {x} fit in the {y}", "yes" if x == small else "no", support)
+        else:
+            story.ask(f"is the {x} bigger than the {y}", "yes" if x == big else "no", support)
+
+
+def _two_link_pairs(edges: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """(bigger, smaller) pairs whose shortest chain of stated edges has exactly two links,
+    each with one such chain, in a fixed order."""
+    direct = set(edges)
+    pairs = {}
+    for a, b in edges:
+        for c, d in edges:
+            if b == c and (a, d) not in direct and (a, d) not in pairs:
+                pairs[(a, d)] = ((a, b), (c, d))
+    return pairs
 
 
 def path_finding(story: Story, rng: np.random.Generator) -> None:
