@@ -130,6 +130,13 @@ def main() -> None:
     if not job_path.is_file():
         parser.error(f"--job-results: no file {job_path}")
     job = json.loads(job_path.read_text())
+    out = Path(args.out)
+    try:  # before the minutes of measuring, not after them
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        parser.error(f"--out: cannot write to {out} ({error.strerror})")
     measured = {row["model"]: row for row in job["rows"]}
 
     import torch
@@ -156,8 +163,6 @@ def main() -> None:
                      "other_work_budget_ms_per_pair": (1e3 / goal - 1e3 / cap) if goal else None})
     machine = rnn_throughput._machine(args.threads)
     command = "python benchmarks/rnn_flop_bound.py " + " ".join(sys.argv[1:])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine, "command": command, "data": data, "matmul_rates": rates,
                "best_rate": best, "rows": rows, "job_results": str(job_path)}
     from attnkit._io import atomic_write_text

@@ -153,6 +153,20 @@ def test_fused_adamw_matches_the_per_tensor_loop():
         TrainConfig(fused_optimizer="yes")
 
 
+def test_reuse_memory_is_checked_and_applies_once():
+    import platform
+    import sys
+
+    from attnkit.train.allocator import keep_freed_memory
+
+    with pytest.raises(ValueError, match="reuse_memory"):
+        TrainConfig(reuse_memory=1)
+    first = keep_freed_memory()
+    assert isinstance(first, bool) and keep_freed_memory() is first
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert first == glibc  # applied exactly where glibc's mallopt exists
+
+
 def test_resolve_amp():
     cpu = torch.device("cpu")
     assert resolve_amp("off", cpu) is None
