@@ -156,25 +156,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
         weight_t = weight.t()
         with torch.no_grad():
+            if smoothing:  # the sum of a row's logits is x . (sum of weight rows) + sum(bias)
+                weight_sum, bias_sum = weight.sum(0), bias.sum()
             for start in range(0, rows, chunk_rows):
                 stop = min(start + chunk_rows, rows)
                 x, target, kept = features[start:stop], targets[start:stop], keep[start:stop]
                 logits = torch.addmm(bias, x, weight_t)  # (C, V)
-                lse = torch.logsumexp(logits, -1)  # (C,)
-                chosen = logits.gather(1, target[:, None])[:, 0]
-                row_loss = lse - (1 - smoothing) * chosen
+                # each row's target logit, by flat index (gather along dim 1 is far slower)
+                flat = torch.arange(0, (stop - start) * vocab, vocab,
+                                    device=target.device).add_(target)
+                chosen = logits.view(-1).index_select(0, flat)
+                # log-sum-exp with exp(logits - max) kept in place: softmax * sums
+                top = logits.amax(-1, keepdim=True)  # (C, 1)
+                sums = logits.sub_(top).exp_().sum(-1)  # (C,)
+                row_loss = top[:, 0] + sums.log() - (1 - smoothing) * chosen
                 if smoothing:
-                    row_loss -= smoothing / vocab * logits.sum(-1)
+                    row_loss -= smoothing / vocab * (x @ weight_sum + bias_sum)
                 total += row_loss[kept].sum()
                 if not grads:
                     continue
-                # d loss / d logits = softmax - ((1 - eps) one_hot + eps / V), 0 on pads
-                grad = logits.sub_(lse[:, None]).exp_()
+                # d loss / d logits = softmax - ((1 - eps) one_hot + eps / V), 0 on pads:
+                # exp(logits - max) / sums - eps / V on kept rows, in place
+                weight_row = kept.to(dtype=logits.dtype)
+                grad = logits.mul_((weight_row / sums)[:, None])
                 if smoothing:
-                    grad.sub_(smoothing / vocab)
-                grad.scatter_add_(1, target[:, None],
-                                  grad.new_full((stop - start, 1), smoothing - 1))
-                grad.mul_(kept[:, None])
+                    grad.sub_((smoothing / vocab) * weight_row[:, None])
+                grad.view(-1).index_add_(0, flat, (smoothing - 1) * weight_row)
                 torch.mm(grad, weight, out=grad_features[start:stop])
                 grad_weight.addmm_(grad.t(), x)
                 grad_bias += grad.sum(0)
