@@ -81,6 +81,33 @@ def test_the_deepest_model_gets_restarts_and_the_others_baseline_restarts(tmp_pa
     assert "2 training runs for the deepest model and 1" in (out / "README.md").read_text()
 
 
+def test_runs_in_worker_processes_equal_runs_in_one_process(tmp_path, capsys):
+    """--workers 2 trains the same models as --workers 1 (each run has its own seed and one
+    thread either way), and keeps the same best run per hop count."""
+    metrics = {}
+    for workers in ("1", "2"):
+        out = tmp_path / workers
+        code, stdout, err = run_cli(
+            ["memory", "--quick", "--tasks", "1", "15", "--hops", "1", "2", "--examples", "80",
+             "--test-examples", "10", "--epochs", "2", "--restarts", "2",
+             "--baseline-restarts", "1", "--optimizer", "sgd", "--lr", "0.1", "--ls-lr", "0.1",
+             "--ls-epochs", "1", "--workers", workers, "--out", str(out)], capsys)
+        assert code == 0, err
+        assert f"3 training runs in {workers} process(es)" in stdout
+        metrics[workers] = json.loads((out / "metrics.json").read_text())
+    for hops in ("1", "2"):
+        one, two = metrics["1"]["results"][hops], metrics["2"]["results"][hops]
+        assert one["errors"] == two["errors"]
+        assert one["training"]["restart_valid_accuracies"] == \
+            two["training"]["restart_valid_accuracies"]
+        assert one["training"]["history"] == [
+            {**h, "elapsed_s": one["training"]["history"][i]["elapsed_s"]}
+            for i, h in enumerate(two["training"]["history"])]
+    assert metrics["2"]["results"]["2"]["training"]["workers"] == 2
+    history = metrics["1"]["results"]["2"]["training"]["history"]
+    assert [h["linear_start"] for h in history] == [True, False]  # exactly --ls-epochs 1
+
+
 def test_paper_columns_reproduce_the_published_means():
     assert paper_mean("PE LS RN joint, 3 hops", list(range(1, 21))) == pytest.approx(12.4,
                                                                                     abs=0.05)
@@ -100,7 +127,8 @@ def test_per_task_errors():
     ["--tasks", "0"], ["--tasks", "21"], ["--tasks", "1", "1"], ["--hops", "0"],
     ["--hops", "3", "3"], ["--examples", "5"], ["--examples", "many"], ["--epochs", "0"],
     ["--noise", "1.5"], ["--lr", "0"], ["--minutes", "nan"], ["--seed", "-1"],
-    ["--restarts", "0"], ["--baseline-restarts", "0"], ["--bogus"],
+    ["--restarts", "0"], ["--baseline-restarts", "0"], ["--bogus"], ["--workers", "0"],
+    ["--optimizer", "rmsprop"], ["--ls-lr", "0"], ["--clip", "-1"],
     ["--out", "/proc/attnkit-cannot-write-here"],
 ])
 def test_bad_arguments_exit_2_with_one_line_before_any_work(argv, monkeypatch, capsys,

@@ -20,7 +20,7 @@ HELP = "end-to-end memory networks (MemN2N) on generated bAbI-style tasks: 1 vs 
 
 _FLAGS = ("examples", "test_examples", "epochs", "ls_epochs", "noise", "embed_dim",
           "batch_size", "lr", "minutes", "seed", "threads", "restarts",
-          "baseline_restarts")
+          "baseline_restarts", "optimizer", "ls_lr", "clip", "workers")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,8 +59,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"embedding size d (default {d.embed_dim})")
     parser.add_argument("--batch-size", type=arg_int(1, 100_000), default=None,
                         help=f"examples per update (default {d.batch_size})")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default=None,
+                        help=f"adam, or plain SGD as the paper (default {d.optimizer})")
     parser.add_argument("--lr", type=arg_float(0.0, 1.0, low_open=True), default=None,
-                        help=f"Adam learning rate (default {d.lr:g})")
+                        help=f"learning rate of the mean loss over a batch, halved every "
+                             f"{d.anneal_every} epochs after linear start (default {d.lr:g})")
+    parser.add_argument("--ls-lr", type=arg_float(0.0, 1.0, low_open=True), default=None,
+                        help=f"learning rate during linear start (default {d.ls_lr:g})")
+    parser.add_argument("--ls-early-stop", action="store_true",
+                        help="linear start also ends once the validation loss rises "
+                             "(default: it lasts exactly --ls-epochs)")
+    parser.add_argument("--clip", type=arg_float(0.0, 1e6, low_open=True), default=None,
+                        help=f"gradient norm clip (default {d.clip:g})")
     parser.add_argument("--minutes", type=arg_float(0.0, MAX_MINUTES, low_open=True),
                         default=None,
                         help=f"wall-clock cap per training run (default {d.minutes:g})")
@@ -74,7 +84,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"training runs of each model with fewer hops (default "
                              f"{d.baseline_restarts})")
     parser.add_argument("--threads", type=arg_int(1, 4096), default=None,
-                        help="torch CPU threads (default: torch's)")
+                        help="torch CPU threads (default: torch's; with --threads the runs "
+                             "go one after another unless --workers is given)")
+    parser.add_argument("--workers", type=arg_int(1, 256), default=None,
+                        help="processes for the training runs, one torch thread each "
+                             "(default: one per CPU core)")
     parser.add_argument("--out", default=None,
                         help="report directory (default runs/memory, runs/memory-quick with "
                              "--quick)")
@@ -98,6 +112,8 @@ def config_from_args(args: argparse.Namespace) -> MemoryConfig:
     values["out"] = args.out if args.out is not None else \
         "runs/memory-quick" if args.quick else "runs/memory"
     values["progress"] = not args.no_progress
+    if args.ls_early_stop:
+        values["ls_fixed"] = False
     try:
         return MemoryConfig(**values)
     except (ValueError, TypeError) as exc:

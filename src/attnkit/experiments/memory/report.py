@@ -29,8 +29,10 @@ def _notes(c: dict[str, Any]) -> list[str]:
     parts = [f"{c['encoding'].upper()} sentence encoding", "temporal encoding",
              "adjacent weight tying"]
     if c["ls_epochs"]:
-        parts.append(f"linear start (at most {c['ls_epochs']} epochs, ended early when the "
-                     f"validation loss rises; lr {c['ls_lr']:g} meanwhile)")
+        length = (f"{c['ls_epochs']} epochs" if c.get("ls_fixed") else
+                  f"at most {c['ls_epochs']} epochs, ended early when the validation loss "
+                  f"rises")
+        parts.append(f"linear start ({length}; lr {c['ls_lr']:g} meanwhile)")
     if c["noise"]:
         parts.append(f"random noise ({100 * c['noise']:g}% empty memories while training)")
     deep, base = c.get("restarts", 1), c.get("baseline_restarts", c.get("restarts", 1))
@@ -38,13 +40,20 @@ def _notes(c: dict[str, Any]) -> list[str]:
             f"from the best by validation accuracy of {deep} training runs for the deepest "
             f"model and {base} for each shallower one (init seeds {c['seed']}, "
             f"{c['seed']} + 1, ...; the same data)")
+    sgd = c.get("optimizer", "adam") == "sgd"
+    optimizer = (f"plain SGD as the paper, at lr {c['lr']:g} on the batch's mean loss (the "
+                 f"paper's 0.005 on the summed loss of 32 examples is 0.16), gradient norm "
+                 f"clipped at {c['clip']:g} (the paper's 40 on the summed loss); "
+                 if sgd else f"Adam (lr {c['lr']:g}) instead of SGD; ")
     return [
         _DATA_NOTE,
         f"**model**: MemN2N (Sukhbaatar et al. 2015, arXiv 1503.08895) with "
         f"{', '.join(parts)}; one model per hop count trained jointly on all tasks; memory of "
         f"the {c['memory_size']} most recent sentences.",
-        f"**deviations from the paper**: Adam (lr {c['lr']:g}) instead of SGD; "
-        f"{c['epochs']} epochs (the paper's joint models: 60); the model kept is its best "
+        f"**training and deviations from the paper**: {optimizer}"
+        f"{c['epochs']} epochs in all, linear start included, lr halved every "
+        f"{c['anneal_every']} epochs after it (the paper's joint models: 60 epochs, halving "
+        f"every 15); the model kept is its best "
         f"validation epoch, {runs} (the paper keeps the best of 10 runs by validation "
         f"error); validation = the last tenth of each task's generated "
         f"training examples.",
@@ -58,11 +67,16 @@ def _summary(m: dict[str, Any]) -> list[str]:
              f"examples per task ({d['train']} train + {d['valid']} valid in all), "
              f"{c['test_examples']} test examples per task; vocabulary {d['vocab_size']}",
              f"training: {c['epochs']} epochs at most per model (linear start up to "
-             f"{c['ls_epochs']}), batch {c['batch_size']}, Adam lr {c['lr']:g} halved every "
+             f"{c['ls_epochs']}), batch {c['batch_size']}, "
+             f"{'SGD' if c.get('optimizer', 'adam') == 'sgd' else 'Adam'} lr {c['lr']:g} "
+             f"halved every "
              f"{c['anneal_every']} epochs, d = {c['embed_dim']}, encoding {c['encoding']}, "
              f"noise {c['noise']:g}, {c.get('restarts', 1)} training run(s) of the deepest "
              f"model and {c.get('baseline_restarts', c.get('restarts', 1))} of each other, "
-             f"cap {c['minutes']:g} min per run"]
+             f"cap {c['minutes']:g} min per run"
+             + (f", runs in {w} processes of one torch thread"
+                if (w := m["results"][max(m["results"], key=int)]["training"].get("workers", 1))
+                > 1 else "")]
     for hops, r in m["results"].items():
         t = r["training"]
         lines.append(f"{hops} hop(s): {r['parameters']:,} parameters, {t['epochs_run']} epochs "

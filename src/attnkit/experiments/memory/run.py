@@ -5,10 +5,12 @@ write the report."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from typing import Any
 
@@ -20,7 +22,7 @@ from attnkit.experiments.memory.config import MemoryConfig
 from attnkit.experiments.memory.paper import PAPER_1K, paper_mean
 from attnkit.experiments.memory.report import write_report
 from attnkit.experiments.memory.train import evaluate, train_model
-from attnkit.models.memn2n import MemN2NConfig
+from attnkit.models.memn2n import MemN2N, MemN2NConfig
 
 __all__ = ["run", "GOAL_MEAN_ERROR", "per_task_errors", "attention_example"]
 
@@ -91,29 +93,74 @@ def _goals(config: MemoryConfig, results: dict[str, Any]) -> list[dict[str, Any]
     return goals
 
 
-def _best_of_restarts(config: MemoryConfig, model_config: MemN2NConfig, encoded: dict,
-                      log) -> tuple:
-    """Train ``config.restarts`` models for the deepest hop count, ``baseline_restarts`` for
-    the others (init seeds ``seed, seed + 1, ...``; the data is the same) and keep the one
-    with the best validation accuracy (the first on ties)."""
-    best = None
-    valid_accuracies, elapsed = [], 0.0
-    restarts = (config.restarts if model_config.hops == max(config.hops)
-                else config.baseline_restarts)
-    for k in range(restarts):
-        if restarts > 1:
-            log(f"hops={model_config.hops}: training run {k + 1} of {restarts} "
-                f"(seed {config.seed + k})")
-        model, info = train_model(config, model_config, encoded["train"], encoded["valid"],
-                                  seed=config.seed + k, log=log)
-        valid_accuracies.append(info["best_valid_accuracy"])
-        elapsed += info["elapsed_s"]
-        if best is None or info["best_valid_accuracy"] > best[1]["best_valid_accuracy"]:
-            best = (model, info, config.seed + k)
-    model, info, seed = best
-    info = {**info, "seed": seed, "restart_valid_accuracies": valid_accuracies,
-            "all_runs_elapsed_s": elapsed}
-    return model, info
+def _train_run(config: MemoryConfig, model_config: MemN2NConfig, train, valid, seed: int,
+               threads: int | None, log=None) -> tuple[dict, dict]:
+    """One training run: the best epoch's weights and the run's history. In a worker process
+    (``log`` None) the per-epoch lines go to this process's stdout, marked with the seed."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if log is None:
+        log = ((lambda line: print(f"[seed {seed}] {line.strip()}", flush=True))
+               if config.progress else (lambda _line: None))
+    model, info = train_model(config, model_config, train, valid, seed=seed, log=log)
+    return model.state_dict(), info
+
+
+def _workers(config: MemoryConfig, runs: int) -> int:
+    """Processes for the training runs: ``config.workers``, else one per CPU core (at most
+    the number of runs; one when torch threads were asked for)."""
+    if config.workers is not None:
+        return min(config.workers, runs)
+    if config.threads is not None:
+        return 1
+    return max(1, min(os.cpu_count() or 1, runs))
+
+
+def _train_all(config: MemoryConfig, model_configs: dict[int, MemN2NConfig], encoded: dict,
+               log) -> dict[int, tuple]:
+    """Every training run of the experiment: ``config.restarts`` for the deepest hop count,
+    ``baseline_restarts`` for the others (init seeds ``seed, seed + 1, ...``, the same data),
+    in parallel worker processes of one torch thread each when there are several cores.
+    Each run is the same computation whichever process does it. Returns, per hop count, the
+    run with the best validation accuracy (the first on ties)."""
+    deepest = max(config.hops)
+    jobs = [(hops, config.seed + k) for hops in config.hops
+            for k in range(config.restarts if hops == deepest else config.baseline_restarts)]
+    workers = _workers(config, len(jobs))
+    log(f"{len(jobs)} training runs in {workers} process(es)")
+    results: dict[tuple[int, int], tuple] = {}
+
+    def done(job, state, info):
+        hops, seed = job
+        log(f"hops={hops} seed {seed}: best valid accuracy {info['best_valid_accuracy']:.3f} "
+            f"({info['epochs_run']} epochs, {info['elapsed_s']:.0f} s)")
+        results[job] = (state, info)
+
+    if workers == 1:
+        for job in jobs:
+            done(job, *_train_run(config, model_configs[job[0]], encoded["train"],
+                                  encoded["valid"], job[1], None, log))
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            # the deepest (slowest) runs first, so the pool's last run is a short one
+            futures = {pool.submit(_train_run, config, model_configs[job[0]],
+                                   encoded["train"], encoded["valid"], job[1], 1): job
+                       for job in sorted(jobs, key=lambda j: -j[0])}
+            for future in as_completed(futures):
+                done(futures[future], *future.result())
+    best: dict[int, tuple] = {}
+    for hops in config.hops:
+        runs = [(seed, *results[(h, seed)]) for h, seed in jobs if h == hops]
+        seed, state, info = max(runs, key=lambda r: (r[2]["best_valid_accuracy"], -r[0]))
+        model = MemN2N(model_configs[hops])
+        model.load_state_dict(state)
+        best[hops] = (model, {**info, "seed": seed,
+                              "restart_valid_accuracies": [r[2]["best_valid_accuracy"]
+                                                           for r in runs],
+                              "all_runs_elapsed_s": sum(r[2]["elapsed_s"] for r in runs),
+                              "workers": workers})
+    return best
 
 
 def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -134,10 +181,12 @@ def run(config: MemoryConfig, *, log: Callable[[str], None] = print) -> dict[str
     log(f"data: {len(config.tasks)} tasks, train {len(data['train'])}, valid "
         f"{len(data['valid'])}, test {len(data['test'])} examples; vocabulary {len(vocab)}")
     models, results = {}, {}
+    model_configs = {hops: MemN2NConfig(len(vocab), config.embed_dim, hops,
+                                        config.memory_size, config.encoding)
+                     for hops in config.hops}
+    trained = _train_all(config, model_configs, encoded, log)
     for hops in config.hops:
-        model_config = MemN2NConfig(len(vocab), config.embed_dim, hops, config.memory_size,
-                                    config.encoding)
-        model, info = _best_of_restarts(config, model_config, encoded, log)
+        model, info = trained[hops]
         # a run that never left linear start (epochs <= ls_epochs) is scored as trained
         test = evaluate(model, encoded["test"], linear=info["ended_in_linear_start"])
         errors = per_task_errors(test["predicted"], encoded["test"].answers,

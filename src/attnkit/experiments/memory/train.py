@@ -71,7 +71,8 @@ def train_model(config, model_config: MemN2NConfig, train: EncodedSet, valid: En
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = MemN2N(model_config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = (torch.optim.SGD(model.parameters(), lr=config.lr) if config.optimizer == "sgd"
+                 else torch.optim.Adam(model.parameters(), lr=config.lr))
     linear = config.ls_epochs > 0
     best, best_state, history = -1.0, None, []
     best_linear_loss = math.inf
@@ -111,7 +112,8 @@ def train_model(config, model_config: MemN2NConfig, train: EncodedSet, valid: En
             f"train loss {total / seen:.3f}  valid loss {result['loss']:.3f}  "
             f"valid acc {result['accuracy']:.3f}  ({elapsed:.0f} s)")
         if linear:
-            if result["loss"] >= best_linear_loss or epoch >= config.ls_epochs:
+            rose = not config.ls_fixed and result["loss"] >= best_linear_loss
+            if rose or epoch >= config.ls_epochs:
                 linear = False  # re-insert the softmax
             best_linear_loss = min(best_linear_loss, result["loss"])
         elif result["accuracy"] > best:
