@@ -283,6 +283,24 @@ def test_yes_no_stories_have_moves_only_as_in_the_official_task_6():
         assert all(s[1] in ("moved", "went", "journeyed", "travelled") for s in ex.story), ex
 
 
+def test_deduction_gives_each_person_a_species_and_asks_about_all_as_in_the_official_task_15():
+    """Task 15 as ``Deduction.lua`` builds it: eight shuffled statements (each species' fear,
+    each person's species, the four people one of each species) and a question about every
+    person, in a random order."""
+    stories: dict[tuple, list] = {}
+    for ex in generate(15, COUNT, seed=5):
+        stories.setdefault(ex.story, []).append(ex)
+    orders = set()
+    for story, questions in stories.items():
+        assert len(story) == 8
+        species = [s[3] for s in story if s[1:3] == ("is", "a")]
+        assert len(species) == 4 and len(set(species)) == 4, story
+        asked = [ex.question[2] for ex in questions]
+        assert sorted(asked) == ["emily", "gertrude", "jessica", "winona"], story
+        orders.add(tuple(asked))
+    assert len(orders) > 1  # the order of the questions varies
+
+
 def test_size_follows_the_official_world_and_asks_two_link_questions():
     """Task 18 as the official generator builds it: the chocolate is the smallest object and
     the box of chocolates the next, the four containers are ordered afresh in every story

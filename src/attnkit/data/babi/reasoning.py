@@ -31,11 +31,14 @@ MOTIVES = {"hungry": ("kitchen", "apple"), "thirsty": ("kitchen", "milk"),
 
 def deduction(story: Story, rng: np.random.Generator) -> None:
     """Task 15: "sheep are afraid of wolves. gertrude is a sheep"; "what is gertrude afraid
-    of" -> wolf."""
+    of" -> wolf. As in the official generator (``Deduction.lua``): the four people are one
+    of each of the four species (a random assignment), the eight statements are shuffled,
+    and every person is asked about, in random order. Before 2026-12-02 ours drew each
+    person's species independently and asked about three of the four."""
     kinds = list(SPECIES)
     fears = {k: pick(rng, [o for o in kinds if o != k]) for k in kinds}
     names = ("gertrude", "winona", "emily", "jessica")
-    member = {n: pick(rng, kinds) for n in names}
+    member = dict(zip(names, rng.permutation(kinds).tolist(), strict=True))
     lines = [("fear", k) for k in kinds] + [("is", n) for n in names]
     index = {}
     for k in rng.permutation(len(lines)).tolist():
@@ -44,7 +47,7 @@ def deduction(story: Story, rng: np.random.Generator) -> None:
             index[lines[k]] = story.say(SPECIES[who], "are afraid of", SPECIES[fears[who]])
         else:
             index[lines[k]] = story.say(who, "is a", member[who])
-    for name in rng.choice(names, size=3, replace=False).tolist():
+    for name in rng.permutation(names).tolist():
         kind = member[name]
         story.ask(f"what is {name} afraid of", fears[kind],
                   [index[("is", name)], index[("fear", kind)]])

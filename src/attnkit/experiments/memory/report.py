@@ -17,7 +17,7 @@ _DATA_NOTE = (
     "official bAbI data**: vocabulary, templates and story lengths differ, so the paper's "
     "numbers are a reference in kind, not a like-for-like comparison. Which question a story "
     "asks follows the official generator (facebookarchive/bAbI-tasks) where we checked it "
-    "(tasks 3, 6, 11, 13, 18), and an independent rule-based reader "
+    "(tasks 3, 6, 11, 13, 15, 18), and an independent rule-based reader "
     "(`tests/data/test_babi_solver.py`) finds exactly the labelled answer for every "
     "generated question.")
 _ERROR_NOTE = ("**error**: % of test questions whose predicted answer label is wrong (list "
