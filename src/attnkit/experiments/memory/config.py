@@ -34,7 +34,7 @@ class MemoryConfig:
     memory_size: int = 50  # the most recent sentences kept
     # training epochs per run, linear start included (all models get the same): with 30
     # epochs of linear start, Adam's validation accuracy was flat from epoch 53 to 68
-    # (TUNING.md, round 4)
+    # (TUNING.md, round 5)
     epochs: int = 60
     # epochs of linear start (exactly these with ls_fixed, else ending earlier when the
     # valid loss rises)
@@ -53,7 +53,7 @@ class MemoryConfig:
     # validation accuracy is kept, as the paper keeps the best of 10 runs
     restarts: int = 2
     # training runs of each shallower model (the 1-hop comparison); 2 + 1 runs of 60 epochs
-    # in two processes fit the 10 minutes on 2 cores (TUNING.md, round 4)
+    # in two processes fit the 10 minutes on 2 cores (TUNING.md, round 5)
     baseline_restarts: int = 1
     seed: int = 0  # data generation, initialization and batch order
     threads: int | None = None
