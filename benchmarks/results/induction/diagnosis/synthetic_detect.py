@@ -10,21 +10,14 @@ import sys
 import time
 
 import torch
-from synthetic_rotary_base import LENGTH, VOCAB, batch
+from synthetic_rotary_base import LENGTH, VOCAB, batch, setup
 from torch.nn import functional as F
 
 from attnkit.interp import detect_heads, repeated_random_tokens
-from attnkit.models.gpt import GPT, GPTConfig
 
 
 def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
-    torch.set_num_threads(1)
-    generator = torch.Generator().manual_seed(int(seed) + 100)
-    torch.manual_seed(int(seed))
-    model = GPT(GPTConfig(vocab_size=VOCAB, context_len=LENGTH, num_layers=2, num_heads=2,
-                          d_model=64, positional="rotary", rotary_base=float(base), mlp=False,
-                          dropout=0.0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=0.01)
+    generator, model, optimizer = setup(base, lr, seed)
     probes = repeated_random_tokens(VOCAB, 25, batch=16, low=4, prefix=(1,),
                                     generator=torch.Generator().manual_seed(12345))
     started = time.time()

@@ -29,7 +29,8 @@ def batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return x, predictable
 
 
-def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
+def setup(base: str, lr: str, seed: str) -> tuple[torch.Generator, GPT, torch.optim.Optimizer]:
+    """One torch thread, the data generator, the model and its optimizer, seeded."""
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(int(seed) + 100)
     torch.manual_seed(int(seed))
@@ -37,6 +38,11 @@ def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
                           d_model=64, positional="rotary", rotary_base=float(base), mlp=False,
                           dropout=0.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=0.01)
+    return generator, model, optimizer
+
+
+def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
+    generator, model, optimizer = setup(base, lr, seed)
     started = time.time()
     for step in range(int(steps) + 1):
         x, predictable = batch(generator)
