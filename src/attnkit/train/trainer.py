@@ -45,6 +45,12 @@ small matmul costing more than AMX saves. ``"bf16"`` still forces autocast on CP
 bfloat16 needs no loss scaling.
 Evaluation runs without autocast, in the parameters' dtype.
 
+Time budget (``max_time_s``): wall-clock seconds of training, evaluation and checkpoints,
+summed over resumptions. Minutes the process spends stopped (``kill -STOP`` then ``-CONT``,
+Ctrl-Z then ``fg``) are not counted: SIGCONT marks the stop and its length is estimated
+from the process's CPU time (:mod:`attnkit.train.clock`); each one is logged as a
+``{"event": "pause", "seconds": ...}`` record, and the summary's ``paused`` is their total.
+
 Only rank 0 writes checkpoints, ``metrics.jsonl`` and the progress bar; evaluation runs on
 rank 0 with the unwrapped model while the other processes wait.
 """
@@ -79,6 +85,7 @@ from attnkit.train.checkpoint import (
     save_run_checkpoint,
     set_rng_state,
 )
+from attnkit.train.clock import PauseClock
 from attnkit.train.distributed import (
     all_reduce_sum,
     barrier,
@@ -304,6 +311,8 @@ class Trainer:
         self.on_plan = on_plan
         self._step_times: list[float] = []  # this session's update times (for the plan)
         self._next_progress: float | None = None  # agreed time progress of the next update
+        self._clock = PauseClock()  # detects stops (SIGSTOP/SIGCONT) to keep off the budget
+        self._step_paused = 0.0     # seconds of the last update spent stopped
         self.model_config = model_config if model_config is not None else {}
         self.rank, self.world_size = get_rank(), get_world_size()
         first = next(self.model.parameters(), None)
@@ -328,8 +337,8 @@ class Trainer:
         self._stop_requested = False
         self._started = time.perf_counter()  # reset by fit(); read by the budget vote
         self._state = {"window": {"loss_sum": 0.0, "tokens": 0, "steps": 0, "train_time": 0.0},
-                       "elapsed": 0.0, "tokens_seen": 0, "last_loss": None, "last_eval": None,
-                       "next_eval_s": config.eval_every_s}
+                       "elapsed": 0.0, "paused": 0.0, "tokens_seen": 0, "last_loss": None,
+                       "last_eval": None, "next_eval_s": config.eval_every_s}
         checkpoint = self._find_checkpoint(resume)
         if checkpoint is None:
             _seed_all(config.seed + self.rank)
@@ -380,57 +389,85 @@ class Trainer:
         Summary keys: ``step``, ``loss`` (token-mean loss of the last update), ``interrupted``,
         ``signal``, ``resumed_from``, ``checkpoint`` (path of the newest, or None), ``eval``
         (last evaluation), ``tokens`` (tokens trained on, all processes), ``elapsed``
-        (seconds of training over all resumptions), ``metrics`` (all metric records).
+        (seconds of training over all resumptions, stops excluded), ``paused`` (seconds the
+        process spent stopped, over all resumptions), ``metrics`` (all metric records).
         """
         cfg = self.config
         self._open_metrics_log()
         previous_handlers = self._install_signal_handlers()
         bar = self._progress_bar()
-        started, stop = time.perf_counter() - self._state["elapsed"], False
-        self._started, out_of_time = started, False
+        self._started = time.perf_counter() - self._state["elapsed"]
+        stop, out_of_time = False, False
+        clock = self._clock = PauseClock()
         try:
-            while self.step < cfg.max_steps and not stop and not out_of_time:
-                step_started = time.perf_counter()
-                result = self._train_step(self._progress())
-                step_time = time.perf_counter() - step_started
-                self._step_times.append(step_time)
-                self.step += 1
-                stop, out_of_time = result["stop"], result["out_of_time"]
-                self._state["elapsed"] = time.perf_counter() - started
-                self._accumulate(result, step_time)
-                # The wall-clock budget ends the run like max_steps does (final eval and
-                # checkpoint); it is not an interruption.
-                last = self.step == cfg.max_steps or out_of_time
-                if self.step % cfg.log_every == 0 or last:
-                    self._log_train(result)
-                # Scheduled evaluations run even when stopping, so the checkpoint (and the RNG
-                # state in it) is the one an uninterrupted run would have at this step.
-                timed_eval = (cfg.eval_every_s > 0
-                              and self._state["elapsed"] >= self._state["next_eval_s"])
-                if timed_eval:
-                    while self._state["next_eval_s"] <= self._state["elapsed"]:
-                        self._state["next_eval_s"] += cfg.eval_every_s
-                if self.eval_fn is not None and (
-                        last or timed_eval
-                        or (cfg.eval_every and self.step % cfg.eval_every == 0)):
-                    self._evaluate()
-                if (self.on_plan is not None and self.rank == 0 and cfg.max_time_s > 0
-                        and len(self._step_times) == PLAN_SKIP + PLAN_AFTER and not last):
-                    self.on_plan(self.plan())
-                if self.out_dir is not None and (
-                        last or stop or (cfg.checkpoint_every
-                                         and self.step % cfg.checkpoint_every == 0)):
-                    self._save()
-                if bar is not None:
-                    bar.set_postfix(loss=f"{result['loss']:.4f}",
-                                    tok_s=f"{result['tokens'] / max(step_time, 1e-9):.0f}",
-                                    refresh=False)
-                    bar.update(1)
+            with clock.installed():
+                clock.mark()
+                while self.step < cfg.max_steps and not stop and not out_of_time:
+                    stop, out_of_time = self._iteration(bar)
         finally:
             if bar is not None:
                 bar.close()
             self._restore_signal_handlers(previous_handlers)
         return self._summary(stop)
+
+    def _iteration(self, bar: Any) -> tuple[bool, bool]:
+        """One update and what follows it (log, evaluation, checkpoint); returns the
+        (stop, out_of_time) votes."""
+        cfg = self.config
+        step_started = time.perf_counter()
+        result = self._train_step(self._progress())
+        # _train_step settled the clock before its budget vote: a stop inside the
+        # update is not charged to it (nor to the throughput and the plan).
+        step_time = max(time.perf_counter() - step_started - self._step_paused, 0.0)
+        if step_time > 0.0:  # (0 when the stop was in the previous segment: eval or save)
+            self._step_times.append(step_time)
+        self.step += 1
+        stop, out_of_time = result["stop"], result["out_of_time"]
+        self._state["elapsed"] = time.perf_counter() - self._started
+        self._discount_pause(self._step_paused, shifted=True)
+        self._accumulate(result, step_time)
+        # The wall-clock budget ends the run like max_steps does (final eval and
+        # checkpoint); it is not an interruption.
+        last = self.step == cfg.max_steps or out_of_time
+        if self.step % cfg.log_every == 0 or last:
+            self._log_train(result)
+        # Scheduled evaluations run even when stopping, so the checkpoint (and the RNG
+        # state in it) is the one an uninterrupted run would have at this step.
+        timed_eval = (cfg.eval_every_s > 0
+                      and self._state["elapsed"] >= self._state["next_eval_s"])
+        if timed_eval:
+            while self._state["next_eval_s"] <= self._state["elapsed"]:
+                self._state["next_eval_s"] += cfg.eval_every_s
+        if self.eval_fn is not None and (
+                last or timed_eval
+                or (cfg.eval_every and self.step % cfg.eval_every == 0)):
+            self._evaluate()
+        if (self.on_plan is not None and self.rank == 0 and cfg.max_time_s > 0
+                and len(self._step_times) == PLAN_SKIP + PLAN_AFTER and not last):
+            self.on_plan(self.plan())
+        if self.out_dir is not None and (
+                last or stop or (cfg.checkpoint_every
+                                 and self.step % cfg.checkpoint_every == 0)):
+            self._save()
+        if bar is not None:
+            bar.set_postfix(loss=f"{result['loss']:.4f}",
+                            tok_s=f"{result['tokens'] / max(step_time, 1e-9):.0f}",
+                            refresh=False)
+            bar.update(1)
+        self._discount_pause(self._clock.settle())  # a stop during eval or save
+        return stop, out_of_time
+
+    def _discount_pause(self, paused: float, *, shifted: bool = False) -> None:
+        """Take ``paused`` seconds (the process was stopped) off the budget's clock (unless
+        already ``shifted``), add them to the run's total and log a ``pause`` event."""
+        if paused <= 0.0:
+            return
+        if not shifted:
+            self._started += paused
+        self._state["paused"] += paused
+        self._state["elapsed"] = time.perf_counter() - self._started
+        self._record({"event": "pause", "step": self.step, "seconds": paused,
+                      "elapsed": self._state["elapsed"]})
 
     def _progress(self) -> float | None:
         """With ``horizon="time"``: the fraction of the budget used once the coming update is
@@ -486,6 +523,8 @@ class Trainer:
         # the normalization and on stopping after this same step.
         # The budget vote rides on the same all-reduce: processes whose clocks disagree
         # still stop after the same step.
+        self._step_paused = self._clock.settle()
+        self._started += self._step_paused  # logged by fit once the step is counted
         over_budget = cfg.max_time_s > 0 and time.perf_counter() - self._started >= cfg.max_time_s
         progress_next = self._local_progress_estimate() if progress is not None else 0.0
         stats = torch.tensor([loss_sum, tokens, float(self._stop_requested), float(over_budget),
@@ -619,7 +658,8 @@ class Trainer:
                 "signal": name, "resumed_from": self.resumed_from,
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
                 "eval": self._state["last_eval"], "tokens": self._state["tokens_seen"],
-                "elapsed": self._state["elapsed"], "metrics": list(self.history)}
+                "elapsed": self._state["elapsed"], "paused": self._state["paused"],
+                "metrics": list(self.history)}
 
     # ------------------------------------------------------------------ progress and signals
 

@@ -297,7 +297,8 @@ def train(config: TranslateConfig, *, resume: bool = False,
 
 def _training_metrics(summary: dict, batches, model) -> dict[str, Any]:
     elapsed = summary["elapsed"]
-    return {"step": summary["step"], "elapsed_s": elapsed, "tokens": summary["tokens"],
+    return {"step": summary["step"], "elapsed_s": elapsed,
+            "paused_s": summary.get("paused", 0.0), "tokens": summary["tokens"],
             "tokens_per_s": summary["tokens"] / max(elapsed, 1e-9), "loss": summary["loss"],
             "out_of_time": summary.get("out_of_time", False), **(summary.get("eval") or {}),
             "parameters": num_parameters(model),
