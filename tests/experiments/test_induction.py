@@ -241,7 +241,8 @@ def test_goal_checks():
 def test_config_names_the_field():
     for field, value in (("models", ["attn-3"]), ("models", ["attn-1", "attn-1"]),
                          ("context_len", 256), ("heads", 3), ("positional", "alibi"),
-                         ("probe_len", 400), ("minutes", 0.0)):
+                         ("probe_len", 400), ("minutes", 0.0), ("init_std", -0.1),
+                         ("init_std", "wide")):
         with pytest.raises((ValueError, TypeError), match=field):
             InductionConfig(**{field: value})
 
@@ -265,6 +266,7 @@ BAD = [
     (["--threads", "0"], "--threads"), (["--positional", "alibi"], "--positional"),
     (["--models", "attn-3"], "--models"), (["--models"], "--models"),
     (["--models", "attn-2", "attn-2"], "--models"), (["--no-such-flag"], "unrecognized"),
+    (["--init-std", "0"], "--init-std"), (["--init-std", "wide"], "--init-std"),
 ]
 
 
@@ -293,3 +295,13 @@ def test_unwritable_paths_exit_2_before_any_work(where, tmp_path, capsys, no_wor
     assert code == 2 and stdout == "", err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err
+
+
+def test_init_std_reaches_the_model():
+    config = InductionConfig(models=["attn-2"], d_model=64, heads=2, init_std=0.1)
+    model = run_module.build_model("attn-2", config, vocab_size=300)
+    assert model.config.init_std == 0.1
+    assert abs(model.embed.token.weight.std().item() - 0.1) < 0.01
+    default = run_module.build_model("attn-2", InductionConfig(d_model=64, heads=2), 300)
+    assert default.config.init_std is None
+    assert abs(default.embed.token.weight.std().item() - 0.02) < 0.002

@@ -74,6 +74,19 @@ def test_gpt2_initialization():
     assert torch.all(model.blocks[0].self_attn.q_proj.bias == 0)
 
 
+def test_init_std_replaces_gpt2s_everywhere():
+    std = 0.8 / math.sqrt(64)  # TransformerLens's default for d_model 64
+    model = GPT(_config(d_model=64, num_heads=4, ffn_dim=256, num_layers=8, vocab_size=300,
+                        init_std=std))
+    assert abs(model.embed.token.weight.std().item() - std) < 0.01
+    assert abs(model.blocks[0].ffn.fc.weight.std().item() - std) < 0.01
+    assert abs(model.blocks[0].self_attn.q_proj.weight.std().item() - std) < 0.01
+    residual = std / math.sqrt(2 * 8)
+    assert abs(model.blocks[0].ffn.proj.weight.std().item() - residual) < 0.003
+    assert abs(model.blocks[3].self_attn.out_proj.weight.std().item() - residual) < 0.003
+    assert GPTConfig(vocab_size=10).init_std is None  # GPT-2's 0.02 (test above)
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_never_sees_the_future(variant):
     model = _model(**variant)
@@ -204,6 +217,8 @@ def test_input_validation_names_the_argument():
     ("context_len", 12.0, TypeError),
     ("rotary_base", 1.0, ValueError),
     ("rotary_base", "large", TypeError),
+    ("init_std", 0.0, ValueError),
+    ("init_std", "wide", TypeError),
 ])
 def test_bad_config_names_the_field(field, value, error):
     with pytest.raises(error, match=field):

@@ -15,7 +15,10 @@ and Olsson et al. 2022, arXiv:2209.11895).
 Initialization (GPT-2): every linear and embedding weight ``N(0, 0.02^2)``, the
 residual output projections (attention ``out_proj`` and MLP ``proj``) ``N(0,
 (0.02 / sqrt(2 num_layers))^2)`` so that the residual stream's variance does not
-grow with depth; biases zero, LayerNorms ones/zeros.
+grow with depth; biases zero, LayerNorms ones/zeros. ``init_std`` replaces 0.02 (in both):
+0.02 suits GPT-2's width 768; at small widths it makes every attention pattern start almost
+uniform (query-key products scale with ``init_std^2 x d_model``), and TransformerLens's
+``0.8 / sqrt(d_model)`` starts small models faster.
 
 Context length: :meth:`GPT.generate` with ``use_cache=True`` raises ValueError
 when the prompt plus the new tokens would need more than ``context_len``
@@ -49,6 +52,7 @@ from attnkit.nn.positional import RotaryEmbedding
 __all__ = ["GPTConfig", "GPT", "AttentionOnlyBlock"]
 
 _WHO = "GPTConfig"
+DEFAULT_INIT_STD = 0.02  # GPT-2's, chosen for widths near 768
 
 
 @dataclass
@@ -69,6 +73,7 @@ class GPTConfig:
     tie_embeddings: bool = True  # output head shares the token embedding matrix
     mlp: bool = True  # an MLP in every block (False: attention-only; ffn_dim is unused)
     rotary_base: float = 10000.0  # frequency base of rotary positions (Llama 3: 500000)
+    init_std: float | None = None  # weights' initial std (None: GPT-2's 0.02)
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "context_len", "num_layers"):
@@ -78,6 +83,9 @@ class GPTConfig:
         check_common(_WHO, self)
         for field in ("bias", "tie_embeddings", "mlp"):
             check_bool(getattr(self, field), field, owner=_WHO)
+        if self.init_std is not None:
+            self.init_std = check_float(self.init_std, "init_std", low=0.0, low_open=True,
+                                        high=10.0, owner=_WHO)
 
     def to_dict(self) -> dict:
         """JSON-able fields (for checkpoints); ``GPTConfig(**d)`` rebuilds it."""
@@ -148,12 +156,13 @@ class GPT(nn.Module):
             self.lm_head.weight = self.embed.token.weight
 
     def _init_weights(self) -> None:
+        std = DEFAULT_INIT_STD if self.config.init_std is None else self.config.init_std
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
+                nn.init.normal_(module.weight, std=std)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
+        residual_std = std / math.sqrt(2 * self.config.num_layers)
         for block in self.blocks:
             nn.init.normal_(block.self_attn.out_proj.weight, std=residual_std)
             if self.config.mlp:

@@ -25,7 +25,7 @@ __all__ = ["HELP", "add_parser", "run"]
 
 HELP = "induction heads forming in attention-only transformers trained on Python's own source"
 
-_FLAGS = ("minutes", "steps", "positional", "seed", "threads", "data_dir")
+_FLAGS = ("minutes", "steps", "positional", "seed", "threads", "data_dir", "init_std")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -56,6 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              f"{quick['steps']})")
     parser.add_argument("--positional", choices=list(POSITIONAL), default=None,
                         help=f"position encoding (default {d.positional})")
+    parser.add_argument("--init-std", type=arg_float(0.0, 10.0, low_open=True), default=None,
+                        help="the GPTs' initial weight std (default: GPT-2's 0.02; "
+                             "TransformerLens uses 0.8 / sqrt(d_model))")
     parser.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=None,
                         help=f"model initialization and batch order (default {d.seed})")
     parser.add_argument("--threads", type=arg_int(1, 4096), default=None,

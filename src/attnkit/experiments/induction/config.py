@@ -62,6 +62,7 @@ class InductionConfig:
     data_dir: str | None = None  # tokenizer cache (None: $ATTNKIT_DATA or ~/.cache/attnkit)
     out: str = "runs/induction"  # report directory
     progress: bool = True  # tqdm bars when stderr is a terminal
+    init_std: float | None = None  # GPT weights' initial std (None: GPT-2's 0.02)
 
     def __post_init__(self) -> None:
         values = self.models
@@ -105,6 +106,9 @@ class InductionConfig:
         if self.threads is not None:
             check_int(self.threads, "threads", minimum=1, maximum=4096)
         check_bool(self.progress, "progress")
+        if self.init_std is not None:
+            self.init_std = check_float(self.init_std, "init_std", low=0.0, low_open=True,
+                                        high=10.0)
         for name in ("root", "data_dir", "out"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -70,7 +70,8 @@ def build_model(kind: str, config: InductionConfig, vocab_size: int) -> GPT:
     torch.manual_seed(config.seed)
     return GPT(GPTConfig(vocab_size=vocab_size, context_len=config.context_len,
                          num_layers=layers, num_heads=config.heads, d_model=config.d_model,
-                         positional=config.positional, mlp=mlp, dropout=0.0))
+                         positional=config.positional, mlp=mlp, dropout=0.0,
+                         init_std=config.init_std))
 
 
 def _machine() -> dict[str, Any]:
