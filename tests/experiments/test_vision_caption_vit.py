@@ -15,6 +15,7 @@ from _translate_helpers import run_cli
 from attnkit.data.images import fashion_mnist
 from attnkit.data.images.idx import encode_idx
 from attnkit.experiments.report import REPORT_FILES
+from attnkit.experiments.vision._caption_report import item_accuracy_needed, sequence_ceiling
 from attnkit.experiments.vision._caption_run import pointing_hits, upsample_maps
 from attnkit.experiments.vision._vit_run import foreground_share
 
@@ -66,6 +67,17 @@ def test_pointing_hits_counts_words_inside_their_boxes():
     alphas[0, 1] = 0.0
     alphas[0, 1, 2 * 16 + 6] = 1.0  # pixel ~ (20, 52): inside item 1
     assert pointing_hits(alphas, (4, 16), boxes, num_items, (36, 128)) == (2, 2)
+
+
+def test_sequence_ceiling_and_the_item_accuracy_it_needs():
+    # Uniform 2-4 items: the mean of p^2, p^3, p^4.
+    assert sequence_ceiling(0.9) == pytest.approx((0.81 + 0.729 + 0.6561) / 3)
+    assert sequence_ceiling(1.0) == 1.0 and sequence_ceiling(0.0) == 0.0
+    assert sequence_ceiling(0.5, counts=(1,)) == 0.5
+    needed = item_accuracy_needed(0.95)
+    assert sequence_ceiling(needed) == pytest.approx(0.95, abs=1e-9)
+    assert 0.98 < needed < 0.985  # 95% of 2-4-item captions needs > 98% per item
+    assert item_accuracy_needed(0.5, counts=(1,)) == pytest.approx(0.5)
 
 
 def test_foreground_share_against_uniform():
