@@ -44,8 +44,9 @@ MIN_PAUSE_S = 1.0     # shorter stops are not worth discounting (and not logged)
 class PauseClock:
     """Segments of wall time, each reported with the part of it the process spent stopped.
 
-    :meth:`mark` starts a segment; :meth:`settle` ends it, returns its paused seconds and
-    starts the next. A segment is examined only if SIGCONT arrived during it."""
+    :meth:`mark` starts a segment; :meth:`settle` ends it, returns the paused seconds found
+    and starts the next. Only a segment during which SIGCONT arrived is examined (together
+    with the one before it); the others feed the CPU rate."""
 
     def __init__(self) -> None:
         self._continued = False
@@ -54,11 +55,6 @@ class PauseClock:
         self._cpu0 = time.process_time()
         self._previous: tuple[float, float] | None = None  # (cpu, wall) of the last segment
         self.total_paused = 0.0
-
-    @property
-    def supported(self) -> bool:
-        """Whether this platform sends SIGCONT (POSIX)."""
-        return hasattr(signal, "SIGCONT")
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[PauseClock]:
