@@ -12,12 +12,10 @@ N(0, STD^2 / (2 x layers)).
 """
 import math
 import sys
-import time
 
 import torch
-from synthetic_rotary_base import LENGTH, VOCAB, batch
+from synthetic_rotary_base import LENGTH, VOCAB, train
 from torch import nn
-from torch.nn import functional as F
 
 D_MODEL, HEADS, NUM_LAYERS = 64, 2, 2
 
@@ -103,21 +101,14 @@ def main(std: str, lr: str, steps: str, positions: str, seed: str = "0") -> None
     g = torch.Generator().manual_seed(12345)
     seq = torch.randint(4, VOCAB, (16, 25), generator=g)
     probes = torch.cat([torch.ones(16, 1, dtype=torch.long), seq, seq], dim=1)  # (16, 51)
-    started = time.time()
-    for step in range(int(steps) + 1):
-        x, predictable = batch(generator)
-        losses = F.cross_entropy(model(x[:, :-1]).reshape(-1, VOCAB), x[:, 1:].reshape(-1),
-                                 reduction="none").view(x.shape[0], LENGTH - 1)
-        if step % 250 == 0:
-            pm = prefix_matching(model, probes, 25)
-            print(step, f"loss2nd {losses[predictable[:, 1:]].mean().item():.3f}",
-                  f"pm L1 {max(pm):.2f}", f"prevL0 {previous_token(model, probes, 0):.2f}",
-                  f"prevL1 {previous_token(model, probes, 1):.2f}",
-                  f"{time.time() - started:.0f}s", flush=True)
-        optimizer.zero_grad()
-        losses.mean().backward()
-        optimizer.step()
 
+    def report(step: int, loss: float, seconds: float) -> None:
+        pm = prefix_matching(model, probes, 25)
+        print(step, f"loss2nd {loss:.3f}", f"pm L1 {max(pm):.2f}",
+              f"prevL0 {previous_token(model, probes, 0):.2f}",
+              f"prevL1 {previous_token(model, probes, 1):.2f}", f"{seconds:.0f}s", flush=True)
+
+    train(model, optimizer, generator, int(steps), 250, report)
 
 if __name__ == "__main__":
     main(*sys.argv[1:])

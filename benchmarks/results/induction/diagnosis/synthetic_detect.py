@@ -7,34 +7,32 @@ head on 16 fixed probes (BOS, 25 random ids of 4..63, the same 25 again), by
     python synthetic_detect.py BASE LR STEPS [SEED]      # one torch thread
 """
 import sys
-import time
+from collections.abc import Callable
 
 import torch
-from synthetic_rotary_base import LENGTH, VOCAB, batch, setup
-from torch.nn import functional as F
+from synthetic_rotary_base import VOCAB, setup, train
 
 from attnkit.interp import detect_heads, repeated_random_tokens
 
 
-def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
-    generator, model, optimizer = setup(base, lr, seed)
+def head_reporter(model: torch.nn.Module) -> Callable[[int, float, float], None]:
+    """A ``train`` report that also scores every head on the fixed probes."""
     probes = repeated_random_tokens(VOCAB, 25, batch=16, low=4, prefix=(1,),
                                     generator=torch.Generator().manual_seed(12345))
-    started = time.time()
-    for step in range(int(steps) + 1):
-        x, predictable = batch(generator)
-        losses = F.cross_entropy(model(x[:, :-1]).reshape(-1, VOCAB), x[:, 1:].reshape(-1),
-                                 reduction="none").view(x.shape[0], LENGTH - 1)
-        if step % 500 == 0:
-            tables = detect_heads(model, probes, detectors=("induction", "previous_token"))
-            ind, prev = tables["induction"].scores, tables["previous_token"].scores
-            print(step, f"loss2nd {losses[predictable[:, 1:]].mean().item():.3f}",
-                  f"pm {ind.max().item():.2f} (L1 heads {ind[1].tolist()})",
-                  f"prevL0 {prev[0].max().item():.2f} prevL1 {prev[1].max().item():.2f}",
-                  f"{time.time() - started:.0f}s", flush=True)
-        optimizer.zero_grad()
-        losses.mean().backward()
-        optimizer.step()
+
+    def report(step: int, loss: float, seconds: float) -> None:
+        tables = detect_heads(model, probes, detectors=("induction", "previous_token"))
+        ind, prev = tables["induction"].scores, tables["previous_token"].scores
+        print(step, f"loss2nd {loss:.3f}",
+              f"pm {ind.max().item():.2f} (L1 heads {ind[1].tolist()})",
+              f"prevL0 {prev[0].max().item():.2f} prevL1 {prev[1].max().item():.2f}",
+              f"{seconds:.0f}s", flush=True)
+    return report
+
+
+def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
+    generator, model, optimizer = setup(base, lr, seed)
+    train(model, optimizer, generator, int(steps), 500, head_reporter(model))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,11 @@ initializes at 0.8 / sqrt(d_model) (0.1 for d_model 64).
 """
 import math
 import sys
-import time
 
 import torch
-from synthetic_rotary_base import LENGTH, VOCAB, batch, setup
+from synthetic_detect import head_reporter
+from synthetic_rotary_base import setup, train
 from torch import nn
-from torch.nn import functional as F
-
-from attnkit.interp import detect_heads, repeated_random_tokens
 
 
 def reinit(model: nn.Module, std: float) -> None:
@@ -31,23 +28,7 @@ def reinit(model: nn.Module, std: float) -> None:
 def main(std: str, lr: str, steps: str, seed: str = "0") -> None:
     generator, model, optimizer = setup("10000", lr, seed)
     reinit(model, float(std))
-    probes = repeated_random_tokens(VOCAB, 25, batch=16, low=4, prefix=(1,),
-                                    generator=torch.Generator().manual_seed(12345))
-    started = time.time()
-    for step in range(int(steps) + 1):
-        x, predictable = batch(generator)
-        losses = F.cross_entropy(model(x[:, :-1]).reshape(-1, VOCAB), x[:, 1:].reshape(-1),
-                                 reduction="none").view(x.shape[0], LENGTH - 1)
-        if step % 250 == 0:
-            tables = detect_heads(model, probes, detectors=("induction", "previous_token"))
-            ind, prev = tables["induction"].scores, tables["previous_token"].scores
-            print(step, f"loss2nd {losses[predictable[:, 1:]].mean().item():.3f}",
-                  f"pm {ind.max().item():.2f} (L1 heads {ind[1].tolist()})",
-                  f"prevL0 {prev[0].max().item():.2f} prevL1 {prev[1].max().item():.2f}",
-                  f"{time.time() - started:.0f}s", flush=True)
-        optimizer.zero_grad()
-        losses.mean().backward()
-        optimizer.step()
+    train(model, optimizer, generator, int(steps), 250, head_reporter(model))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ for a uniform guess; an induction head takes it towards 0).
 """
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -41,19 +42,28 @@ def setup(base: str, lr: str, seed: str) -> tuple[torch.Generator, GPT, torch.op
     return generator, model, optimizer
 
 
-def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
-    generator, model, optimizer = setup(base, lr, seed)
+def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+          generator: torch.Generator, steps: int, every: int,
+          report: Callable[[int, float, float], None]) -> None:
+    """``steps`` + 1 AdamW updates on fresh proxy batches; every ``every`` updates (before
+    that update) ``report(step, mean loss on the second copy, seconds so far)``."""
     started = time.time()
-    for step in range(int(steps) + 1):
+    for step in range(steps + 1):
         x, predictable = batch(generator)
         losses = F.cross_entropy(model(x[:, :-1]).reshape(-1, VOCAB), x[:, 1:].reshape(-1),
-                                 reduction="none").view(ROWS, LENGTH - 1)
-        if step % 250 == 0:
-            print(step, f"loss2nd {losses[predictable[:, 1:]].mean().item():.3f}",
-                  f"{time.time() - started:.0f}s", flush=True)
+                                 reduction="none").view(x.shape[0], LENGTH - 1)
+        if step % every == 0:
+            report(step, losses[predictable[:, 1:]].mean().item(), time.time() - started)
         optimizer.zero_grad()
         losses.mean().backward()
         optimizer.step()
+
+
+def main(base: str, lr: str, steps: str, seed: str = "0") -> None:
+    generator, model, optimizer = setup(base, lr, seed)
+    train(model, optimizer, generator, int(steps), 250,
+          lambda step, loss, seconds: print(step, f"loss2nd {loss:.3f}", f"{seconds:.0f}s",
+                                            flush=True))
 
 
 if __name__ == "__main__":
