@@ -81,6 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 2:
         parser.error("--steps: must be at least 2")
+    if not 0 < args.lr <= 1:
+        parser.error("--lr: must be in (0, 1]")
+    if args.threads < 1:
+        parser.error("--threads: must be at least 1")
     torch.set_num_threads(args.threads)
     config = SnailRunConfig(steps=args.steps, lr=args.lr, progress=False)
     splits = load_glyph_sets(find_unifont(None))
