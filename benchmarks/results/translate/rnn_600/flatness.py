@@ -1,18 +1,21 @@
 """Has validation BLEU flattened? A least-squares line through each run's greedy validation
-BLEU (the evaluations every 8 budget minutes in ``<model>/metrics.json``) over windows of
-budget minutes, with the slope's 95% interval (Student t, n - 2 degrees of freedom).
+BLEU (the evaluations in ``<model>/metrics.json``, at their times on the budget clock) over
+windows of budget minutes, with the slope's 95% interval (Student t, n - 2 degrees of freedom).
 
     python benchmarks/results/translate/rnn_600/flatness.py [MODEL ...]
+    python benchmarks/results/translate/rnn_600/flatness.py --dir ../rnn_780 \
+        --window 600-660 --window 660-780 --window 680-780 rnn-none
 
-writes ``flatness.json`` and ``FLATNESS.md`` next to itself. Minutes are the runs' budget
+writes ``flatness.json`` and ``FLATNESS.md`` next to itself, or into ``--dir`` (relative to
+this folder), which holds ``<model>/metrics.json``. Minutes are the runs' budget
 clock, which here also counted stretches in which a run was paused (RUN.md); a pause
 stretches the x axis of its window and so, if anything, flattens the slope.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +39,22 @@ def slope(points: list[dict], low: float, high: float) -> dict:
             "mean": float(y.mean()), "min": float(y.min()), "max": float(y.max())}
 
 
-def main(models: list[str]) -> None:
+def main(models: list[str], folder: str | None = None,
+         windows: tuple[tuple[int, int], ...] = WINDOWS) -> None:
     here = Path(__file__).resolve().parent
+    if folder is not None:
+        here = (here / folder).resolve()
     found = {}
     lines = ["# Validation BLEU's slope by window of budget minutes", "",
-             "Least-squares slope of greedy validation BLEU (614 sentences, every 8 budget "
-             "minutes) in BLEU per 100 budget minutes, 95% interval; flat = the interval "
+             "Least-squares slope of greedy validation BLEU (614 sentences, at each of the "
+             "run's evaluations, against budget minutes) in BLEU per 100 budget minutes, 95% "
+             "interval; flat = the interval "
              "holds 0.", "",
              "| model | window (min) | evaluations | slope | 95% interval | BLEU mean (range) |",
              "|---|---|---|---|---|---|"]
     for model in models or MODELS:
         curve = json.loads((here / model / "metrics.json").read_text())["training"]["curve"]
-        found[model] = [slope(curve, low, high) for low, high in WINDOWS]
+        found[model] = [slope(curve, low, high) for low, high in windows]
         for entry in found[model]:
             low, high = entry["ci95"]
             lines.append(f"| {model} | {entry['window'][0]}-{entry['window'][1]} | "
@@ -59,5 +66,25 @@ def main(models: list[str]) -> None:
     print("\n".join(lines))
 
 
+def _window(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        window = int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH minutes, got {text!r}") from None
+    if window[0] >= window[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got {text!r}")
+    return window
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", help=f"any of {', '.join(MODELS)} (default: both)")
+    parser.add_argument("--dir", default=None, help="folder of <model>/metrics.json")
+    parser.add_argument("--window", type=_window, action="append", default=None,
+                        help="LOW-HIGH budget minutes (repeatable)")
+    args = parser.parse_args()
+    for name in args.models:
+        if name not in MODELS:
+            parser.error(f"model: expected one of {', '.join(MODELS)}, got {name!r}")
+    main(args.models, args.dir, tuple(args.window) if args.window else WINDOWS)
