@@ -11,6 +11,7 @@ import torch
 from attnkit.models import RNNSeq2SeqConfig, build_rnn_seq2seq, rnn_seq2seq
 from attnkit.nn.seq2seq.additive_gru import additive_gru_decode
 from attnkit.nn.seq2seq.luong_gru import luong_gru_decode
+from attnkit.testing import assert_oracle_close
 
 PAD, BOS = 0, 1
 
@@ -201,3 +202,34 @@ def test_without_gradients_the_step_loop_runs(monkeypatch, kind):
             handle.remove()
     assert torch.equal(plain, hooked)
     torch.testing.assert_close(plain, fused, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(FUSED))
+def test_float32_fast_path_within_the_oracle_rule(kind):
+    """DESIGN section 4 at a less tiny size (hidden and attention 48, sources up to 23
+    tokens): the fused float32 path against the float64 step loop, within 2x (logits) and
+    3x (every gradient) of the float32 step loop's own error. The fused additive energy
+    is 2 sigmoid(2x) - 1 where the step loop takes tanh."""
+    golden_model = make(torch.float64, kind, embed_dim=24, hidden_dim=48)
+    single = make(torch.float32, kind, embed_dim=24, hidden_dim=48)
+    single.load_state_dict({k: v.float() for k, v in golden_model.state_dict().items()})
+    src, src_lengths, tgt_in = batch(B=4, S=23, T=17, lengths=(23, 9, 16, 1))
+    weights = torch.randn(4, 17, 13, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(3))
+
+    def run(model, stepped):
+        model.zero_grad(set_to_none=True)
+        logits = (stepped_logits(model, src, src_lengths, tgt_in) if stepped
+                  else model(src, src_lengths, tgt_in))
+        (logits * weights.to(logits.dtype)).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                 if p.grad is not None}
+
+    golden, golden_grads = run(golden_model, stepped=True)
+    reference, reference_grads = run(single, stepped=True)
+    fused, fused_grads = run(single, stepped=False)
+    assert_oracle_close(fused, reference, golden, what="logits")
+    assert fused_grads.keys() == golden_grads.keys()
+    for name in golden_grads:
+        assert_oracle_close(fused_grads[name], reference_grads[name], golden_grads[name],
+                            kind="backward", what=name)

@@ -14,6 +14,7 @@ import torch
 
 from attnkit._validate import check_choice, check_int
 from attnkit.experiments.translate.config import MIN_VOCAB, MODEL_KINDS, SIZES
+from attnkit.kernels import cpu_ext
 from attnkit.models import RNNSeq2SeqConfig, Transformer, TransformerConfig, build_rnn_seq2seq
 
 __all__ = ["build_model", "max_source_tokens", "num_parameters"]
@@ -53,6 +54,10 @@ def _rnn(vocab: int, size: str, attention: str, width: int | None, layers: int |
                               hidden_dim=hidden if width is None else width,
                               num_layers=num_layers if layers is None else layers, cell="gru",
                               bidirectional=True, dropout=rate if dropout is None else dropout)
+    if attention == "bahdanau":
+        # the fused decoder's CPU kernel compiles on first use (about a minute, once per
+        # machine): now, before any training clock starts, not inside a time budget
+        cpu_ext.load()
     return build_rnn_seq2seq(config, attention), {"config": asdict(config),
                                                   "attention": attention}
 

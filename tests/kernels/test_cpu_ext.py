@@ -1,0 +1,158 @@
+"""attnkit.kernels.cpu_ext: the compiled additive-attention step against the same formula in
+PyTorch operations (float64 values and gradients, the float32 oracle rule), its argument
+checks, and how loading falls back (disabled, failed build)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+
+import pytest
+import torch
+from torch.utils import cpp_extension
+
+from attnkit.kernels import cpu_ext
+from attnkit.nn.seq2seq import additive_gru
+from attnkit.testing import assert_oracle_close
+
+BUILDABLE = (sys.platform == "linux" and shutil.which("c++") is not None
+             and cpp_extension.is_ninja_available())
+
+
+@pytest.fixture(scope="module")
+def ext():
+    module = cpu_ext.load()
+    if BUILDABLE:
+        # a machine that can build it must have built it: a silent fallback would hide a
+        # broken kernel (and the speed it is there for)
+        assert module is not None, cpu_ext.status()
+    else:
+        assert module is None and cpu_ext.status() != "compiled"
+        pytest.skip(f"no C++ toolchain here: {cpu_ext.status()}")
+    return module
+
+
+def problem(B=5, S=7, d=37, lengths=(7, 3, 1, 6, 7), dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randn(B, S, d, generator=g, dtype=dtype)
+    # the query as the fused loop passes it: a column block of a wider (B, 3H + d) product
+    wide = torch.randn(B, 11 + d, generator=g, dtype=dtype)
+    query = wide[:, 11:]
+    score = torch.randn(d, generator=g, dtype=dtype)
+    mask = torch.arange(S) < torch.tensor(lengths)[:, None]
+    return keys, query, score, mask
+
+
+def reference_weights(keys, query, score, mask):
+    energy = torch.tanh(keys + query[:, None]) @ score  # (B, S)
+    return torch.softmax(energy.masked_fill(~mask, float("-inf")), -1)
+
+
+@pytest.mark.parametrize("d", [37, 64, 1])  # a vector tail, whole vectors only, one lane
+def test_forward_equals_the_formula(ext, d):
+    keys, query, score, mask = problem(d=d)
+    weights = torch.full(mask.shape, float("nan"), dtype=keys.dtype)
+    ext.additive_forward((2 * keys).contiguous(), query, 2 * score, mask, weights)
+    torch.testing.assert_close(weights, reference_weights(keys, query, score, mask),
+                               rtol=1e-12, atol=1e-14)
+    assert (weights[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("d", [37, 64])
+def test_backward_equals_autograd(ext, d):
+    keys, query, score, mask = problem(d=d, seed=1)
+    keys, query, score = (t.clone().requires_grad_() for t in (keys, query, score))
+    weights = reference_weights(keys, query, score, mask)
+    grad_weights = torch.randn(weights.shape, dtype=weights.dtype,
+                               generator=torch.Generator().manual_seed(2))
+    want = torch.autograd.grad(weights, (keys, query, score), grad_weights)
+    start = torch.randn(keys.shape, dtype=keys.dtype)  # the kernel adds to what is there
+    grad_keys = start.clone()
+    grad_query = torch.full((keys.shape[0], 5 + d), float("nan"), dtype=keys.dtype)[:, 5:]
+    grad_rows = torch.zeros(keys.shape[0], d, dtype=keys.dtype)
+    with torch.no_grad():
+        ext.additive_backward((2 * keys).contiguous(), query, 4 * score, weights.contiguous(),
+                              grad_weights, grad_keys, grad_query, grad_rows)
+        got_keys = (grad_keys - start) * (4 * score)
+        got_score = 2 * grad_rows.sum(0)
+    for got, expected, name in ((got_keys, want[0], "keys"), (grad_query, want[1], "query"),
+                                (got_score, want[2], "score vector")):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_float32_within_the_oracle_rule(ext):
+    """2 sigmoid(2x) - 1 in float32 against tanh in float64, within 2x of float32 tanh."""
+    keys, query, score, mask = problem(B=16, S=40, d=96, lengths=tuple(range(25, 41)), seed=3)
+    golden = reference_weights(keys, query, score, mask)
+    reference = reference_weights(keys.float(), query.float(), score.float(), mask)
+    weights = torch.empty(mask.shape)
+    ext.additive_forward((2 * keys).float().contiguous(), query.float(), 2 * score.float(),
+                         mask, weights)
+    assert_oracle_close(weights, reference, golden, what="attention weights")
+
+
+def test_arguments_are_checked(ext):
+    keys, query, score, mask = problem()
+    weights = torch.empty(mask.shape, dtype=keys.dtype)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ext.additive_forward((2 * keys).transpose(0, 1), query, score, mask, weights)
+    with pytest.raises(RuntimeError, match="dtype"):
+        ext.additive_forward(2 * keys, query.float(), score, mask, weights)
+    with pytest.raises(RuntimeError, match="mask"):
+        ext.additive_forward(2 * keys, query, score, mask[:, :3].contiguous(), weights)
+
+
+def test_decoder_paths_agree(ext, monkeypatch):
+    """additive_gru_decode with the kernels and without (the PyTorch operations)."""
+    g = torch.Generator().manual_seed(4)
+    B, T, S, H, d = 3, 6, 9, 8, 37
+
+    def rand(*shape):
+        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+
+    mask = torch.arange(S) < torch.tensor([9, 4, 1])[:, None]
+    args = (rand(T, B, 3 * H), rand(B, H), rand(B, S, H), rand(B, S, d), mask,
+            rand(3 * H, H), rand(3 * H), rand(d, H), rand(3 * H, H), rand(d))
+    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+
+    def run():
+        states, contexts = additive_gru_decode(*args)
+        loss = (states * torch.linspace(-1, 1, H, dtype=torch.float64)).sum() + contexts.sum()
+        return (states, contexts, *torch.autograd.grad(loss, inputs))
+
+    fused = run()
+    monkeypatch.setattr(cpu_ext, "load", lambda: None)
+    assert additive_gru._kernels(args[3]) is None
+    plain = run()
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
+additive_gru_decode = additive_gru.additive_gru_decode
+
+
+def test_disabled_by_the_environment(monkeypatch):
+    monkeypatch.setattr(cpu_ext, "_state", {})
+    monkeypatch.setenv("ATTNKIT_CPU_EXT", "0")
+    monkeypatch.setattr(cpu_ext, "_build", lambda: pytest.fail("built although disabled"))
+    assert cpu_ext.load() is None
+    assert "ATTNKIT_CPU_EXT=0" in cpu_ext.status()
+
+
+def test_a_failed_build_falls_back_with_a_warning(monkeypatch):
+    monkeypatch.setattr(cpu_ext, "_state", {})
+    monkeypatch.delenv("ATTNKIT_CPU_EXT", raising=False)
+    monkeypatch.setattr(cpu_ext.sys, "platform", "linux")
+
+    def broken():
+        raise OSError("no compiler\nsecond line")
+
+    monkeypatch.setattr(cpu_ext, "_build", broken)
+    message = r"C\+\+ build failed \(OSError: no compiler\); the fused CPU kernels fall back"
+    with pytest.warns(RuntimeWarning, match=message):
+        assert cpu_ext.load() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # decided once per process: no second attempt or warning
+        assert cpu_ext.load() is None
+    assert cpu_ext.status().startswith("the C++ build failed")
