@@ -1,8 +1,10 @@
 """C++ kernels for CPUs, compiled on first use with torch's extension builder.
 
-What is here: :func:`additive_step` (``additive.cpp``), one decoder step of additive
-attention forward and backward in one pass over the keys, used by
-:func:`attnkit.nn.seq2seq.additive_gru.additive_gru_decode`.
+What is here: one decoder step of additive attention, forward and backward, in one pass
+over the keys (``additive.cpp``: ``additive_forward``, ``additive_backward``), and one GRU
+cell step around its matrix products (``gru.cpp``: ``gru_forward``, ``gru_backward``), used
+by :func:`attnkit.nn.seq2seq.additive_gru.additive_gru_decode` and
+:func:`attnkit.nn.seq2seq.gru_scan.gru_scan`. Each file's header gives the equations.
 
 The source is compiled once per machine kind (the CPU capability torch reports: AVX512,
 AVX2 or neither, which picks ATen's vector width) into torch's extension cache
@@ -23,9 +25,10 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["load", "status"]
+__all__ = ["for_tensor", "load", "status"]
 
-_SOURCE = Path(__file__).with_name("additive.cpp")
+_SOURCES = [Path(__file__).with_name(name)
+            for name in ("additive.cpp", "gru.cpp", "bindings.cpp")]  # and common.h
 _lock = threading.Lock()
 _state: dict = {}  # "module" (ModuleType or None), "reason" (str)
 
@@ -53,10 +56,10 @@ def _build() -> ModuleType:
 
     capability = torch.backends.cpu.get_cpu_capability()
     flags = _FLAGS.get(capability, []) if platform.machine() in ("x86_64", "AMD64") else []
-    name = f"attnkit_cpu_additive_{capability.lower()}_v1"
+    name = f"attnkit_cpu_kernels_{capability.lower()}_v2"
     # -fopenmp: at::parallel_for runs on torch's OpenMP threads (the wheel's libgomp.so.1,
     # which the extension's link to libgomp.so.1 resolves to), so torch.set_num_threads holds
-    return cpp_extension.load(name=name, sources=[str(_SOURCE)],
+    return cpp_extension.load(name=name, sources=[str(path) for path in _SOURCES],
                               extra_cflags=["-O3", "-fopenmp", *flags],
                               extra_ldflags=["-fopenmp"], verbose=False)
 
@@ -75,9 +78,10 @@ def load() -> ModuleType | None:
                 module = _build()
                 reason = "compiled"
             except Exception as error:  # noqa: BLE001 - any build failure means: fall back
-                first = str(error).strip().splitlines()
-                reason = (f"the C++ build failed ({type(error).__name__}: "
-                          f"{first[0] if first else ''})")
+                lines = str(error).strip().splitlines()
+                # a compiler's first "error:" line says more than ninja's command line
+                told = [line for line in lines if "error:" in line] or lines or [""]
+                reason = f"the C++ build failed ({type(error).__name__}: {told[0].strip()})"
                 warnings.warn(f"attnkit: {reason}; the fused CPU kernels fall back to "
                               "PyTorch operations (same values, slower)", RuntimeWarning,
                               stacklevel=2)
@@ -90,3 +94,12 @@ def status() -> str:
     the extension first if no call has tried yet."""
     load()
     return _state["reason"]
+
+
+def for_tensor(tensor) -> ModuleType | None:
+    """:func:`load` for a CPU float32 or float64 ``tensor``, else None (what the kernels take)."""
+    import torch
+
+    if tensor.device.type != "cpu" or tensor.dtype not in (torch.float32, torch.float64):
+        return None
+    return load()

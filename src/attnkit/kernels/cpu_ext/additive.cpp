@@ -15,7 +15,7 @@
 // tensors; positions with g_bs = 0 (padding) are skipped. Batches run in parallel through
 // at::parallel_for (torch's intra-op threads).
 
-#include <torch/extension.h>
+#include "common.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
@@ -25,22 +25,12 @@
 #include <limits>
 #include <vector>
 
+namespace attnkit_cpu {
 namespace {
 
 using at::vec::Vectorized;
 
-template <typename T>
-inline Vectorized<T> sigmoid(const Vectorized<T>& x) {
-  const Vectorized<T> one(T(1));
-  return one / (one + x.neg().exp());
-}
-
-template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
-void check(const torch::Tensor& keys, const torch::Tensor& query, const torch::Tensor& score) {
+void check(const at::Tensor& keys, const at::Tensor& query, const at::Tensor& score) {
   TORCH_CHECK(keys.dim() == 3 && keys.is_contiguous(), "doubled keys must be a contiguous (B, S, d)");
   TORCH_CHECK(query.dim() == 2 && query.size(0) == keys.size(0) && query.size(1) == keys.size(2)
               && query.stride(1) == 1, "query must be (B, d) with unit stride along d");
@@ -52,8 +42,8 @@ void check(const torch::Tensor& keys, const torch::Tensor& query, const torch::T
 }
 
 template <typename T>
-void forward_impl(const torch::Tensor& keys, const torch::Tensor& query, const torch::Tensor& score,
-                  const torch::Tensor& mask, torch::Tensor& weights) {
+void forward_impl(const at::Tensor& keys, const at::Tensor& query, const at::Tensor& score,
+                  const at::Tensor& mask, at::Tensor& weights) {
   using Vec = Vectorized<T>;
   const int64_t B = keys.size(0), S = keys.size(1), D = keys.size(2);
   const int64_t q_stride = query.stride(0), w_stride = weights.stride(0);
@@ -99,9 +89,9 @@ void forward_impl(const torch::Tensor& keys, const torch::Tensor& query, const t
 }
 
 template <typename T>
-void backward_impl(const torch::Tensor& keys, const torch::Tensor& query, const torch::Tensor& score,
-                   const torch::Tensor& weights, const torch::Tensor& grad_weights,
-                   torch::Tensor& grad_keys, torch::Tensor& grad_query, torch::Tensor& grad_rows) {
+void backward_impl(const at::Tensor& keys, const at::Tensor& query, const at::Tensor& score,
+                   const at::Tensor& weights, const at::Tensor& grad_weights,
+                   at::Tensor& grad_keys, at::Tensor& grad_query, at::Tensor& grad_rows) {
   using Vec = Vectorized<T>;
   const int64_t B = keys.size(0), S = keys.size(1), D = keys.size(2);
   const int64_t q_stride = query.stride(0), gq_stride = grad_query.stride(0);
@@ -156,12 +146,14 @@ void backward_impl(const torch::Tensor& keys, const torch::Tensor& query, const 
   });
 }
 
+}  // namespace
+
 // weights (B, S) <- softmax over the unmasked s of 2 v . sigmoid(K2 + 2 q); pass 2v as score
-void additive_forward(const torch::Tensor& doubled_keys, const torch::Tensor& query,
-                      const torch::Tensor& doubled_score, const torch::Tensor& mask,
-                      torch::Tensor weights) {
+void additive_forward(const at::Tensor& doubled_keys, const at::Tensor& query,
+                      const at::Tensor& doubled_score, const at::Tensor& mask,
+                      at::Tensor weights) {
   check(doubled_keys, query, doubled_score);
-  TORCH_CHECK(mask.scalar_type() == torch::kBool && mask.is_contiguous()
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous()
               && mask.sizes() == doubled_keys.sizes().slice(0, 2), "mask must be a contiguous bool (B, S)");
   TORCH_CHECK(weights.scalar_type() == doubled_keys.scalar_type() && weights.dim() == 2
               && weights.sizes() == mask.sizes() && weights.stride(1) == 1,
@@ -173,10 +165,10 @@ void additive_forward(const torch::Tensor& doubled_keys, const torch::Tensor& qu
 
 // grad_keys += g u (1 - u); grad_query <- 4 v . sum_s g u (1 - u) (pass 4v as score);
 // grad_rows += sum_s g u
-void additive_backward(const torch::Tensor& doubled_keys, const torch::Tensor& query,
-                       const torch::Tensor& quadrupled_score, const torch::Tensor& weights,
-                       const torch::Tensor& grad_weights, torch::Tensor grad_keys,
-                       torch::Tensor grad_query, torch::Tensor grad_rows) {
+void additive_backward(const at::Tensor& doubled_keys, const at::Tensor& query,
+                       const at::Tensor& quadrupled_score, const at::Tensor& weights,
+                       const at::Tensor& grad_weights, at::Tensor grad_keys,
+                       at::Tensor grad_query, at::Tensor grad_rows) {
   check(doubled_keys, query, quadrupled_score);
   const auto bs = doubled_keys.sizes().slice(0, 2);
   for (const auto* t : {&weights, &grad_weights}) {
@@ -198,9 +190,4 @@ void additive_backward(const torch::Tensor& doubled_keys, const torch::Tensor& q
   });
 }
 
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("additive_forward", &additive_forward, "fused additive attention weights of one step");
-  m.def("additive_backward", &additive_backward, "fused additive attention backward of one step");
-}
+}  // namespace attnkit_cpu

@@ -73,14 +73,6 @@ def additive_gru_decode(input_gates: torch.Tensor, hidden: torch.Tensor, memory:
                               query_weight, context_weight, score_vector)
 
 
-def _kernels(key_proj: torch.Tensor):
-    """The compiled per-step kernels of :mod:`attnkit.kernels.cpu_ext` for CPU float32 and
-    float64 tensors, or None (the PyTorch operations below compute the same values)."""
-    if key_proj.device.type != "cpu" or key_proj.dtype not in (torch.float32, torch.float64):
-        return None
-    return cpu_ext.load()
-
-
 class _AdditiveGRU(torch.autograd.Function):
     """Forward loop and hand-written backward loop of :func:`additive_gru_decode`."""
 
@@ -100,7 +92,7 @@ class _AdditiveGRU(torch.autograd.Function):
         queries = new(steps, batch, query_weight.shape[0])  # W_a s_{i-1}
         gate_rz, candidates, hidden_n = new(steps, batch, 2 * size), new(steps, batch, size), \
             new(steps, batch, size)  # r z, n and W_hn s + b_hn of each step
-        kernels = _kernels(key_proj)
+        kernels = cpu_ext.for_tensor(key_proj)
         energy = None if kernels else torch.empty_like(key_proj)  # (B, S, d), every step's
         doubled_keys = (key_proj * 2).contiguous()
         doubled_score = score_vector * 2
@@ -125,6 +117,11 @@ class _AdditiveGRU(torch.autograd.Function):
             context = torch.bmm(attention[:, None], memory)[:, 0]  # (B, H)
             contexts[i] = context
             x = torch.addmm(input_gates[i], context, context_t)  # (B, 3H)
+            if kernels:  # the same equations in one pass
+                kernels.gru_forward(x, projected, state, None, gate_rz[i], hidden_n[i],
+                                    candidates[i], states[i])
+                state = states[i]
+                continue
             rz = torch.sigmoid(torch.add(x[:, :2 * size], projected[:, :2 * size],
                                          out=gate_rz[i]), out=gate_rz[i])
             hidden_n[i] = projected[:, 2 * size:3 * size]
@@ -155,27 +152,32 @@ class _AdditiveGRU(torch.autograd.Function):
         grad_key_proj = torch.zeros_like(key_proj, memory_format=torch.contiguous_format)
         doubled_keys = (key_proj * 2).contiguous()
         quadrupled_score = score_vector * 4
-        kernels = _kernels(key_proj)
+        kernels = cpu_ext.for_tensor(key_proj)
         if kernels:
             grad_rows = key_proj.new_zeros(batch, score_vector.shape[0])  # sum_ij g_ij u_ij
         else:
             energy, slope = torch.empty_like(doubled_keys), torch.empty_like(doubled_keys)
             grad_score = score_vector.new_zeros(score_vector.shape[0])  # sum_i,bj g_ij u_ij
         grad_state = new(batch, size)
+        carried = new(batch, size) if kernels else None  # z * d loss / d s_i
         for i in reversed(range(steps)):
-            grad_state += grad_states[i]
             previous = hidden if i == 0 else states[i - 1]
-            r, z = gate_rz[i, :, :size], gate_rz[i, :, size:]
-            n = candidates[i]
-            # s = n + z (s_prev - n)
-            grad_n_pre = grad_state * (1 - z) * (1 - n * n)
-            gx = grad_x[i]
-            torch.mul(grad_n_pre * hidden_n[i], r * (1 - r), out=gx[:, :size])
-            torch.mul(grad_state * (previous - n), z * (1 - z), out=gx[:, size:2 * size])
-            gx[:, 2 * size:] = grad_n_pre
-            gp = grad_projected[i]
-            gp[:, :2 * size] = gx[:, :2 * size]
-            torch.mul(grad_n_pre, r, out=gp[:, 2 * size:3 * size])
+            gx, gp = grad_x[i], grad_projected[i]
+            if kernels:  # writes gx, gp[:, :3H] and carried in one pass
+                kernels.gru_backward(grad_state, grad_states[i], previous, gate_rz[i],
+                                     candidates[i], hidden_n[i], None, gx, gp, carried)
+            else:
+                grad_state += grad_states[i]
+                r, z = gate_rz[i, :, :size], gate_rz[i, :, size:]
+                n = candidates[i]
+                # s = n + z (s_prev - n)
+                grad_n_pre = grad_state * (1 - z) * (1 - n * n)
+                torch.mul(grad_n_pre * hidden_n[i], r * (1 - r), out=gx[:, :size])
+                torch.mul(grad_state * (previous - n), z * (1 - z), out=gx[:, size:2 * size])
+                gx[:, 2 * size:] = grad_n_pre
+                gp[:, :2 * size] = gx[:, :2 * size]
+                torch.mul(grad_n_pre, r, out=gp[:, 2 * size:3 * size])
+                carried = grad_state * z
             # c_i enters x through context_weight, and the output layer directly
             gc = torch.addmm(grad_contexts[i], gx, context_weight, out=grad_context[i])
             # c_i = a_i @ memory;  a_i = softmax(e_i);  e_ij = v . (2 u_ij - 1)
@@ -186,20 +188,19 @@ class _AdditiveGRU(torch.autograd.Function):
                 kernels.additive_backward(doubled_keys, queries[i], quadrupled_score, attention,
                                           grad_attention, grad_key_proj, gp[:, 3 * size:],
                                           grad_rows)
-                grad_state = torch.addmm(grad_state * z, gp, stacked)  # d loss / d s_{i-1}
-                continue
-            grad_energy = attention * (grad_attention - (attention * grad_attention)
-                                       .sum(-1, keepdim=True))  # d loss / d e_i, (B, S)
-            # recomputed: u = sigmoid(2 (q_i + k_j))
-            torch.add(doubled_keys, queries[i][:, None], alpha=2, out=energy).sigmoid_()
-            # d loss / d v = sum g (2 u - 1) = 2 sum g u, as sum_j g_ij = 0 (softmax)
-            grad_score += torch.bmm(grad_energy[:, None], energy)[:, 0].sum(0)
-            torch.addcmul(energy, energy, energy, value=-1, out=slope)  # u (1 - u)
-            # d loss / d q_i = 4 v sum_j g_ij u_ij (1 - u_ij)
-            torch.mul(torch.bmm(grad_energy[:, None], slope)[:, 0], quadrupled_score,
-                      out=gp[:, 3 * size:])
-            grad_key_proj.addcmul_(slope, grad_energy[:, :, None])
-            grad_state = torch.addmm(grad_state * z, gp, stacked)  # d loss / d s_{i-1}
+            else:
+                grad_energy = attention * (grad_attention - (attention * grad_attention)
+                                           .sum(-1, keepdim=True))  # d loss / d e_i, (B, S)
+                # recomputed: u = sigmoid(2 (q_i + k_j))
+                torch.add(doubled_keys, queries[i][:, None], alpha=2, out=energy).sigmoid_()
+                # d loss / d v = sum g (2 u - 1) = 2 sum g u, as sum_j g_ij = 0 (softmax)
+                grad_score += torch.bmm(grad_energy[:, None], energy)[:, 0].sum(0)
+                torch.addcmul(energy, energy, energy, value=-1, out=slope)  # u (1 - u)
+                # d loss / d q_i = 4 v sum_j g_ij u_ij (1 - u_ij)
+                torch.mul(torch.bmm(grad_energy[:, None], slope)[:, 0], quadrupled_score,
+                          out=gp[:, 3 * size:])
+                grad_key_proj.addcmul_(slope, grad_energy[:, :, None])
+            grad_state = torch.addmm(carried, gp, stacked)  # d loss / d s_{i-1}
         grad_key_proj.mul_(quadrupled_score)
         grad_score = (grad_rows.sum(0) if kernels else grad_score).mul_(2)
         flat = steps * batch

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from attnkit.kernels import cpu_ext
+
 __all__ = ["gru_scan"]
 
 
@@ -76,10 +78,19 @@ class _GRUScan(torch.autograd.Function):
                                          new(steps, directions, batch, size),
                                          new(steps, directions, batch, size))
         keep = None if mask is None else mask[:, None, :, None]  # (T, 1, B, 1)
+        kernels = cpu_ext.for_tensor(input_gates)
+        rows = directions * batch
         state = hidden
         for i in range(steps):
             projected = torch.baddbmm(bias, state, weight_t)  # (D, B, 3H)
             x = input_gates[i]
+            if kernels:  # the cell's equations in one pass over the D B rows
+                kernels.gru_forward(_rows(x), projected.view(rows, -1), _rows(state),
+                                    None if mask is None else mask[i].contiguous(),
+                                    gate_rz[i].view(rows, -1), hidden_n[i].view(rows, -1),
+                                    candidates[i].view(rows, -1), states[i].view(rows, -1))
+                state = states[i]
+                continue
             rz = torch.sigmoid(torch.add(x[..., :2 * size], projected[..., :2 * size],
                                          out=gate_rz[i]), out=gate_rz[i])
             hidden_n[i] = projected[..., 2 * size:]
@@ -102,9 +113,21 @@ class _GRUScan(torch.autograd.Function):
         grad_h = states.new_empty(steps, directions, batch, 3 * size)  # ... of W_hh s + b_hh
         keep = None if mask is None else mask[:, None, :, None].to(states.dtype)
         grad_state = states.new_zeros(directions, batch, size)
+        kernels = cpu_ext.for_tensor(states)
+        rows = directions * batch
+        carried = torch.empty_like(grad_state) if kernels else None
         for i in reversed(range(steps)):
-            grad_state = grad_state + grad_states[i]
             previous = hidden if i == 0 else states[i - 1]
+            if kernels:  # grad_x[i], grad_h[i] and carried in one pass
+                kernels.gru_backward(_rows(grad_state), _rows(grad_states[i]), _rows(previous),
+                                     gate_rz[i].view(rows, -1), candidates[i].view(rows, -1),
+                                     hidden_n[i].view(rows, -1),
+                                     None if mask is None else mask[i].contiguous(),
+                                     grad_x[i].view(rows, -1), grad_h[i].view(rows, -1),
+                                     carried.view(rows, -1))
+                grad_state = torch.baddbmm(carried, grad_h[i], weight_hh)
+                continue
+            grad_state = grad_state + grad_states[i]
             r, z = gate_rz[i, ..., :size], gate_rz[i, ..., size:]
             n = candidates[i]
             # a masked row's step is the identity: its gradient passes to s_{i-1} unchanged
@@ -126,3 +149,9 @@ class _GRUScan(torch.autograd.Function):
             previous_states.transpose(0, 1).reshape(directions, flat, size))  # (D, 3H, H)
         grad_bias_hh = grad_h.sum((0, 2))  # (D, 3H)
         return grad_x, grad_state, grad_weight_hh, grad_bias_hh, None
+
+
+def _rows(tensor: torch.Tensor) -> torch.Tensor:
+    """``(..., H)`` as ``(N, H)`` rows with unit stride along H (a copy only where needed)."""
+    flat = tensor.reshape(-1, tensor.shape[-1])
+    return flat if flat.stride(-1) == 1 else flat.contiguous()
