@@ -1,6 +1,7 @@
-"""attnkit.kernels.cpu_ext: the compiled additive-attention step against the same formula in
-PyTorch operations (float64 values and gradients, the float32 oracle rule), its argument
-checks, and how loading falls back (disabled, failed build)."""
+"""attnkit.kernels.cpu_ext: the compiled additive-attention and GRU-cell steps against the
+same formulas in PyTorch operations (float64 values and gradients, the float32 oracle
+rule), each caller's two paths against each other, the argument checks, and how loading
+falls back (disabled, failed build)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 from torch.utils import cpp_extension
 
 from attnkit.kernels import cpu_ext
-from attnkit.nn.seq2seq import additive_gru
+from attnkit.nn.seq2seq.additive_gru import additive_gru_decode
+from attnkit.nn.seq2seq.gru_scan import gru_scan
+from attnkit.nn.seq2seq.luong_gru import luong_gru_decode
 from attnkit.testing import assert_oracle_close
 
 BUILDABLE = (sys.platform == "linux" and shutil.which("c++") is not None
@@ -129,8 +132,6 @@ def test_decoder_paths_agree(ext, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
 
 
-additive_gru_decode = additive_gru.additive_gru_decode
-
 
 def test_disabled_by_the_environment(monkeypatch):
     monkeypatch.setattr(cpu_ext, "_state", {})
@@ -156,3 +157,66 @@ def test_a_failed_build_falls_back_with_a_warning(monkeypatch):
         warnings.simplefilter("error")  # decided once per process: no second attempt or warning
         assert cpu_ext.load() is None
     assert cpu_ext.status().startswith("the C++ build failed")
+
+
+def test_gru_scan_paths_agree(ext, monkeypatch):
+    """gru_scan (both directions, padded rows, a width with a vector tail) with the GRU
+    cell kernel and without it."""
+    g = torch.Generator().manual_seed(5)
+    T, D, B, H = 6, 2, 3, 37
+
+    def rand(*shape):
+        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+
+    mask = torch.arange(T)[:, None] < torch.tensor([6, 2, 4])  # (T, B)
+    args = (rand(T, D, B, 3 * H), rand(D, B, H), rand(D, 3 * H, H), rand(D, 3 * H), mask)
+    inputs = [a for a in args if a.requires_grad]
+
+    def run():
+        states = gru_scan(*args)
+        loss = (states * torch.linspace(-1, 1, H, dtype=torch.float64)).sum()
+        return (states, *torch.autograd.grad(loss, inputs))
+
+    fused = run()
+    monkeypatch.setattr(cpu_ext, "load", lambda: None)
+    plain = run()
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_gru_arguments_are_checked(ext):
+    N, H = 4, 8
+    rows = [torch.zeros(N, width) for width in (3 * H, 3 * H, H)]
+    outputs = [torch.empty(N, width) for width in (2 * H, H, H, H)]
+    with pytest.raises(RuntimeError, match="keep must be"):
+        ext.gru_forward(*rows, torch.ones(3, dtype=torch.bool), *outputs)
+    with pytest.raises(RuntimeError, match="hidden gates must be"):
+        ext.gru_forward(rows[0], rows[1][:, :H], rows[2], None, *outputs)
+    ext.gru_forward(*rows, torch.ones(2, dtype=torch.bool), *outputs)  # 4 rows, period 2
+    assert torch.equal(outputs[3], torch.zeros(N, H))  # s' = n + z (0 - n), with n = 0
+
+
+
+def test_luong_decoder_paths_agree(ext, monkeypatch):
+    """luong_gru_decode (its GRU cell step) with the kernel and without it."""
+    g = torch.Generator().manual_seed(6)
+    B, T, S, H = 3, 5, 7, 37
+
+    def rand(*shape):
+        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+
+    mask = torch.arange(S) < torch.tensor([7, 3, 1])[:, None]
+    args = (rand(T, B, 3 * H), rand(B, H), rand(B, H), rand(B, S, H), rand(B, S, H), mask,
+            rand(3 * H, H), rand(3 * H), rand(3 * H, H), rand(H, 2 * H))
+    inputs = [a for a in args if a.requires_grad]
+
+    def run():
+        outputs = luong_gru_decode(*args)
+        loss = (outputs * torch.linspace(-1, 1, H, dtype=torch.float64)).sum()
+        return (outputs, *torch.autograd.grad(loss, inputs))
+
+    fused = run()
+    monkeypatch.setattr(cpu_ext, "load", lambda: None)
+    plain = run()
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
