@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from attnkit._validate import check_float, check_int
+from attnkit.kernels import cpu_ext
 
 __all__ = ["token_cross_entropy", "linear_cross_entropy", "seq2seq_loss_fn", "lm_loss_fn"]
 
@@ -87,7 +88,9 @@ def linear_cross_entropy(features: torch.Tensor, weight: torch.Tensor, bias: tor
     terms and, when gradients are recorded, its gradients (``softmax - target
     distribution``, then ``d features`` and the weight's and bias's sums) before the next
     chunk. The ``(N, V)`` logits, their log-softmax and their gradient never exist whole,
-    and backward only scales the saved gradients. The same sums as
+    and backward only scales the saved gradients. On CPUs each chunk's elementwise work
+    (log-sum-exp, loss terms, the logits' gradient, the bias's sum) is one compiled pass
+    per row (:mod:`attnkit.kernels.cpu_ext`), PyTorch operations otherwise. The same sums as
     ``token_cross_entropy(F.linear(features, weight, bias), ...)`` in another order: equal
     to rounding. No double backward.
 
@@ -155,13 +158,23 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_features = torch.empty_like(features)
             grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
         weight_t = weight.t()
+        kernels = cpu_ext.for_tensor(features)
         with torch.no_grad():
-            if smoothing:  # the sum of a row's logits is x . (sum of weight rows) + sum(bias)
+            if smoothing and not kernels:  # a row's sum of logits: x . sum_v(W_v) + sum(b)
                 weight_sum, bias_sum = weight.sum(0), bias.sum()
             for start in range(0, rows, chunk_rows):
                 stop = min(start + chunk_rows, rows)
                 x, target, kept = features[start:stop], targets[start:stop], keep[start:stop]
                 logits = torch.addmm(bias, x, weight_t)  # (C, V)
+                if kernels:  # the same terms, in place, three passes per row (cpu_ext)
+                    row_loss = logits.new_empty(stop - start)
+                    kernels.cross_entropy_chunk(logits, target, kept, smoothing, grads, row_loss,
+                                                grad_bias if grads else row_loss)
+                    total += row_loss.sum()
+                    if grads:
+                        torch.mm(logits, weight, out=grad_features[start:stop])
+                        grad_weight.addmm_(logits.t(), x)
+                    continue
                 # each row's target logit, by flat index (gather along dim 1 is far slower)
                 flat = torch.arange(0, (stop - start) * vocab, vocab,
                                     device=target.device).add_(target)

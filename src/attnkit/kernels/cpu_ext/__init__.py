@@ -3,8 +3,10 @@
 What is here: one decoder step of additive attention, forward and backward, in one pass
 over the keys (``additive.cpp``: ``additive_forward``, ``additive_backward``), and one GRU
 cell step around its matrix products (``gru.cpp``: ``gru_forward``, ``gru_backward``), used
-by :func:`attnkit.nn.seq2seq.additive_gru.additive_gru_decode` and
-:func:`attnkit.nn.seq2seq.gru_scan.gru_scan`. Each file's header gives the equations.
+by :func:`attnkit.nn.seq2seq.additive_gru.additive_gru_decode`,
+:func:`attnkit.nn.seq2seq.gru_scan.gru_scan` and the Luong decoder; and the elementwise part
+of a chunk of :func:`attnkit.train.losses.linear_cross_entropy` (``loss.cpp``:
+``cross_entropy_chunk``). Each file's header gives the equations.
 
 The source is compiled once per machine kind (the CPU capability torch reports: AVX512,
 AVX2 or neither, which picks ATen's vector width) into torch's extension cache
@@ -28,7 +30,7 @@ from types import ModuleType
 __all__ = ["for_tensor", "load", "status"]
 
 _SOURCES = [Path(__file__).with_name(name)
-            for name in ("additive.cpp", "gru.cpp", "bindings.cpp")]  # and common.h
+            for name in ("additive.cpp", "gru.cpp", "loss.cpp", "bindings.cpp")]  # and common.h
 _lock = threading.Lock()
 _state: dict = {}  # "module" (ModuleType or None), "reason" (str)
 
