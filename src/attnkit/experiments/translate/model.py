@@ -54,10 +54,9 @@ def _rnn(vocab: int, size: str, attention: str, width: int | None, layers: int |
                               hidden_dim=hidden if width is None else width,
                               num_layers=num_layers if layers is None else layers, cell="gru",
                               bidirectional=True, dropout=rate if dropout is None else dropout)
-    if attention == "bahdanau":
-        # the fused decoder's CPU kernel compiles on first use (about a minute, once per
-        # machine): now, before any training clock starts, not inside a time budget
-        cpu_ext.load()
+    # the recurrent models' CPU kernels (fused loops, the loss) compile on first use (about
+    # a minute, once per machine): now, before any training clock starts
+    cpu_ext.load()
     return build_rnn_seq2seq(config, attention), {"config": asdict(config),
                                                   "attention": attention}
 
