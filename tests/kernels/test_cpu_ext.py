@@ -37,6 +37,25 @@ def ext():
     return module
 
 
+def leaves(generator):
+    """``rand(*shape)``: float64 leaves that require gradients, scale 0.5."""
+    def rand(*shape):
+        return (0.5 * torch.randn(*shape, generator=generator, dtype=torch.float64)
+                ).requires_grad_()
+    return rand
+
+
+def assert_paths_agree(monkeypatch, run):
+    """``run()`` (a tuple of tensors) with the compiled kernels, then with ``cpu_ext.load``
+    answering None (every caller's PyTorch operations): equal to float64 rounding."""
+    fused = run()
+    monkeypatch.setattr(cpu_ext, "load", lambda: None)
+    assert cpu_ext.for_tensor(torch.zeros(1, dtype=torch.float64)) is None
+    plain = run()
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
 def problem(B=5, S=7, d=37, lengths=(7, 3, 1, 6, 7), dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     keys = torch.randn(B, S, d, generator=g, dtype=dtype)
@@ -112,8 +131,7 @@ def test_decoder_paths_agree(ext, monkeypatch):
     g = torch.Generator().manual_seed(4)
     B, T, S, H, d = 3, 6, 9, 8, 37
 
-    def rand(*shape):
-        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+    rand = leaves(g)
 
     mask = torch.arange(S) < torch.tensor([9, 4, 1])[:, None]
     args = (rand(T, B, 3 * H), rand(B, H), rand(B, S, H), rand(B, S, d), mask,
@@ -125,12 +143,7 @@ def test_decoder_paths_agree(ext, monkeypatch):
         loss = (states * torch.linspace(-1, 1, H, dtype=torch.float64)).sum() + contexts.sum()
         return (states, contexts, *torch.autograd.grad(loss, inputs))
 
-    fused = run()
-    monkeypatch.setattr(cpu_ext, "load", lambda: None)
-    assert cpu_ext.for_tensor(args[3]) is None
-    plain = run()
-    for a, b in zip(fused, plain, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+    assert_paths_agree(monkeypatch, run)
 
 
 
@@ -166,8 +179,7 @@ def test_gru_scan_paths_agree(ext, monkeypatch):
     g = torch.Generator().manual_seed(5)
     T, D, B, H = 6, 2, 3, 37
 
-    def rand(*shape):
-        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+    rand = leaves(g)
 
     mask = torch.arange(T)[:, None] < torch.tensor([6, 2, 4])  # (T, B)
     args = (rand(T, D, B, 3 * H), rand(D, B, H), rand(D, 3 * H, H), rand(D, 3 * H), mask)
@@ -178,11 +190,7 @@ def test_gru_scan_paths_agree(ext, monkeypatch):
         loss = (states * torch.linspace(-1, 1, H, dtype=torch.float64)).sum()
         return (states, *torch.autograd.grad(loss, inputs))
 
-    fused = run()
-    monkeypatch.setattr(cpu_ext, "load", lambda: None)
-    plain = run()
-    for a, b in zip(fused, plain, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+    assert_paths_agree(monkeypatch, run)
 
 
 def test_gru_arguments_are_checked(ext):
@@ -203,8 +211,7 @@ def test_luong_decoder_paths_agree(ext, monkeypatch):
     g = torch.Generator().manual_seed(6)
     B, T, S, H = 3, 5, 7, 37
 
-    def rand(*shape):
-        return (0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+    rand = leaves(g)
 
     mask = torch.arange(S) < torch.tensor([7, 3, 1])[:, None]
     args = (rand(T, B, 3 * H), rand(B, H), rand(B, H), rand(B, S, H), rand(B, S, H), mask,
@@ -216,11 +223,7 @@ def test_luong_decoder_paths_agree(ext, monkeypatch):
         loss = (outputs * torch.linspace(-1, 1, H, dtype=torch.float64)).sum()
         return (outputs, *torch.autograd.grad(loss, inputs))
 
-    fused = run()
-    monkeypatch.setattr(cpu_ext, "load", lambda: None)
-    plain = run()
-    for a, b in zip(fused, plain, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+    assert_paths_agree(monkeypatch, run)
 
 
 @pytest.mark.parametrize("vocab", [53, 64])  # whole vectors and a tail
@@ -240,11 +243,7 @@ def test_cross_entropy_chunk_paths_agree(ext, monkeypatch, vocab, smoothing):
                                            label_smoothing=smoothing, chunk_rows=4)
         return (loss, *torch.autograd.grad(loss, (features, weight, bias)))
 
-    fused = run()
-    monkeypatch.setattr(cpu_ext, "load", lambda: None)
-    plain = run()
-    for a, b in zip(fused, plain, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+    assert_paths_agree(monkeypatch, run)
 
 
 def test_cross_entropy_chunk_float32_within_the_oracle_rule(ext, monkeypatch):

@@ -44,6 +44,7 @@ from __future__ import annotations
 import torch
 
 from attnkit.kernels import cpu_ext
+from attnkit.nn.seq2seq.gru_scan import cell_backward, cell_forward
 
 __all__ = ["additive_gru_decode"]
 
@@ -117,17 +118,8 @@ class _AdditiveGRU(torch.autograd.Function):
             context = torch.bmm(attention[:, None], memory)[:, 0]  # (B, H)
             contexts[i] = context
             x = torch.addmm(input_gates[i], context, context_t)  # (B, 3H)
-            if kernels:  # the same equations in one pass
-                kernels.gru_forward(x, projected, state, None, gate_rz[i], hidden_n[i],
-                                    candidates[i], states[i])
-                state = states[i]
-                continue
-            rz = torch.sigmoid(torch.add(x[:, :2 * size], projected[:, :2 * size],
-                                         out=gate_rz[i]), out=gate_rz[i])
-            hidden_n[i] = projected[:, 2 * size:3 * size]
-            n = torch.tanh(torch.addcmul(x[:, 2 * size:], rz[:, :size], hidden_n[i]),
-                           out=candidates[i])
-            state = torch.lerp(n, state, rz[:, size:], out=states[i])
+            state = cell_forward(kernels, x, projected, state, None, gate_rz[i], hidden_n[i],
+                                 candidates[i], states[i])
         ctx.save_for_backward(hidden, memory, key_proj, weight_hh, query_weight, context_weight,
                               score_vector, states, contexts, weights, queries, gate_rz,
                               candidates, hidden_n)
@@ -159,30 +151,17 @@ class _AdditiveGRU(torch.autograd.Function):
             energy, slope = torch.empty_like(doubled_keys), torch.empty_like(doubled_keys)
             grad_score = score_vector.new_zeros(score_vector.shape[0])  # sum_i,bj g_ij u_ij
         grad_state = new(batch, size)
-        carried = new(batch, size) if kernels else None  # z * d loss / d s_i
+        carried = new(batch, size)  # z * d loss / d s_i
         for i in reversed(range(steps)):
             previous = hidden if i == 0 else states[i - 1]
             gx, gp = grad_x[i], grad_projected[i]
-            if kernels:  # writes gx, gp[:, :3H] and carried in one pass
-                kernels.gru_backward(grad_state, grad_states[i], previous, gate_rz[i],
-                                     candidates[i], hidden_n[i], None, gx, gp, carried)
-            else:
-                grad_state += grad_states[i]
-                r, z = gate_rz[i, :, :size], gate_rz[i, :, size:]
-                n = candidates[i]
-                # s = n + z (s_prev - n)
-                grad_n_pre = grad_state * (1 - z) * (1 - n * n)
-                torch.mul(grad_n_pre * hidden_n[i], r * (1 - r), out=gx[:, :size])
-                torch.mul(grad_state * (previous - n), z * (1 - z), out=gx[:, size:2 * size])
-                gx[:, 2 * size:] = grad_n_pre
-                gp[:, :2 * size] = gx[:, :2 * size]
-                torch.mul(grad_n_pre, r, out=gp[:, 2 * size:3 * size])
-                carried = grad_state * z
+            cell_backward(kernels, grad_state, grad_states[i], previous, gate_rz[i],
+                          candidates[i], hidden_n[i], None, gx, gp, carried)  # gp[:, :3H]
             # c_i enters x through context_weight, and the output layer directly
             gc = torch.addmm(grad_contexts[i], gx, context_weight, out=grad_context[i])
             # c_i = a_i @ memory;  a_i = softmax(e_i);  e_ij = v . (2 u_ij - 1)
             attention = weights[i]
-            # (B, 1, H) @ (B, H, S): the layout MKL runs fast (memory @ gc is ~8x slower)
+            # (B, 1, H) @ (B, H, S): the layout MKL runs fast (memory @ gc is 5-10x slower)
             grad_attention = torch.bmm(gc[:, None], memory.transpose(1, 2))[:, 0]  # (B, S)
             if kernels:
                 kernels.additive_backward(doubled_keys, queries[i], quadrupled_score, attention,

@@ -80,30 +80,16 @@ class _GRUScan(torch.autograd.Function):
         gate_rz, candidates, hidden_n = (new(steps, directions, batch, 2 * size),
                                          new(steps, directions, batch, size),
                                          new(steps, directions, batch, size))
-        keep = None if mask is None else mask[:, None, :, None]  # (T, 1, B, 1)
         kernels = cpu_ext.for_tensor(input_gates)
         rows = directions * batch
         state = hidden
         for i in range(steps):
             projected = torch.baddbmm(bias, state, weight_t)  # (D, B, 3H)
-            x = input_gates[i]
-            if kernels:  # the cell's equations in one pass over the D B rows
-                kernels.gru_forward(_rows(x), projected.view(rows, -1), _rows(state),
-                                    None if mask is None else mask[i].contiguous(),
-                                    gate_rz[i].view(rows, -1), hidden_n[i].view(rows, -1),
-                                    candidates[i].view(rows, -1), states[i].view(rows, -1))
-                state = states[i]
-                continue
-            rz = torch.sigmoid(torch.add(x[..., :2 * size], projected[..., :2 * size],
-                                         out=gate_rz[i]), out=gate_rz[i])
-            hidden_n[i] = projected[..., 2 * size:]
-            n = torch.tanh(torch.addcmul(x[..., 2 * size:], rz[..., :size], hidden_n[i]),
-                           out=candidates[i])
-            if keep is None:
-                state = torch.lerp(n, state, rz[..., size:], out=states[i])
-            else:
-                state = torch.where(keep[i], torch.lerp(n, state, rz[..., size:]), state,
-                                    out=states[i])
+            cell_forward(kernels, _rows(input_gates[i]), projected.view(rows, -1), _rows(state),
+                         None if mask is None else mask[i].contiguous(),
+                         gate_rz[i].view(rows, -1), hidden_n[i].view(rows, -1),
+                         candidates[i].view(rows, -1), states[i].view(rows, -1))
+            state = states[i]
         ctx.save_for_backward(hidden, weight_hh, mask, states, gate_rz, candidates, hidden_n)
         return states
 
@@ -114,37 +100,19 @@ class _GRUScan(torch.autograd.Function):
         steps, directions, batch, size = states.shape
         grad_x = states.new_empty(steps, directions, batch, 3 * size)  # d loss / d gates
         grad_h = states.new_empty(steps, directions, batch, 3 * size)  # ... of W_hh s + b_hh
-        keep = None if mask is None else mask[:, None, :, None].to(states.dtype)
         grad_state = states.new_zeros(directions, batch, size)
         kernels = cpu_ext.for_tensor(states)
         rows = directions * batch
-        carried = torch.empty_like(grad_state) if kernels else None
+        carried = torch.empty_like(grad_state)  # the part of d loss / d s_{i-1} beside W_hh
         for i in reversed(range(steps)):
             previous = hidden if i == 0 else states[i - 1]
-            if kernels:  # grad_x[i], grad_h[i] and carried in one pass
-                kernels.gru_backward(_rows(grad_state), _rows(grad_states[i]), _rows(previous),
-                                     gate_rz[i].view(rows, -1), candidates[i].view(rows, -1),
-                                     hidden_n[i].view(rows, -1),
-                                     None if mask is None else mask[i].contiguous(),
-                                     grad_x[i].view(rows, -1), grad_h[i].view(rows, -1),
-                                     carried.view(rows, -1))
-                grad_state = torch.baddbmm(carried, grad_h[i], weight_hh)
-                continue
-            grad_state = grad_state + grad_states[i]
-            r, z = gate_rz[i, ..., :size], gate_rz[i, ..., size:]
-            n = candidates[i]
-            # a masked row's step is the identity: its gradient passes to s_{i-1} unchanged
-            grad_step = grad_state if keep is None else grad_state * keep[i]
-            grad_n_pre = grad_step * (1 - z) * (1 - n * n)
-            gx, gh = grad_x[i], grad_h[i]
-            torch.mul(grad_n_pre * hidden_n[i], r * (1 - r), out=gx[..., :size])
-            torch.mul(grad_step * (previous - n), z * (1 - z), out=gx[..., size:2 * size])
-            gx[..., 2 * size:] = grad_n_pre
-            gh[..., :2 * size] = gx[..., :2 * size]
-            torch.mul(grad_n_pre, r, out=gh[..., 2 * size:])
-            # s' = n + z (s - n): d s' / d s = z, plus the path through W_hh s
-            carried = grad_step * z if keep is None else grad_state - grad_step * (1 - z)
-            grad_state = torch.baddbmm(carried, gh, weight_hh)  # d loss / d s_{i-1}
+            cell_backward(kernels, _rows(grad_state), _rows(grad_states[i]), _rows(previous),
+                          gate_rz[i].view(rows, -1), candidates[i].view(rows, -1),
+                          hidden_n[i].view(rows, -1),
+                          None if mask is None else mask[i].contiguous(),
+                          grad_x[i].view(rows, -1), grad_h[i].view(rows, -1),
+                          carried.view(rows, -1))
+            grad_state = torch.baddbmm(carried, grad_h[i], weight_hh)  # d loss / d s_{i-1}
         previous_states = torch.cat([hidden[None], states[:-1]], 0)  # (T, D, B, H)
         flat = steps * batch
         grad_weight_hh = torch.bmm(
@@ -158,3 +126,80 @@ def _rows(tensor: torch.Tensor) -> torch.Tensor:
     """``(..., H)`` as ``(N, H)`` rows with unit stride along H (a copy only where needed)."""
     flat = tensor.reshape(-1, tensor.shape[-1])
     return flat if flat.stride(-1) == 1 else flat.contiguous()
+
+
+def cell_forward(kernels, input_gates: torch.Tensor, hidden_gates: torch.Tensor,
+                 previous: torch.Tensor, keep: torch.Tensor | None, gate_rz: torch.Tensor,
+                 hidden_n: torch.Tensor, candidate: torch.Tensor,
+                 state: torch.Tensor) -> torch.Tensor:
+    """One GRU cell step after its matrix products, on ``N`` rows (the module docstring's
+    equations), shared by the fused loops of this package.
+
+    Args:
+        kernels: :func:`attnkit.kernels.cpu_ext.for_tensor`'s answer: the compiled step (one
+            pass), or None for the PyTorch operations below (the readable twin the tests
+            compare it with).
+        input_gates: ``(N, 3H)`` ``W_ih x + b_ih``.
+        hidden_gates: ``(N, >= 3H)`` ``W_hh s + b_hh`` (columns past ``3H`` are not read).
+        previous: ``(N, H)`` the state ``s``.
+        keep: None, or bool ``(K,)`` with ``N`` a multiple of ``K``: row ``i`` keeps ``s``
+            where ``keep[i % K]`` is False (direction-major rows share a ``(B,)`` mask).
+        gate_rz, hidden_n, candidate, state: ``(N, 2H)``, ``(N, H)`` x 3, written: ``r, z``,
+            ``W_hn s + b_hn``, ``n`` and ``s'``. Every tensor has unit stride along its last
+            dimension.
+
+    Returns:
+        ``state``.
+    """
+    if kernels:
+        kernels.gru_forward(input_gates, hidden_gates, previous, keep, gate_rz, hidden_n,
+                            candidate, state)
+        return state
+    size = previous.shape[-1]
+    rz = torch.sigmoid(torch.add(input_gates[:, :2 * size], hidden_gates[:, :2 * size],
+                                 out=gate_rz), out=gate_rz)
+    hidden_n.copy_(hidden_gates[:, 2 * size:3 * size])
+    n = torch.tanh(torch.addcmul(input_gates[:, 2 * size:], rz[:, :size], hidden_n),
+                   out=candidate)
+    updated = torch.lerp(n, previous, rz[:, size:])  # n + z (s - n)
+    if keep is not None:
+        updated = torch.where(_per_row(keep, previous.shape[0]), updated, previous)
+    return state.copy_(updated)
+
+
+def cell_backward(kernels, grad_state: torch.Tensor, incoming: torch.Tensor | None,
+                  previous: torch.Tensor, gate_rz: torch.Tensor, candidate: torch.Tensor,
+                  hidden_n: torch.Tensor, keep: torch.Tensor | None, grad_input: torch.Tensor,
+                  grad_hidden: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
+    """The backward of :func:`cell_forward` before its matrix products, on ``N`` rows.
+
+    ``g = grad_state + incoming`` (``(N, H)`` each; ``incoming`` may be None) is
+    d loss / d ``s'``; ``previous``, ``gate_rz``, ``candidate``, ``hidden_n`` and ``keep`` are
+    what the forward used and wrote. Writes d loss / d ``input_gates`` into ``grad_input
+    (N, 3H)``, d loss / d ``hidden_gates`` into the first ``3H`` columns of ``grad_hidden``,
+    and into ``carried (N, H)`` the part of d loss / d ``s`` that does not pass through
+    ``W_hh s`` (``z g``, or ``g`` for a held row); returns ``carried``. ``kernels`` as in
+    :func:`cell_forward`.
+    """
+    if kernels:
+        kernels.gru_backward(grad_state, incoming, previous, gate_rz, candidate, hidden_n, keep,
+                             grad_input, grad_hidden, carried)
+        return carried
+    size = previous.shape[-1]
+    grad = grad_state if incoming is None else grad_state + incoming
+    kept = None if keep is None else _per_row(keep, previous.shape[0]).to(grad.dtype)
+    step = grad if kept is None else grad * kept  # a held row's step is the identity
+    r, z = gate_rz[:, :size], gate_rz[:, size:]
+    grad_n_pre = step * (1 - z) * (1 - candidate * candidate)
+    torch.mul(grad_n_pre * hidden_n, r * (1 - r), out=grad_input[:, :size])
+    torch.mul(step * (previous - candidate), z * (1 - z), out=grad_input[:, size:2 * size])
+    grad_input[:, 2 * size:] = grad_n_pre
+    grad_hidden[:, :2 * size] = grad_input[:, :2 * size]
+    torch.mul(grad_n_pre, r, out=grad_hidden[:, 2 * size:3 * size])
+    # s' = n + z (s - n): d s' / d s = z where the row steps, 1 where it is held
+    return carried.copy_(step * z if kept is None else grad - step * (1 - z))
+
+
+def _per_row(keep: torch.Tensor, rows: int) -> torch.Tensor:
+    """A ``(K,)`` bool pattern repeated over ``rows`` rows, as a ``(rows, 1)`` column."""
+    return keep.repeat(rows // keep.numel())[:, None]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from attnkit.kernels import cpu_ext
+from attnkit.nn.seq2seq.gru_scan import cell_backward, cell_forward
 
 __all__ = ["luong_gru_decode"]
 
@@ -79,17 +80,8 @@ class _LuongGRU(torch.autograd.Function):
         for i in range(steps):
             x = torch.addmm(input_gates[i], previous_out, feed_t)  # (B, 3H)
             projected = torch.addmm(bias_hh, state, hh_t)  # (B, 3H)
-            if kernels:  # the cell's equations in one pass (attnkit.kernels.cpu_ext)
-                kernels.gru_forward(x, projected, state, None, gate_rz[i], hidden_n[i],
-                                    candidates[i], joined[i, :, size:])
-                state = joined[i, :, size:]
-            else:
-                rz = torch.sigmoid(torch.add(x[:, :2 * size], projected[:, :2 * size],
-                                             out=gate_rz[i]), out=gate_rz[i])
-                hidden_n[i] = projected[:, 2 * size:]
-                n = torch.tanh(torch.addcmul(x[:, 2 * size:], rz[:, :size], hidden_n[i]),
-                               out=candidates[i])
-                state = torch.lerp(n, state, rz[:, size:], out=joined[i, :, size:])
+            state = cell_forward(kernels, x, projected, state, None, gate_rz[i], hidden_n[i],
+                                 candidates[i], joined[i, :, size:])
             scores = torch.bmm(state[:, None], keys_t)[:, 0]  # (B, S)
             if any_blocked:
                 scores.masked_fill_(blocked, float("-inf"))
@@ -117,7 +109,7 @@ class _LuongGRU(torch.autograd.Function):
         grad_state = outputs.new_zeros(batch, size)
         grad_feed = outputs.new_zeros(batch, size)  # into o_t from step t + 1's input
         kernels = cpu_ext.for_tensor(outputs)
-        carried = outputs.new_empty(batch, size) if kernels else None
+        carried = outputs.new_empty(batch, size)  # z * d loss / d h_t
         for i in reversed(range(steps)):
             out = outputs[i]
             g_pre = torch.mul(grad_outputs[i] + grad_feed, 1 - out * out, out=grad_out_pre[i])
@@ -125,7 +117,7 @@ class _LuongGRU(torch.autograd.Function):
             g_context = grad_context[i]
             g_context.copy_(g_joined[:, :size])
             attention = weights[i]
-            # (B, 1, H) @ (B, H, S): the layout MKL runs fast (memory @ g is ~8x slower)
+            # (B, 1, H) @ (B, H, S): the layout MKL runs fast (memory @ g is 5-10x slower)
             g_attention = torch.bmm(g_context[:, None], memory.transpose(1, 2))[:, 0]  # (B, S)
             g_energy = torch.mul(attention, g_attention - (attention * g_attention)
                                  .sum(-1, keepdim=True), out=grad_energy[i])
@@ -133,19 +125,8 @@ class _LuongGRU(torch.autograd.Function):
             grad_state += torch.bmm(g_energy[:, None], key_proj)[:, 0]  # scores = K h
             previous = hidden if i == 0 else joined[i - 1, :, size:]
             gx, gp = grad_x[i], grad_projected[i]
-            if kernels:  # gx, gp and carried = z * d loss / d h_t in one pass
-                kernels.gru_backward(grad_state, None, previous, gate_rz[i], candidates[i],
-                                     hidden_n[i], None, gx, gp, carried)
-            else:
-                r, z = gate_rz[i, :, :size], gate_rz[i, :, size:]
-                n = candidates[i]
-                grad_n_pre = grad_state * (1 - z) * (1 - n * n)
-                torch.mul(grad_n_pre * hidden_n[i], r * (1 - r), out=gx[:, :size])
-                torch.mul(grad_state * (previous - n), z * (1 - z), out=gx[:, size:2 * size])
-                gx[:, 2 * size:] = grad_n_pre
-                gp[:, :2 * size] = gx[:, :2 * size]
-                torch.mul(grad_n_pre, r, out=gp[:, 2 * size:])
-                carried = grad_state * z
+            cell_backward(kernels, grad_state, None, previous, gate_rz[i], candidates[i],
+                          hidden_n[i], None, gx, gp, carried)
             grad_feed = gx @ feed_weight  # d loss / d o_{t-1}
             grad_state = torch.addmm(carried, gp, weight_hh)  # d loss / d h_{t-1}
         flat = steps * batch
