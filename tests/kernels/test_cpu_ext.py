@@ -115,6 +115,53 @@ def test_float32_within_the_oracle_rule(ext):
     assert_oracle_close(weights, reference, golden, what="attention weights")
 
 
+def test_float32_backward_within_the_oracle_rule(ext):
+    """The backward kernel in float32 at the translate job's width (d = 384, 60 keys)
+    against autograd of the tanh formula in float64, within 3x of float32 autograd."""
+    keys, query, score, mask = problem(B=16, S=60, d=384, lengths=tuple(range(45, 61)), seed=4)
+    grad_weights = torch.randn(mask.shape, dtype=torch.float64,
+                               generator=torch.Generator().manual_seed(5))
+
+    def autograd(dtype):
+        inputs = [t.to(dtype).requires_grad_() for t in (keys, query, score)]
+        weights = reference_weights(*inputs, mask)
+        return torch.autograd.grad(weights, inputs, grad_weights.to(dtype))
+
+    golden, reference = autograd(torch.float64), autograd(torch.float32)
+    doubled_keys = (2 * keys).float().contiguous()
+    weights = torch.empty(mask.shape)
+    ext.additive_forward(doubled_keys, query.float(), 2 * score.float(), mask, weights)
+    grad_keys, grad_query = torch.zeros(keys.shape), torch.empty(query.shape)
+    grad_rows = torch.zeros(query.shape)
+    ext.additive_backward(doubled_keys, query.float(), 4 * score.float(), weights,
+                          grad_weights.float(), grad_keys, grad_query, grad_rows)
+    got = (grad_keys * (4 * score.float()), grad_query, 2 * grad_rows.sum(0))
+    for name, *values in zip(("keys", "query", "score vector"), got, reference, golden,
+                             strict=True):
+        assert_oracle_close(*values, kind="backward", what=name)
+
+
+def test_float32_logistic_function(ext):
+    """The kernels' own float32 exp (range reduction and polynomial, clamped at +-87): the
+    GRU step's r and z gates against the float64 logistic function within 2 float32 ulps
+    over [-30, 30] (tails included: vector and scalar paths), 0/1 in saturation, no NaN."""
+    H = 4099  # a scalar tail after the vectors
+    saturating = torch.tensor([-1e4, -200.0, -88.0, 88.0, 200.0, 1e4], dtype=torch.float64)
+    x = torch.stack([torch.linspace(-30, 30, 2 * H, dtype=torch.float64),
+                     saturating.repeat(2 * H // 6 + 1)[:2 * H]])  # (2, 2H)
+    rows = x.shape[0]
+    gates = torch.cat([x, torch.zeros(rows, H, dtype=torch.float64)], 1).float()
+    outputs = [torch.empty(rows, width) for width in (2 * H, H, H, H)]
+    ext.gru_forward(gates, torch.zeros(rows, 3 * H), torch.zeros(rows, H), None, *outputs)
+    got, want = outputs[0].double(), torch.sigmoid(x.float().double())
+    assert not got.isnan().any()
+    eps = torch.finfo(torch.float32).eps
+    assert ((got[0] - want[0]).abs() <= 2 * eps * want[0]).all()
+    saturated = want[1]
+    assert ((got[1] - saturated).abs() <= 2e-38 + 2 * eps * saturated).all()
+    assert got[1][x[1] > 0].eq(1).all()
+
+
 def test_arguments_are_checked(ext):
     keys, query, score, mask = problem()
     weights = torch.empty(mask.shape, dtype=keys.dtype)

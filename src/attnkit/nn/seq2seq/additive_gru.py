@@ -146,10 +146,10 @@ class _AdditiveGRU(torch.autograd.Function):
         quadrupled_score = score_vector * 4
         kernels = cpu_ext.for_tensor(key_proj)
         if kernels:
-            grad_rows = key_proj.new_zeros(batch, score_vector.shape[0])  # sum_ij g_ij u_ij
+            grad_rows = key_proj.new_zeros(batch, score_vector.shape[0])  # sum_ij g (u - 1/2)
         else:
             energy, slope = torch.empty_like(doubled_keys), torch.empty_like(doubled_keys)
-            grad_score = score_vector.new_zeros(score_vector.shape[0])  # sum_i,bj g_ij u_ij
+            grad_score = score_vector.new_zeros(score_vector.shape[0])  # sum_i,bj g (u - 1/2)
         grad_state = new(batch, size)
         carried = new(batch, size)  # z * d loss / d s_i
         for i in reversed(range(steps)):
@@ -172,9 +172,10 @@ class _AdditiveGRU(torch.autograd.Function):
                                            .sum(-1, keepdim=True))  # d loss / d e_i, (B, S)
                 # recomputed: u = sigmoid(2 (q_i + k_j))
                 torch.add(doubled_keys, queries[i][:, None], alpha=2, out=energy).sigmoid_()
-                # d loss / d v = sum g (2 u - 1) = 2 sum g u, as sum_j g_ij = 0 (softmax)
-                grad_score += torch.bmm(grad_energy[:, None], energy)[:, 0].sum(0)
                 torch.addcmul(energy, energy, energy, value=-1, out=slope)  # u (1 - u)
+                # d loss / d v = sum g (2 u - 1) = 2 sum g (u - 1/2): centred terms, as with
+                # tanh (2 sum g u, equal as sum_j g_ij = 0, loses more to cancellation)
+                grad_score += torch.bmm(grad_energy[:, None], energy.sub_(0.5))[:, 0].sum(0)
                 # d loss / d q_i = 4 v sum_j g_ij u_ij (1 - u_ij)
                 torch.mul(torch.bmm(grad_energy[:, None], slope)[:, 0], quadrupled_score,
                           out=gp[:, 3 * size:])
