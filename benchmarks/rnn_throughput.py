@@ -31,6 +31,12 @@ now), fused AdamW (``TrainConfig.fused_optimizer``) and, where the tree has
 sentence into more tokens, so tokens/s no longer compare; the figure is sentence pairs
 per second, the batches of each tree drawn the same way (max_tokens 3000, max_len 96,
 seed 0) from the same training split. Writes ``<out>/rnn_throughput_job.{json,md}``.
+
+``--job --interleave`` keeps one worker per tree alive and lets them take turns every
+``--block`` steps (A B, B A, ...) through ``--rounds`` cycles of ``--steps`` steps, instead
+of one fresh process per tree and round: on a virtual machine whose speed drifts by tens
+of percent over minutes, runs a minute apart disagree by that much, turns a few seconds
+apart do not. Writes ``<out>/rnn_throughput_interleaved.{json,md}``.
 """
 
 from __future__ import annotations
@@ -142,6 +148,19 @@ def _worker(args: argparse.Namespace) -> None:
 
     for i in range(args.warmup):
         step(batches[i % len(batches)])
+    if args.serve:  # --interleave: run the blocks of steps the parent asks for, one by one
+        print(json.dumps({"attnkit": str(Path(attnkit.__file__).parent),
+                          "initial_loss": initial_loss}), flush=True)
+        for line in sys.stdin:
+            start, count = (int(field) for field in line.split())
+            tokens = pairs = 0
+            started = time.perf_counter()
+            for i in range(start, start + count):
+                tokens += step(batches[i % len(batches)])
+                pairs += int(batches[i % len(batches)]["src"].shape[0])
+            print(json.dumps({"tokens": tokens, "pairs": pairs,
+                              "seconds": time.perf_counter() - started}), flush=True)
+        return
     tokens = pairs = 0
     started = time.perf_counter()
     for i in range(args.warmup, args.warmup + args.steps):
@@ -182,22 +201,34 @@ def _breakdown_times(model, step, batches: list) -> dict:
             "output_layer_ms": 1e3 * output_s / len(batches)}
 
 
-def _measure(src: str, model: str, args: argparse.Namespace, batches: Path,
-             breakdown: bool = False, fused: bool = False) -> dict:
+def _worker_command(src: str, model: str, args: argparse.Namespace, batches: Path,
+                    breakdown: bool = False, fused: bool = False,
+                    serve: bool = False) -> tuple[list[str], dict]:
     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model,
                "--batches", str(batches), "--threads", str(args.threads),
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
     command += ["--breakdown"] if breakdown else []
     command += ["--fused"] if fused else []
+    command += ["--serve"] if serve else []
     if fused and (Path(src) / "attnkit" / "train" / "allocator.py").is_file():
         command += ["--reuse-memory"]  # the tree's Trainer keeps freed memory on a CPU
+    return command, env
+
+
+def _check_source(result: dict, src: str) -> None:
+    if not result["attnkit"].startswith(str(Path(src).resolve())):
+        raise SystemExit(f"worker imported attnkit from {result['attnkit']}, not from {src}")
+
+
+def _measure(src: str, model: str, args: argparse.Namespace, batches: Path,
+             breakdown: bool = False, fused: bool = False) -> dict:
+    command, env = _worker_command(src, model, args, batches, breakdown, fused)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker failed ({src}, {model}):\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    if not result["attnkit"].startswith(str(Path(src).resolve())):
-        raise SystemExit(f"worker imported attnkit from {result['attnkit']}, not from {src}")
+    _check_source(result, src)
     return result
 
 
@@ -303,15 +334,130 @@ def _breakdown(args: argparse.Namespace, batches: Path, data: dict, command: str
     print("\n".join(lines))
 
 
-def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
-    """Each tree as its translate job trains the RNNs: own tokenizer and optimizer; pairs/s."""
+def _job_trees(args: argparse.Namespace, tmp: Path, count: int) -> tuple[dict, dict, dict]:
+    """The two trees (src, vocabulary, fused optimizer) and ``count`` batches of each one's."""
     trees = {"baseline": (args.baseline_src, args.baseline_vocab, False),
              "candidate": (args.candidate_src, args.candidate_vocab, True)}
     data, files = {}, {}
     for label, (_, vocab, _) in trees.items():
         files[label] = tmp / f"batches-{label}.pt"
-        data[label] = _prepare_batches(files[label], args.warmup + args.steps, args.lang,
-                                       args.data_dir, vocab)
+        data[label] = _prepare_batches(files[label], count, args.lang, args.data_dir, vocab)
+    return trees, data, files
+
+
+def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
+    """--job --interleave: both trees' workers alive at once, taking turns block by block.
+
+    Each worker builds its model, warms up and then runs the blocks of ``--block`` steps the
+    parent sends, one worker at a time (A B, B A, A B, ...), so a drift of the machine's
+    speed reaches both trees within seconds of each other instead of a run apart. A cycle
+    is one pass over the ``--steps`` batches by each tree; its ratio is the candidate's
+    pairs/s over the baseline's on that cycle's blocks.
+    """
+    trees, data, files = _job_trees(args, tmp, args.steps)
+    blocks = [(start, min(args.block, args.steps - start))
+              for start in range(0, args.steps, args.block)]
+    report: dict = {}
+    for model in args.models:
+        workers = {}
+        for label, (src, _, fused) in trees.items():
+            worker_command, env = _worker_command(src, model, args, files[label], fused=fused,
+                                                  serve=True)
+            workers[label] = subprocess.Popen(worker_command, env=env, stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, text=True)
+        try:
+            for label, worker in workers.items():  # ready: built and warmed up
+                line = worker.stdout.readline()
+                if not line:
+                    raise SystemExit(f"worker failed ({trees[label][0]}, {model})")
+                _check_source(json.loads(line), trees[label][0])
+            cycles = []
+            turn = 0
+            for cycle in range(args.rounds):
+                totals = {label: {"pairs": 0, "tokens": 0, "seconds": 0.0} for label in trees}
+                for start, count in blocks:
+                    order = list(workers) if turn % 2 == 0 else list(workers)[::-1]
+                    turn += 1
+                    for label in order:
+                        workers[label].stdin.write(f"{start} {count}\n")
+                        workers[label].stdin.flush()
+                        line = workers[label].stdout.readline()
+                        if not line:
+                            raise SystemExit(f"worker failed ({trees[label][0]}, {model})")
+                        for key, value in json.loads(line).items():
+                            totals[label][key] += value
+                rate = {label: t["pairs"] / t["seconds"] for label, t in totals.items()}
+                cycles.append({**{f"{label}_{key}": value for label, t in totals.items()
+                                  for key, value in t.items()},
+                               "ratio": rate["candidate"] / rate["baseline"]})
+                print(f"cycle {cycle + 1}/{args.rounds} {model:14s} baseline "
+                      f"{rate['baseline']:6.1f} candidate {rate['candidate']:6.1f} pairs/s, "
+                      f"{cycles[-1]['ratio']:.3f}x", flush=True)
+        finally:
+            for worker in workers.values():
+                worker.stdin.close()
+                worker.wait()
+        pooled = {label: sum(c[f"{label}_pairs"] for c in cycles)
+                  / sum(c[f"{label}_seconds"] for c in cycles) for label in trees}
+        ratios = [c["ratio"] for c in cycles]
+        report[model] = {"cycles": cycles, "baseline_pairs_per_s": pooled["baseline"],
+                         "candidate_pairs_per_s": pooled["candidate"],
+                         "pooled_ratio": pooled["candidate"] / pooled["baseline"],
+                         "median_cycle_ratio": statistics.median(ratios),
+                         "cycles_at_or_above_2": sum(r >= 2 for r in ratios)}
+    machine = _machine(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"cycles": args.rounds, "steps_per_cycle": args.steps, "block": args.block,
+                "warmup": args.warmup, "baseline_label": args.baseline_label,
+                "candidate_label": args.candidate_label}
+    _write_atomic(out / "rnn_throughput_interleaved.json", json.dumps(
+        {"machine": machine, "command": command, "settings": settings, "data": data,
+         "models": report}, indent=2) + "\n")
+    lines = [
+        "# RNN training throughput as the translate job runs it, trees interleaved",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} (CPU "
+        f"capability {machine['cpu_capability']}), {machine['torch_threads']} torch threads, "
+        "float32.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Baseline `{args.baseline_label}` (vocabulary {data['baseline']['vocab_size']}, "
+        f"per-tensor AdamW) and candidate `{args.candidate_label}` (vocabulary "
+        f"{data['candidate']['vocab_size']}, fused AdamW) train side by side in two live "
+        f"processes that take turns every {args.block} steps (A B, B A, ...), so both see "
+        f"the machine within seconds of each other. A cycle is {args.steps} steps of each "
+        f"tree over its own batches (mean {data['baseline']['rows_per_batch_mean']:.0f} and "
+        f"{data['candidate']['rows_per_batch_mean']:.0f} pairs per batch), after "
+        f"{args.warmup} warm-up steps; {args.rounds} cycles.",
+        "",
+        "| model | baseline pairs/s | candidate pairs/s | speedup (pooled) | per cycle "
+        "[min, median, max] | cycles >= 2.0 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, r in report.items():
+        ratios = [c["ratio"] for c in r["cycles"]]
+        lines.append(f"| {model} | {r['baseline_pairs_per_s']:.1f} | "
+                     f"{r['candidate_pairs_per_s']:.1f} | {r['pooled_ratio']:.3f}x | "
+                     f"[{min(ratios):.3f}, {r['median_cycle_ratio']:.3f}, {max(ratios):.3f}] "
+                     f"| {r['cycles_at_or_above_2']} of {len(ratios)} |")
+    lines += ["", "Per-cycle ratios: " + "; ".join(
+        f"{model} " + ", ".join(f"{c['ratio']:.3f}" for c in r["cycles"])
+        for model, r in report.items())]
+    _write_atomic(out / "rnn_throughput_interleaved.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
+    """Each tree as its translate job trains the RNNs: own tokenizer and optimizer; pairs/s."""
+    trees, data, files = _job_trees(args, tmp, args.warmup + args.steps)
     runs: dict = {m: {"baseline": [], "candidate": []} for m in args.models}
     for round_ in range(args.rounds):
         for model in args.models:
@@ -403,7 +549,14 @@ def main() -> None:
                         help="--job: the baseline job's vocabulary (default 8000)")
     parser.add_argument("--candidate-vocab", type=int, default=4000,
                         help="--job: the candidate job's vocabulary (default 4000)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="--job: both trees' workers alive at once, taking turns every "
+                             "--block steps; --rounds cycles of --steps steps each; writes "
+                             "rnn_throughput_interleaved.{json,md}")
+    parser.add_argument("--block", type=int, default=5,
+                        help="--interleave: steps per turn (default 5)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reuse-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -414,7 +567,9 @@ def main() -> None:
         return
     if not args.baseline_src:
         parser.error("--baseline-src is required (the src/ folder of the baseline worktree)")
-    for name in ("rounds", "warmup", "steps", "threads"):
+    if args.interleave and not args.job:
+        parser.error("--interleave compares the trees as their jobs train: add --job")
+    for name in ("rounds", "warmup", "steps", "threads", "block"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             parser.error(f"--{name} must be a positive integer")
     for src in (args.baseline_src, args.candidate_src):
@@ -424,7 +579,7 @@ def main() -> None:
         a if " " not in a else repr(a) for a in sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         if args.job:
-            _job(args, Path(tmp), command)
+            (_interleaved if args.interleave else _job)(args, Path(tmp), command)
             return
         batches = Path(tmp) / "batches.pt"
         data = _prepare_batches(batches, args.warmup + args.steps, args.lang, args.data_dir)

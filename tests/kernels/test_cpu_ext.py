@@ -318,13 +318,18 @@ def test_cross_entropy_chunk_float32_within_the_oracle_rule(ext, monkeypatch):
                             kind="forward" if i == 0 else "backward", what=name)
 
 
-def test_cross_entropy_chunk_checks_targets(ext):
-    logits = torch.randn(3, 20)
+def test_cross_entropy_chunk_checks_its_arguments(ext):
+    logits, bias = torch.randn(3, 20), torch.randn(20)
     with pytest.raises(RuntimeError, match=r"targets of kept rows must lie in \[0, V = 20\)"):
-        ext.cross_entropy_chunk(logits, torch.tensor([1, 20, 3]), torch.ones(3, dtype=torch.bool),
-                                0.0, True, torch.empty(3), torch.zeros(20))
+        ext.cross_entropy_chunk(logits, bias, torch.tensor([1, 20, 3]),
+                                torch.ones(3, dtype=torch.bool), 0.0, True, torch.empty(3),
+                                torch.zeros(20))
+    with pytest.raises(RuntimeError, match=r"bias must be a contiguous \(V,\)"):
+        ext.cross_entropy_chunk(logits, bias[:19], torch.tensor([1, 2, 3]),
+                                torch.ones(3, dtype=torch.bool), 0.0, True, torch.empty(3),
+                                torch.zeros(20))
     # a padded row's id is never read
-    ext.cross_entropy_chunk(logits, torch.tensor([1, 99, 3]),
+    ext.cross_entropy_chunk(logits, bias, torch.tensor([1, 99, 3]),
                             torch.tensor([True, False, True]), 0.0, True, torch.empty(3),
                             torch.zeros(20))
     assert (logits[1] == 0).all()

@@ -159,22 +159,25 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
         weight_t = weight.t()
         kernels = cpu_ext.for_tensor(features)
+        bias = bias.contiguous()
         with torch.no_grad():
             if smoothing and not kernels:  # a row's sum of logits: x . sum_v(W_v) + sum(b)
                 weight_sum, bias_sum = weight.sum(0), bias.sum()
             for start in range(0, rows, chunk_rows):
                 stop = min(start + chunk_rows, rows)
                 x, target, kept = features[start:stop], targets[start:stop], keep[start:stop]
-                logits = torch.addmm(bias, x, weight_t)  # (C, V)
-                if kernels:  # the same terms, in place, three passes per row (cpu_ext)
+                if kernels:  # the same terms, in place, three passes per row (cpu_ext), which
+                    # add the bias too: addmm would first copy it into every row of the chunk
+                    logits = torch.mm(x, weight_t)  # (C, V)
                     row_loss = logits.new_empty(stop - start)
-                    kernels.cross_entropy_chunk(logits, target, kept, smoothing, grads, row_loss,
-                                                grad_bias if grads else row_loss)
+                    kernels.cross_entropy_chunk(logits, bias, target, kept, smoothing, grads,
+                                                row_loss, grad_bias if grads else row_loss)
                     total += row_loss.sum()
                     if grads:
                         torch.mm(logits, weight, out=grad_features[start:stop])
                         grad_weight.addmm_(logits.t(), x)
                     continue
+                logits = torch.addmm(bias, x, weight_t)  # (C, V)
                 # each row's target logit, by flat index (gather along dim 1 is far slower)
                 flat = torch.arange(0, (stop - start) * vocab, vocab,
                                     device=target.device).add_(target)

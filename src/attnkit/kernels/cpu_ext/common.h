@@ -63,7 +63,8 @@ void gru_backward(const at::Tensor& grad_state, const c10::optional<at::Tensor>&
                   const c10::optional<at::Tensor>& keep, at::Tensor grad_input,
                   at::Tensor grad_hidden, at::Tensor carried);
 
-void cross_entropy_chunk(at::Tensor logits, const at::Tensor& targets, const at::Tensor& keep,
-                         double smoothing, bool grads, at::Tensor row_loss, at::Tensor grad_bias);
+void cross_entropy_chunk(at::Tensor logits, const at::Tensor& bias, const at::Tensor& targets,
+                         const at::Tensor& keep, double smoothing, bool grads,
+                         at::Tensor row_loss, at::Tensor grad_bias);
 
 }  // namespace attnkit_cpu
