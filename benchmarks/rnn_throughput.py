@@ -36,7 +36,10 @@ seed 0) from the same training split. Writes ``<out>/rnn_throughput_job.{json,md
 ``--block`` steps (A B, B A, ...) through ``--rounds`` cycles of ``--steps`` steps, instead
 of one fresh process per tree and round: on a virtual machine whose speed drifts by tens
 of percent over minutes, runs a minute apart disagree by that much, turns a few seconds
-apart do not. Writes ``<out>/rnn_throughput_interleaved.{json,md}``.
+apart do not. With ``--epoch`` a cycle is one whole epoch of each tree instead: the two
+tokenizations cut the same sentences into different batches, and over the first few dozen
+batches the two trees' mean pairs per batch differ from the epoch's by up to 6% each way,
+which moves the ratio as much. Writes ``<out>/rnn_throughput_interleaved.{json,md}``.
 """
 
 from __future__ import annotations
@@ -73,9 +76,10 @@ def _machine(threads: int) -> dict:
             "torch_threads": threads, "python": platform.python_version()}
 
 
-def _prepare_batches(path: Path, count: int, lang: str, data_dir: str | None,
+def _prepare_batches(path: Path, count: int | None, lang: str, data_dir: str | None,
                      vocab_size: int = 8000) -> dict:
-    """Encode ``count`` training batches (the first of epoch 0's order) into ``path``."""
+    """Encode ``count`` training batches (the first of epoch 0's order; None: all of epoch
+    0) into ``path``."""
     import torch
 
     from attnkit.data import TranslationBatches, load_corpus
@@ -86,12 +90,14 @@ def _prepare_batches(path: Path, count: int, lang: str, data_dir: str | None,
     except Exception:  # noqa: BLE001 - no cached tokenizer: train one, as the job would
         tokenizer = corpus.tokenizer(vocab_size=vocab_size)
     batches = TranslationBatches(corpus.train, tokenizer, max_tokens=3000, max_len=96, seed=0)
+    count = len(batches) if count is None else count
     chosen = [batches(step=i) for i in range(count)]
     chosen = [{k: v for k, v in b.items() if k in ("src", "src_lengths", "tgt_in", "tgt_out")}
               for b in chosen]
     torch.save({"vocab_size": tokenizer.vocab_size, "batches": chosen}, path)
     target_tokens = [int((b["tgt_out"] != 0).sum()) for b in chosen]
     return {"batches": count, "vocab_size": tokenizer.vocab_size,
+            "pairs": sum(int(b["src"].shape[0]) for b in chosen),
             "target_tokens_per_batch_mean": statistics.mean(target_tokens),
             "rows_per_batch_mean": statistics.mean(int(b["src"].shape[0]) for b in chosen)}
 
@@ -334,7 +340,8 @@ def _breakdown(args: argparse.Namespace, batches: Path, data: dict, command: str
     print("\n".join(lines))
 
 
-def _job_trees(args: argparse.Namespace, tmp: Path, count: int) -> tuple[dict, dict, dict]:
+def _job_trees(args: argparse.Namespace, tmp: Path,
+               count: int | None) -> tuple[dict, dict, dict]:
     """The two trees (src, vocabulary, fused optimizer) and ``count`` batches of each one's."""
     trees = {"baseline": (args.baseline_src, args.baseline_vocab, False),
              "candidate": (args.candidate_src, args.candidate_vocab, True)}
@@ -354,9 +361,12 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
     is one pass over the ``--steps`` batches by each tree; its ratio is the candidate's
     pairs/s over the baseline's on that cycle's blocks.
     """
-    trees, data, files = _job_trees(args, tmp, args.steps)
-    blocks = [(start, min(args.block, args.steps - start))
-              for start in range(0, args.steps, args.block)]
+    trees, data, files = _job_trees(args, tmp, None if args.epoch else args.steps)
+    # turn i of a tree with n batches runs its batches [i n / k, (i + 1) n / k)
+    lengths = {label: data[label]["batches"] for label in trees}
+    turns = -(-max(lengths.values()) // args.block)
+    blocks = [{label: (i * n // turns, (i + 1) * n // turns - i * n // turns)
+               for label, n in lengths.items()} for i in range(turns)]
     report: dict = {}
     for model in args.models:
         workers = {}
@@ -375,10 +385,11 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
             turn = 0
             for cycle in range(args.rounds):
                 totals = {label: {"pairs": 0, "tokens": 0, "seconds": 0.0} for label in trees}
-                for start, count in blocks:
+                for block in blocks:
                     order = list(workers) if turn % 2 == 0 else list(workers)[::-1]
                     turn += 1
                     for label in order:
+                        start, count = block[label]
                         workers[label].stdin.write(f"{start} {count}\n")
                         workers[label].stdin.flush()
                         line = workers[label].stdout.readline()
@@ -408,7 +419,8 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
     machine = _machine(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"cycles": args.rounds, "steps_per_cycle": args.steps, "block": args.block,
+    settings = {"cycles": args.rounds, "steps_per_cycle": lengths, "block": args.block,
+                "epoch": args.epoch,
                 "warmup": args.warmup, "baseline_label": args.baseline_label,
                 "candidate_label": args.candidate_label}
     _write_atomic(out / "rnn_throughput_interleaved.json", json.dumps(
@@ -427,8 +439,12 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
         f"per-tensor AdamW) and candidate `{args.candidate_label}` (vocabulary "
         f"{data['candidate']['vocab_size']}, fused AdamW) train side by side in two live "
         f"processes that take turns every {args.block} steps (A B, B A, ...), so both see "
-        f"the machine within seconds of each other. A cycle is {args.steps} steps of each "
-        f"tree over its own batches (mean {data['baseline']['rows_per_batch_mean']:.0f} and "
+        "the machine within seconds of each other. A cycle is "
+        + (f"one whole epoch of each tree ({lengths['baseline']} and "
+           f"{lengths['candidate']} batches, {data['baseline']['pairs']} and "
+           f"{data['candidate']['pairs']} pairs)" if args.epoch else
+           f"{args.steps} steps of each tree over its own first batches")
+        + f" (mean {data['baseline']['rows_per_batch_mean']:.0f} and "
         f"{data['candidate']['rows_per_batch_mean']:.0f} pairs per batch), after "
         f"{args.warmup} warm-up steps; {args.rounds} cycles.",
         "",
@@ -555,6 +571,12 @@ def main() -> None:
                              "rnn_throughput_interleaved.{json,md}")
     parser.add_argument("--block", type=int, default=5,
                         help="--interleave: steps per turn (default 5)")
+    parser.add_argument("--epoch", action="store_true",
+                        help="--interleave: a cycle is one whole epoch of each tree (each "
+                             "with its own number of batches, cut into the same number of "
+                             "turns) instead of --steps steps: the same sentence pairs, where "
+                             "a few dozen batches of two tokenizations differ by several "
+                             "percent in pairs per batch")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
@@ -569,6 +591,8 @@ def main() -> None:
         parser.error("--baseline-src is required (the src/ folder of the baseline worktree)")
     if args.interleave and not args.job:
         parser.error("--interleave compares the trees as their jobs train: add --job")
+    if args.epoch and not args.interleave:
+        parser.error("--epoch is a cycle of --interleave: add --job --interleave")
     for name in ("rounds", "warmup", "steps", "threads", "block"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             parser.error(f"--{name} must be a positive integer")

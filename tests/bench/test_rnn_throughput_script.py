@@ -24,6 +24,7 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     (["--interleave"], "add --job"),
     (["--job", "--interleave", "--block", "0"], "--block must be a positive integer"),
     (["--job", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--job", "--epoch"], "add --job --interleave"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message):
     done = run("--baseline-src", str(SRC), *args)
