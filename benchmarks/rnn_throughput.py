@@ -442,11 +442,11 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
         "the machine within seconds of each other. A cycle is "
         + (f"one whole epoch of each tree ({lengths['baseline']} and "
            f"{lengths['candidate']} batches, {data['baseline']['pairs']} and "
-           f"{data['candidate']['pairs']} pairs)" if args.epoch else
-           f"{args.steps} steps of each tree over its own first batches")
-        + f" (mean {data['baseline']['rows_per_batch_mean']:.0f} and "
+           f"{data['candidate']['pairs']} pairs; " if args.epoch else
+           f"{args.steps} steps of each tree over its own first batches (")
+        + f"mean {data['baseline']['rows_per_batch_mean']:.0f} and "
         f"{data['candidate']['rows_per_batch_mean']:.0f} pairs per batch), after "
-        f"{args.warmup} warm-up steps; {args.rounds} cycles.",
+        f"{args.warmup} warm-up steps; {args.rounds} cycle{'s' if args.rounds > 1 else ''}.",
         "",
         "| model | baseline pairs/s | candidate pairs/s | speedup (pooled) | per cycle "
         "[min, median, max] | cycles >= 2.0 |",
