@@ -253,7 +253,7 @@ def _report(results: dict, out: Path, command: str) -> None:
                      "initial_loss_candidate": runs["candidate"][0]["initial_loss"]})
     results["rows"] = rows
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rnn_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    _write_atomic(out / "rnn_throughput.json", json.dumps(results, indent=2) + "\n")
     m, s = results["machine"], results["settings"]
     lines = [
         "# RNN seq2seq training throughput, before and after",
@@ -289,7 +289,7 @@ def _report(results: dict, out: Path, command: str) -> None:
             f"{r['speedup_per_round_median']:.2f}x [{r['speedup_per_round_min']:.2f}, "
             f"{r['speedup_per_round_max']:.2f}] | {r['initial_loss_baseline']:.5f} / "
             f"{r['initial_loss_candidate']:.5f} |")
-    (out / "rnn_throughput.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / "rnn_throughput.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -311,7 +311,7 @@ def _breakdown(args: argparse.Namespace, batches: Path, data: dict, command: str
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = _machine(args.threads)
-    (out / "rnn_throughput_breakdown.json").write_text(json.dumps(
+    _write_atomic(out / "rnn_throughput_breakdown.json", json.dumps(
         {"machine": machine, "command": command, "data": data, "rows": rows}, indent=2) + "\n")
     lines = [
         "# Where an RNN training step goes: the vocabulary projection and the loss",
@@ -336,7 +336,7 @@ def _breakdown(args: argparse.Namespace, batches: Path, data: dict, command: str
     for r in rows:
         lines.append(f"| {r['model']} | {r['baseline_share']:.0%} | {r['candidate_share']:.0%} "
                      f"| {r['bound_speedup']:.2f}x |")
-    (out / "rnn_throughput_breakdown.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / "rnn_throughput_breakdown.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -427,14 +427,8 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
         {"machine": machine, "command": command, "settings": settings, "data": data,
          "models": report}, indent=2) + "\n")
     lines = [
-        "# RNN training throughput as the translate job runs it, trees interleaved",
-        "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} (CPU "
-        f"capability {machine['cpu_capability']}), {machine['torch_threads']} torch threads, "
-        "float32.",
-        "",
-        f"Command: `{command}`",
-        "",
+        *_header("RNN training throughput as the translate job runs it, trees interleaved",
+                 machine, command),
         f"Baseline `{args.baseline_label}` (vocabulary {data['baseline']['vocab_size']}, "
         f"per-tensor AdamW) and candidate `{args.candidate_label}` (vocabulary "
         f"{data['candidate']['vocab_size']}, fused AdamW) train side by side in two live "
@@ -463,6 +457,13 @@ def _interleaved(args: argparse.Namespace, tmp: Path, command: str) -> None:
         for model, r in report.items())]
     _write_atomic(out / "rnn_throughput_interleaved.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _header(title: str, machine: dict, command: str) -> list[str]:
+    return [f"# {title}", "",
+            f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
+            f"(CPU capability {machine['cpu_capability']}), {machine['torch_threads']} torch "
+            "threads, float32.", "", f"Command: `{command}`", ""]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -500,18 +501,12 @@ def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
     reuse = (Path(args.candidate_src) / "attnkit" / "train" / "allocator.py").is_file()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rnn_throughput_job.json").write_text(json.dumps(
+    _write_atomic(out / "rnn_throughput_job.json", json.dumps(
         {"machine": machine, "command": command, "data": data, "runs": runs, "rows": rows},
         indent=2) + "\n")
     lines = [
-        "# RNN training throughput as the translate job runs it, before and after",
-        "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} (CPU "
-        f"capability {machine['cpu_capability']}), {machine['torch_threads']} torch threads, "
-        "float32.",
-        "",
-        f"Command: `{command}`",
-        "",
+        *_header("RNN training throughput as the translate job runs it, before and after",
+                 machine, command),
         f"Baseline `{args.baseline_label}`: vocabulary {data['baseline']['vocab_size']}, "
         f"per-tensor AdamW. Candidate `{args.candidate_label}`: vocabulary "
         f"{data['candidate']['vocab_size']}, fused AdamW"
@@ -533,7 +528,7 @@ def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
                      f"{r['candidate_pairs_per_s']:.1f} | {r['speedup_of_medians']:.2f}x | "
                      f"[{low:.2f}, {mid:.2f}, {high:.2f}] | {r['baseline_tokens_per_s']:.0f} / "
                      f"{r['candidate_tokens_per_s']:.0f} |")
-    (out / "rnn_throughput_job.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(out / "rnn_throughput_job.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
