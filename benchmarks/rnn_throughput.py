@@ -533,8 +533,12 @@ def _job(args: argparse.Namespace, tmp: Path, command: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the project's parser (usage errors in one line, exit 2); both trees compared since
+    # 9e72299 have it, and a worker's arguments come from the parent
+    from attnkit.cli.parser import Parser
+
+    parser = Parser(description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline-src", help="src/ folder of the baseline tree")
     parser.add_argument("--candidate-src", default=str(DEFAULT_CANDIDATE),
                         help="src/ folder of the candidate tree (default: this checkout)")
@@ -590,10 +594,25 @@ def main() -> None:
         parser.error("--epoch is a cycle of --interleave: add --job --interleave")
     for name in ("rounds", "warmup", "steps", "threads", "block"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
-            parser.error(f"--{name} must be a positive integer")
+            parser.error(f"--{name} must be a {'non-negative' if name == 'warmup' else 'positive'}"
+                         f" integer, got {getattr(args, name)}")
+    from attnkit.data.tokenizer import SPECIAL_TOKENS
+
+    smallest = len(SPECIAL_TOKENS) + 256  # what the byte-level tokenizer can be trained to
+    for name in ("baseline_vocab", "candidate_vocab"):
+        if getattr(args, name) < smallest:
+            parser.error(f"--{name.replace('_', '-')} must be at least {smallest}, got "
+                         f"{getattr(args, name)}")
     for src in (args.baseline_src, args.candidate_src):
         if not (Path(src) / "attnkit" / "__init__.py").is_file():
             parser.error(f"{src} is not a src/ folder holding the attnkit package")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a folder")
+    try:  # the reports are written at the end: a folder that cannot take them fails now
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out).close()
+    except OSError as error:
+        parser.error(f"--out {args.out} cannot be written: {error.strerror or error}")
     command = "python benchmarks/rnn_throughput.py " + " ".join(
         a if " " not in a else repr(a) for a in sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,15 +23,30 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(("args", "message"), [
     (["--interleave"], "add --job"),
     (["--job", "--interleave", "--block", "0"], "--block must be a positive integer"),
+    (["--job", "--interleave", "--block", "-3"], "--block must be a positive integer"),
+    (["--job", "--interleave", "--block", "nan"], "invalid int value: 'nan'"),
     (["--job", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--job", "--warmup", "-1"], "--warmup must be a non-negative integer"),
+    (["--job", "--steps", "inf"], "invalid int value: 'inf'"),
     (["--job", "--epoch"], "add --job --interleave"),
+    (["--job", "--candidate-vocab", "100"], "--candidate-vocab must be at least"),
+    (["--job", "--data-dir", "/nonexistent/attnkit-data"], "is not a folder"),
+    (["--job", "--out", "/proc/attnkit-report"], "cannot be written"),
+    (["--job", "--out", ""], "expected a non-empty value"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message):
     done = run("--baseline-src", str(SRC), *args)
     assert done.returncode == 2
     assert message in done.stderr
-    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stdout == ""
+
+
+def test_a_missing_source_tree_exits_2(tmp_path):
+    done = run("--baseline-src", str(tmp_path / "nowhere"), "--job")
+    assert done.returncode == 2
+    assert "is not a src/ folder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
